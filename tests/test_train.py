@@ -92,3 +92,17 @@ def test_info_json(capsys):
     assert conv1["kind"] == "conv" and conv1["output_shape"] == [64, 32, 32]
     assert conv1["flops"] == 2 * 64 * 32 * 32 * 3 * 25
     assert conv1["params"] == 64 * 3 * 25 + 64
+
+
+def test_cut_and_anneal_shares_the_first_epochs_and_ends_at_zero_lr(tiny_cifar, tmp_path):
+    def cfg(out, **kw):
+        return TrainConfig(epochs=4, batch_size=8, data=str(tiny_cifar), out_dir=str(out), command="x", **kw)
+
+    assert train(cfg(tmp_path / "a"), stop_after_epoch=1) is None
+    # a run cut after epoch 1 resumes from the full schedule's checkpoint, then anneals over one epoch
+    card = train(cfg(tmp_path / "a", cut_at_epoch=1, anneal_epochs=1), resume=True)
+    assert [h["epoch"] for h in card["training"]["history"]] == [1, 2]
+    state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    assert all(g["lr"] == pytest.approx(0.0, abs=1e-12) for g in state["optimizer"]["param_groups"])
+    with pytest.raises(ConfigError, match="cut-at-epoch"):
+        train(cfg(tmp_path / "b", cut_at_epoch=9, anneal_epochs=1))

@@ -18,6 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="CIFAR-10 folder or .tar.xz (default: $EDGENT_DATA, ../shared)")
     p.add_argument("--out", default=None, help="output folder (default: runs/<model>)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--cut-at-epoch", type=int, default=None,
+                   help="stop following the one-cycle schedule after this epoch, then anneal (see --anneal-epochs)")
+    p.add_argument("--anneal-epochs", type=int, default=0,
+                   help="epochs after --cut-at-epoch over which the learning rate falls linearly to zero")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("info", help="describe a model's units, exits and partition points")
@@ -39,6 +43,7 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr_max=args.lr,
                       seed=args.seed, threads=args.threads, limit_train=args.limit_train, data=args.data,
+                      cut_at_epoch=args.cut_at_epoch, anneal_epochs=args.anneal_epochs,
                       out_dir=args.out or f"runs/{args.model}")
     card = train(cfg, resume=args.resume)
     print(json.dumps({"model": card["model"], "exits": [{"exit": e["exit"], "top1": e["top1"]}

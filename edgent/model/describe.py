@@ -164,7 +164,7 @@ def describe_layers(unit: nn.Module, x: torch.Tensor) -> list[LayerInfo]:
 
     def hook(mod, args, out):
         inp = args[0] if args else None
-        layers.append(_layer_from_module(mod, _shape(inp), _shape(out), _count_flops(mod, inp)))
+        layers.append(_layer_from_module(mod, _shape(inp), _shape(out), _count_flops(mod.forward, inp)))
 
     for m in unit.modules():
         if m is not unit and module_kind(m) is not None and not list(m.children()):

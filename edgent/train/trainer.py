@@ -42,6 +42,10 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     limit_train: int | None = None
+    #: Cut the one-cycle schedule after this epoch and anneal the learning rate linearly to zero over
+    #: ``anneal_epochs`` more epochs (a shorter run that keeps the first epochs identical to the full one).
+    cut_at_epoch: int | None = None
+    anneal_epochs: int = 0
     data: str | None = None
     out_dir: str = "runs/alexnet-cifar10"
     command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in sys.argv))
@@ -54,6 +58,8 @@ def _check(cfg: TrainConfig) -> None:
         raise ConfigError("--epochs and --batch-size must be at least 1")
     if len(cfg.exit_loss_weights) != 5:
         raise ConfigError("alexnet-cifar10 has 5 exits: give 5 exit loss weights")
+    if cfg.cut_at_epoch is not None and not (1 <= cfg.cut_at_epoch <= cfg.epochs and cfg.anneal_epochs >= 1):
+        raise ConfigError("--cut-at-epoch must lie in 1..--epochs and needs --anneal-epochs >= 1")
 
 
 def train(cfg: TrainConfig, resume: bool = False, console=None, stop_after_epoch: int | None = None) -> dict | None:
@@ -101,17 +107,26 @@ def train(cfg: TrainConfig, resume: bool = False, console=None, stop_after_epoch
         sched.load_state_dict(state["scheduler"])
         start_epoch = int(state["epoch"])
         history = json.loads(state["history"])
-        torch.set_rng_state(state["torch_rng"])  # dropout draws continue as in an uninterrupted run
+        if "torch_rng" in state:  # dropout draws continue as in an uninterrupted run
+            torch.set_rng_state(state["torch_rng"])
     weights = torch.tensor(cfg.exit_loss_weights)
+    last_epoch = cfg.epochs if cfg.cut_at_epoch is None else cfg.cut_at_epoch + cfg.anneal_epochs
+    anneal_from_lr: list[float] | None = None
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     t_start = time.time()
 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("train", total=cfg.epochs * steps_per_epoch,
+        task = progress.add_task("train", total=last_epoch * steps_per_epoch,
                                  completed=start_epoch * steps_per_epoch, status="")
-        for epoch in range(start_epoch, cfg.epochs):
+        for epoch in range(start_epoch, last_epoch):
+            annealing = cfg.cut_at_epoch is not None and epoch >= cfg.cut_at_epoch
+            if annealing and anneal_from_lr is None:
+                # the learning rate the one-cycle schedule had reached at the cut (restored with the optimizer)
+                anneal_from_lr = [g.get("anneal_from_lr", g["lr"]) for g in opt.param_groups]
+                for g, lr in zip(opt.param_groups, anneal_from_lr):
+                    g["anneal_from_lr"] = lr
             gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
             order = torch.randperm(len(labels), generator=gen)
             model.train()
@@ -125,12 +140,18 @@ def train(cfg: TrainConfig, resume: bool = False, console=None, stop_after_epoch
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                sched.step()
+                if annealing:
+                    done_steps = (epoch - cfg.cut_at_epoch) * steps_per_epoch + step + 1
+                    frac = max(0.0, 1.0 - done_steps / (cfg.anneal_epochs * steps_per_epoch))
+                    for g, lr in zip(opt.param_groups, anneal_from_lr):
+                        g["lr"] = lr * frac
+                else:
+                    sched.step()
                 run_loss += float(loss.detach()) * len(idx)
                 seen += len(idx)
                 progress.update(task, advance=1,
-                                status=f"epoch {epoch + 1}/{cfg.epochs} loss {run_loss / seen:.3f}")
-            acc = evaluate_exits(model, test_split) if (epoch + 1) % 4 == 0 or epoch + 1 == cfg.epochs else None
+                                status=f"epoch {epoch + 1}/{last_epoch} loss {run_loss / seen:.3f}")
+            acc = evaluate_exits(model, test_split) if (epoch + 1) % 4 == 0 or epoch + 1 == last_epoch else None
             history.append({"epoch": epoch + 1, "train_loss": run_loss / seen, "test_top1": acc,
                             "elapsed_s": time.time() - t_start})
             progress.console.print(f"epoch {epoch + 1}: loss {run_loss / seen:.4f}"
@@ -166,6 +187,7 @@ def train(cfg: TrainConfig, resume: bool = False, console=None, stop_after_epoch
 
 def _config_key(cfg: TrainConfig) -> str:
     d = asdict(cfg)
-    d.pop("command")
-    d.pop("out_dir")
+    # what the cut and anneal change comes after the cut: checkpoints before it are shared with the full run
+    for k in ("command", "out_dir", "cut_at_epoch", "anneal_epochs"):
+        d.pop(k)
     return json.dumps(d, sort_keys=True)

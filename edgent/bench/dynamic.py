@@ -1,0 +1,623 @@
+"""``edgent bench dynamic``: Edgent's dynamic configurator against the baselines, request by request, on held-out
+bandwidth traces (in simulation: latency tables + the traces).
+
+Method (see ``docs/dynamic.md``):
+
+- The trace files of ``--traces`` are split by file (interleaved by sorted name, so every transport mode is on
+  both sides): the configuration maps are built on the training files only; every figure is measured on the others.
+- Requests are issued at a fixed period along each held-out trace, the same times for every method. A request's
+  latency comes from the latency table and the bandwidth the trace gives *during* its transfers (the rate integrated
+  over time: :meth:`~edgent.adapt.config_map.Candidates.latency_on_trace`).
+- Every method sees the same throughput samples, as a throughput monitor would report them (a sample once its
+  interval has passed); none sees the future except the oracle.
+- Methods: ``edgent-dynamic`` (BOCPD + map + hysteresis + static fallback), ``edgent-dynamic-ph`` (the same with a
+  Page-Hinkley detector and its own map: the simple-detector comparison), ``edgent-static`` (the static planner on an
+  EWMA of the samples), ``neurosurgeon`` (partitioning only, on the same EWMA), ``device-only``, ``edge-only``,
+  ``oracle`` (per request, the most accurate configuration that meets the deadline on the true future bandwidth).
+
+**Testbed hook.** Decisions depend only on the throughput samples, so each method's decisions for a trace are made
+first (:func:`decide_trace`) and executed afterwards by a :class:`RequestExecutor`; :class:`SimulatedExecutor`
+computes latencies from the table and the trace. A testbed executor (the runtime's shaped link replaying the trace)
+implements the same one method and is passed to :func:`evaluate` instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from edgent.adapt.bocpd import Bocpd, BocpdConfig
+from edgent.adapt.config_map import (Candidates, ConfigurationMap, MapReward, StateGrid, build_config_map,
+                                     replay_detector, request_times)
+from edgent.adapt.detectors import make_detector
+from edgent.adapt.dynamic import DynamicConfigurator, EwmaEstimator
+from edgent.adapt.traces import BandwidthTrace, load_trace_dir, synthetic_trace
+from edgent.errors import ConfigError, EdgentError
+from edgent.plan.table import LatencyTable
+
+METHODS = ("edgent-dynamic", "edgent-dynamic-ph", "edgent-static", "neurosurgeon", "device-only", "edge-only",
+           "oracle")
+CARD_DIR = Path(__file__).resolve().parents[1] / "model" / "weights"
+
+
+# -- latency tables --------------------------------------------------------------------------------------------
+
+def measure_unit_ms(chain: Any, repeats: int = 7) -> tuple[list[list[float]], list[list[float]]]:
+    """Median time (ms, batch 1, this CPU, current torch threads) of every unit of every exit's sub-model.
+    Trunk units are timed once and shared between exits. Returns per exit the unit times (twice: device layout and
+    edge layout are the same measurement)."""
+    import torch
+
+    def timed(unit: Any, x: Any) -> tuple[float, Any]:
+        with torch.no_grad():
+            out = unit(x)
+            ts = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                unit(x)
+                ts.append((time.perf_counter() - t) * 1e3)
+        return float(np.median(ts)), out
+
+    x = torch.randn(1, *chain.input_shape)
+    trunk_ms: list[float] = []
+    trunk_in: list[Any] = []
+    h = x
+    for unit in chain.trunk:
+        trunk_in.append(h)
+        ms, h = timed(unit, h)
+        trunk_ms.append(ms)
+    per_exit = []
+    for ep in chain.exit_points:
+        times = trunk_ms[:ep.after_trunk_units]
+        units = chain.units(ep.exit)[ep.after_trunk_units:]
+        h = x
+        with torch.no_grad():
+            for unit in chain.trunk[:ep.after_trunk_units]:
+                h = unit(h)
+        for unit in units:
+            ms, h = timed(unit, h)
+            times = times + [ms]
+        per_exit.append(times)
+    return per_exit, per_exit
+
+
+def card_accuracies(model: str) -> list[float] | None:
+    """Per-exit top-1 from the model card in ``edgent/model/weights/<model>.card.json``, if it exists."""
+    path = CARD_DIR / f"{model}.card.json"
+    if not path.is_file():
+        return None
+    from edgent.model.card import read_card
+
+    return list(read_card(path).exit_top1)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How the latency tables were obtained (recorded in the results)."""
+
+    source: str
+    detail: dict[str, Any]
+
+
+def latency_tables(model: str, codecs: Sequence[str], source: str, accuracies: Sequence[float],
+                   device_slowdown: float, repeats: int = 7) -> tuple[list[LatencyTable], TableSpec]:
+    """One latency table per codec for ``model``.
+
+    ``source``: ``predictor`` (the latency models of :mod:`edgent.latency`, ``default_predictor("device"|"edge")``),
+    ``measure`` (per-unit times measured now on this CPU; the device is this CPU with its times multiplied by
+    ``device_slowdown``, an emulated weak device), ``auto`` (predictor when available, else measure) or the path of
+    a saved :class:`LatencyTable` JSON (its own codec only).
+    """
+    from edgent.model.zoo import load_model
+    from edgent.plan.table import build_latency_table, table_from_measurements
+
+    if source not in ("auto", "predictor", "measure"):
+        import dataclasses
+
+        t = LatencyTable.load(source)
+        if len(t.exits) != len(accuracies):
+            raise ConfigError(f"table {source} has {len(t.exits)} exits but {len(accuracies)} accuracies were given")
+        t = dataclasses.replace(t, exits=tuple(dataclasses.replace(e, accuracy=float(a))
+                                               for e, a in zip(t.exits, accuracies)))
+        return [t], TableSpec("file", {"path": str(source)})
+    chain = load_model(model, pretrained=False)
+    if source in ("auto", "predictor"):
+        try:
+            from edgent.latency import default_predictor  # type: ignore[attr-defined]
+
+            dev, edge = default_predictor("device"), default_predictor("edge")
+            tables = [build_latency_table(chain, accuracies, dev, edge, c) for c in codecs]
+            return tables, TableSpec("predictor", {"device": repr(dev)[:200], "edge": repr(edge)[:200]})
+        except (ImportError, AttributeError, EdgentError, FileNotFoundError) as exc:
+            if source == "predictor":
+                raise ConfigError(f"the latency predictors are not available ({exc}); use --table-source measure")
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        edge_ms, _ = measure_unit_ms(chain, repeats)
+    finally:
+        torch.set_num_threads(threads)
+    dev_ms = [[v * device_slowdown for v in ex] for ex in edge_ms]
+    tables = [table_from_measurements(chain, accuracies, dev_ms, edge_ms, c) for c in codecs]
+    return tables, TableSpec("measure", {"edge": "this CPU, 1 torch thread, median of "
+                                                  f"{repeats} runs per unit",
+                                         "device": f"edge times x {device_slowdown} (emulated weak device)",
+                                         "device_slowdown": device_slowdown})
+
+
+# -- decisions and execution -----------------------------------------------------------------------------------
+
+@dataclass
+class TraceDecisions:
+    """What each method chose for each request of one trace, and how long the choice took."""
+
+    trace: BandwidthTrace
+    times_s: np.ndarray
+    choice: dict[str, np.ndarray] = field(default_factory=dict)  # method -> candidate index per request
+    decision_us: dict[str, np.ndarray] = field(default_factory=dict)
+    change_points_s: list[float] = field(default_factory=list)
+    state_mean_bps: np.ndarray | None = None
+    sources: dict[str, dict[str, int]] = field(default_factory=dict)
+    detections: dict[str, int] = field(default_factory=dict)  # change points each dynamic method's detector saw
+
+
+def decide_trace(trace: BandwidthTrace, times_s: np.ndarray, cands: Candidates, deadline_ms: float,
+                 maps: dict[str, ConfigurationMap], rtt_ms: float, ewma_alpha: float = 0.3,
+                 hysteresis: float = 0.5, true_latency_ms: np.ndarray | None = None) -> TraceDecisions:
+    """Every method's decisions along one trace (the oracle's needs ``true_latency_ms``, shape (K, C))."""
+    out = TraceDecisions(trace, times_s)
+    ends = trace.edges_s[1:]
+    upto = np.searchsorted(ends, times_s, side="right")
+    rates = trace.rate_bps
+    k_n = times_s.size
+
+    def run(name: str, feed: Callable[[float], Any], decide: Callable[[], int]) -> None:
+        idx = np.empty(k_n, dtype=np.int64)
+        us = np.empty(k_n)
+        fed = 0
+        for k, n in enumerate(upto):
+            t = time.perf_counter_ns()
+            while fed < n:
+                feed(float(rates[fed]))
+                fed += 1
+            idx[k] = decide()
+            us[k] = (time.perf_counter_ns() - t) / 1e3
+        out.choice[name], out.decision_us[name] = idx, us
+
+    for name, det in (("edgent-dynamic", "bocpd"), ("edgent-dynamic-ph", "page-hinkley")):
+        cfgr = DynamicConfigurator(maps[det], cands, make_detector(det), hysteresis=hysteresis)
+        srcs: dict[str, int] = {}
+        means: list[float] = []
+
+        def decide(cfgr: DynamicConfigurator = cfgr, srcs: dict[str, int] = srcs, means: list[float] = means) -> int:
+            d = cfgr.decide(None, rtt_ms)
+            srcs[d.source] = srcs.get(d.source, 0) + 1
+            means.append(d.state.mean_rate_bps if d.state is not None else math.nan)
+            return cands.index(d.config)
+
+        run(name, cfgr.observe, decide)
+        out.sources[name] = srcs
+        out.detections[name] = cfgr.changes
+        if name == "edgent-dynamic":
+            out.state_mean_bps = np.asarray(means)
+    # change points BOCPD detects along the trace (for the plot)
+    _, _, _, _, cps = replay_detector(trace, make_detector("bocpd"), np.array([trace.end_s]))
+    out.change_points_s = [float(trace.time_s[min(c, len(trace) - 1)]) for c in cps]
+
+    for name, policy in (("edgent-static", "edgent"), ("neurosurgeon", "neurosurgeon")):
+        est = EwmaEstimator(ewma_alpha)
+        run(name, est.update, lambda est=est, policy=policy: cands.plan_static(est.rate_bps, deadline_ms, rtt_ms,
+                                                                               policy=policy))
+    dev = cands.plan_static(1e6, deadline_ms, rtt_ms, policy="device")
+    edge = cands.plan_static(1e6, deadline_ms, rtt_ms, policy="edge")
+    out.choice["device-only"] = np.full(k_n, dev)
+    out.choice["edge-only"] = np.full(k_n, edge)
+    out.decision_us["device-only"] = out.decision_us["edge-only"] = np.zeros(k_n)
+    if true_latency_ms is not None:
+        t0 = time.perf_counter_ns()
+        out.choice["oracle"] = np.array([cands.best(row, deadline_ms) for row in true_latency_ms])
+        out.decision_us["oracle"] = np.full(k_n, (time.perf_counter_ns() - t0) / 1e3 / max(k_n, 1))
+    return out
+
+
+class RequestExecutor(Protocol):
+    """Runs one method's requests along a trace and returns their latencies (ms). The simulation computes them;
+    a testbed executor replays the trace on a shaped link and measures them."""
+
+    def run(self, trace: BandwidthTrace, times_s: np.ndarray, choice: np.ndarray) -> np.ndarray: ...
+
+
+class SimulatedExecutor:
+    """Latencies from the latency table and the trace (:meth:`Candidates.latency_on_trace`), memoised per trace."""
+
+    def __init__(self, cands: Candidates, rtt_ms: float) -> None:
+        self.cands = cands
+        self.rtt_ms = rtt_ms
+        self._cache: dict[int, np.ndarray] = {}
+
+    def matrix(self, trace: BandwidthTrace, times_s: np.ndarray) -> np.ndarray:
+        key = id(trace)
+        if key not in self._cache:
+            self._cache = {key: self.cands.latency_on_trace(trace, times_s, self.rtt_ms)}
+        return self._cache[key]
+
+    def run(self, trace: BandwidthTrace, times_s: np.ndarray, choice: np.ndarray) -> np.ndarray:
+        return self.matrix(trace, times_s)[np.arange(times_s.size), choice]
+
+
+@dataclass
+class MethodResult:
+    latency_ms: list[np.ndarray] = field(default_factory=list)
+    accuracy: list[np.ndarray] = field(default_factory=list)
+    decision_us: list[np.ndarray] = field(default_factory=list)
+    switches: int = 0
+
+
+def summarize(res: dict[str, MethodResult], deadline_ms: float, duration_s: float) -> dict[str, Any]:
+    """Per method: deadline share (all requests, and where the oracle meets it), accuracy, throughput, decision
+    time, configuration switches per minute."""
+    oracle_met = np.concatenate(res["oracle"].latency_ms) <= deadline_ms if "oracle" in res else None
+    out: dict[str, Any] = {}
+    for name, r in res.items():
+        lat = np.concatenate(r.latency_ms)
+        acc = np.concatenate(r.accuracy)
+        us = np.concatenate(r.decision_us)
+        met = lat <= deadline_ms
+        d = {
+            "requests": int(lat.size),
+            "deadline_met_share": float(met.mean()),
+            "mean_accuracy": float(acc.mean()),
+            "mean_accuracy_of_met": float(acc[met].mean()) if met.any() else None,
+            "mean_latency_ms": float(lat.mean()),
+            "p95_latency_ms": float(np.percentile(lat, 95)),
+            "throughput_rps": float(1000.0 / lat.mean()),
+            "decision_us_mean": float(us.mean()),
+            "decision_us_p99": float(np.percentile(us, 99)),
+            "switches_per_min": float(r.switches / (duration_s / 60.0)),
+        }
+        if oracle_met is not None:
+            d["met_share_where_oracle_meets"] = float(met[oracle_met].mean()) if oracle_met.any() else None
+        out[name] = d
+    return out
+
+
+def evaluate(test: Sequence[BandwidthTrace], cands: Candidates, maps: dict[str, ConfigurationMap],
+             deadline_ms: float, period_s: float, rtt_ms: float, warmup_s: float,
+             executor: RequestExecutor | None = None, hysteresis: float = 0.5,
+             ) -> tuple[dict[str, Any], list[TraceDecisions], dict[str, MethodResult]]:
+    """Decide and execute every method on every held-out trace; return the summary, the decisions and the raw
+    per-request results."""
+    sim = SimulatedExecutor(cands, rtt_ms)
+    execu = executor or sim
+    res = {m: MethodResult() for m in METHODS}
+    decisions = []
+    total_s = 0.0
+    for tr in test:
+        times = request_times(tr, period_s, min(warmup_s, tr.end_s / 2))
+        if times.size == 0:
+            continue
+        true_lat = sim.matrix(tr, times)
+        dec = decide_trace(tr, times, cands, deadline_ms, maps, rtt_ms, hysteresis=hysteresis,
+                           true_latency_ms=true_lat)
+        decisions.append(dec)
+        total_s += times.size * period_s
+        for m in METHODS:
+            ch = dec.choice[m]
+            r = res[m]
+            r.latency_ms.append(execu.run(tr, times, ch) if m != "oracle" else sim.run(tr, times, ch))
+            r.accuracy.append(cands.accuracy[ch])
+            r.decision_us.append(dec.decision_us[m])
+            r.switches += int(np.count_nonzero(np.diff(ch)))
+    return summarize(res, deadline_ms, total_s), decisions, res
+
+
+# -- detector comparison and step cost ---------------------------------------------------------------------------
+
+def detector_quality(n_traces: int = 30, seed: int = 0, tolerance: int = 10) -> dict[str, Any]:
+    """BOCPD vs Page-Hinkley on synthetic traces with known change points: recall (a detection within
+    ``tolerance`` samples after a true change), mean detection delay (samples), false alarms per 1000 samples."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, Any] = {}
+    stats = {n: {"hits": 0, "delays": [], "false": 0, "samples": 0, "changes": 0} for n in ("bocpd", "page-hinkley")}
+    for i in range(n_traces):
+        n_seg = int(rng.integers(3, 8))
+        log_means = np.cumsum(rng.choice([-1, 1], n_seg) * rng.uniform(0.4, 1.2, n_seg))
+        syn = synthetic_trace(np.exp(log_means) * 1e6, [int(v) for v in rng.integers(30, 120, n_seg)],
+                              [float(v) for v in rng.uniform(0.05, 0.3, n_seg)], seed=seed + i)
+        truth = np.asarray(syn.change_point_samples)
+        for name in stats:
+            det = make_detector(name)
+            found = []
+            for j, r in enumerate(syn.trace.rate_bps):
+                if det.update(float(r)):
+                    found.append(j)  # index of the sample that revealed it
+            s = stats[name]
+            s["samples"] += len(syn.trace)
+            s["changes"] += truth.size
+            used = set()
+            for c in truth:
+                hits = [f for f in found if c <= f <= c + tolerance and f not in used]
+                if hits:
+                    s["hits"] += 1
+                    s["delays"].append(hits[0] - c)
+                    used.add(hits[0])
+            s["false"] += len(found) - len(used)
+    for name, s in stats.items():
+        out[name] = {"recall": s["hits"] / s["changes"],
+                     "mean_delay_samples": float(np.mean(s["delays"])) if s["delays"] else None,
+                     "false_alarms_per_1000_samples": 1000.0 * s["false"] / s["samples"],
+                     "changes": s["changes"], "samples": s["samples"]}
+    out["setup"] = {"traces": n_traces, "tolerance_samples": tolerance, "segments": "3-7 of 30-120 samples",
+                    "log_mean_steps": "+-0.4..1.2", "log_std": "0.05..0.3"}
+    return out
+
+
+def step_cost_us(config_map: ConfigurationMap, cands: Candidates, traces: Sequence[BandwidthTrace],
+                 max_steps: int = 20000) -> dict[str, Any]:
+    """Time (microseconds) of one detection-and-lookup step: feed one throughput sample to BOCPD, read the state,
+    find its cell (with hysteresis) and look up the map, over the samples of ``traces`` (held-out ones), in order.
+    Steps the map answered and steps that fell back to the static planner are reported apart."""
+    rates = np.concatenate([t.rate_bps for t in traces])[:max_steps]
+    cfgr = DynamicConfigurator(config_map, cands, Bocpd(BocpdConfig()))
+    ts = np.empty(rates.size)
+    hit = np.zeros(rates.size, dtype=bool)
+    for i, r in enumerate(rates):
+        t = time.perf_counter_ns()
+        cfgr.observe(float(r))
+        d = cfgr.decide()
+        ts[i] = (time.perf_counter_ns() - t) / 1e3
+        hit[i] = d.source == "map"
+    out: dict[str, Any] = {"steps": int(rates.size), "max_run": BocpdConfig().max_run,
+                           "map_hit_share": float(hit.mean())}
+    for name, sel in (("map", hit), ("fallback", ~hit)):
+        if sel.any():
+            v = ts[sel]
+            out[name] = {"median_us": float(np.median(v)), "mean_us": float(v.mean()),
+                         "p99_us": float(np.percentile(v, 99)), "steps": int(sel.sum())}
+    # the detection update alone
+    det = Bocpd(BocpdConfig())
+    t = time.perf_counter_ns()
+    for r in rates:
+        det.update(float(r))
+    out["bocpd_update_mean_us"] = (time.perf_counter_ns() - t) / 1e3 / max(rates.size, 1)
+    return out
+
+
+# -- the plot ------------------------------------------------------------------------------------------------------
+
+def plot_trace(dec: TraceDecisions, res_lat: dict[str, np.ndarray], cands: Candidates, deadline_ms: float,
+               path: Path, title: str) -> Path:
+    """Bandwidth with BOCPD's state and change points; chosen configuration; latency against the deadline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tr, t = dec.trace, dec.times_s
+    fig, ax = plt.subplots(4, 1, figsize=(11, 10), sharex=True, gridspec_kw={"height_ratios": [3, 2, 1.3, 3]})
+    ax[0].step(tr.time_s, tr.rate_bps / 1e6, where="post", lw=0.8, color="0.4", label="trace bandwidth")
+    if dec.state_mean_bps is not None:
+        ax[0].plot(t, dec.state_mean_bps / 1e6, lw=1.2, color="C0", label="BOCPD state mean")
+    for i, c in enumerate(dec.change_points_s):
+        ax[0].axvline(c, color="C3", lw=0.6, alpha=0.6, label="detected change point" if i == 0 else None)
+    ax[0].set_ylabel("Mbit/s")
+    ax[0].legend(loc="upper right", fontsize=8)
+    n_units = np.array([e.num_units for e in cands.tables[0].exits])
+    for m, style, c in (("edgent-dynamic", "-", "C0"), ("oracle", ":", "C2"), ("edgent-static", "--", "C1")):
+        ch = dec.choice[m]
+        ax[1].step(t, cands.exit[ch], where="post", ls=style, lw=1, color=c, label=m)
+        ax[2].step(t, cands.partition[ch] / n_units[cands.exit[ch] - 1], where="post", ls=style, lw=1, color=c)
+    ax[1].set_ylabel("exit")
+    ax[1].set_yticks(range(1, len(n_units) + 1))
+    ax[1].legend(loc="lower right", fontsize=8)
+    ax[2].set_ylabel("units on\ndevice (share)")
+    ax[2].set_yticks([0, 0.5, 1])
+    ax[2].set_yticklabels(["0 (edge)", "0.5", "1 (device)"], fontsize=7)
+    for m, c in (("edgent-static", "C1"), ("oracle", "C2"), ("edgent-dynamic", "C0")):
+        ax[3].plot(t, res_lat[m], lw=0.8, color=c, label=m)
+    ax[3].axhline(deadline_ms, color="C3", ls="--", lw=1, label="deadline")
+    ax[3].set_yscale("log")
+    ax[3].set_ylabel("latency (ms)")
+    ax[3].set_xlabel("time (s)")
+    ax[3].legend(loc="upper right", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# -- the command ---------------------------------------------------------------------------------------------------
+
+def split_by_file(traces: Sequence[BandwidthTrace], every: int = 2) -> tuple[list[BandwidthTrace],
+                                                                               list[BandwidthTrace]]:
+    """Interleaved split by sorted file name: file ``i`` trains the map when ``i % every == 0``, else it is
+    held out. The two sets never share a file."""
+    if every < 2:
+        raise ConfigError(f"--train-every must be >= 2 (1 would leave nothing held out), got {every}")
+    ordered = sorted(traces, key=lambda t: t.name)
+    return ([t for i, t in enumerate(ordered) if i % every == 0], [t for i, t in enumerate(ordered) if i % every])
+
+
+def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    traces_dir = Path(args.traces)
+    traces = load_trace_dir(traces_dir)
+    if args.scale != 1.0:
+        traces = [t.scaled(args.scale) for t in traces]
+    if args.max_files:
+        traces = sorted(traces, key=lambda t: t.name)[: args.max_files]
+    train, test = split_by_file(traces, args.train_every)
+    if not train or not test:
+        raise ConfigError(f"{traces_dir} has too few trace files to split into training and held-out sets")
+    accs, acc_source = _accuracies(args)
+    codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
+    tables, spec = latency_tables(args.model, codecs, args.table_source, accs, args.device_slowdown)
+    cands = Candidates(tables)
+    deadline, period_s = float(args.deadline_ms), float(args.period_ms) / 1e3
+    grid = StateGrid(mean_step=args.bin_width,
+                     last_edges=tuple(float(v) for v in args.last_edges.split(",") if v.strip()))
+    reward = MapReward(met_target=args.met_target, w_min=args.w_min)
+    t0 = time.perf_counter()
+    maps = {det: build_config_map(train, cands, deadline, lambda det=det: make_detector(det), grid, reward,
+                                  period_s, args.rtt_ms, args.warmup_s, {"detector": det}, args.smooth_bins)
+            for det in ("bocpd", "page-hinkley")}
+    build_s = time.perf_counter() - t0
+    summary, decisions, raw = evaluate(test, cands, maps, deadline, period_s, args.rtt_ms, args.warmup_s,
+                                       hysteresis=args.hysteresis)
+    name = args.name or f"dynamic-{traces_dir.name}"
+    out_dir = Path(args.out_dir)
+    map_path = maps["bocpd"].save(out_dir / f"{name}.map.json")
+    table_paths = [t.save(out_dir / f"{name}.table-{t.codec}.json") for t in tables]
+    # the plot: the held-out trace where the dynamic configurator switched most
+    best = max(range(len(decisions)),
+               key=lambda i: int(np.count_nonzero(np.diff(decisions[i].choice["edgent-dynamic"]))))
+    lat = {m: raw[m].latency_ms[best] for m in METHODS}
+    plot = plot_trace(decisions[best], lat, cands, deadline, out_dir / f"{name}.png",
+                      f"{args.model} on {decisions[best].trace.name} (scale x{args.scale:g}), deadline {deadline:g} ms")
+    o, dyn = summary["oracle"], summary["edgent-dynamic"]
+    done = {
+        "dynamic_met_where_oracle_meets": dyn["met_share_where_oracle_meets"],
+        "target_met_where_oracle_meets": 0.99,
+        "accuracy_gap_to_oracle_points": 100 * (o["mean_accuracy"] - dyn["mean_accuracy"]),
+        "baselines_meeting_as_many_deadlines_with_higher_accuracy": [
+            m for m, s in summary.items() if m not in ("oracle", "edgent-dynamic")
+            and s["deadline_met_share"] >= dyn["deadline_met_share"] and s["mean_accuracy"] > dyn["mean_accuracy"]],
+    }
+    result = {
+        "mode": "simulation",
+        "model": args.model,
+        "traces": {"dir": str(traces_dir), "scale": args.scale, "scaled": args.scale != 1.0,
+                   "train": [t.name for t in train], "test": [t.name for t in test],
+                   "test_hours": sum(t.end_s for t in test) / 3600},
+        "deadline_ms": deadline, "period_ms": args.period_ms, "rtt_ms": args.rtt_ms, "warmup_s": args.warmup_s,
+        "codecs": codecs, "accuracy": {"per_exit": accs, "source": acc_source},
+        "latency_table": {"source": spec.source, **spec.detail,
+                          "exit_device_only_ms": [float(sum(e.device_unit_ms)) for e in tables[0].exits],
+                          "exit_edge_only_compute_ms": [float(sum(e.edge_unit_ms)) for e in tables[0].exits],
+                          "input_bytes": tables[0].exits[0].transfer_bytes[0],
+                          "saved": [str(p) for p in table_paths]},
+        "map": {"path": str(map_path), "filled_cells": {d: m.filled_cells for d, m in maps.items()},
+                "distinct_configs": {d: len(m.configs) for d, m in maps.items()}, "build_s": build_s,
+                "bin_width_log": args.bin_width, "last_edges": args.last_edges, "met_target": args.met_target,
+                "w_min": args.w_min, "smooth_bins": args.smooth_bins,
+                "deadline_weight": {d: m.info.get("deadline_weight") for d, m in maps.items()},
+                "train_met_share_of_servable": {d: m.info.get("train_met_share_of_servable")
+                                                for d, m in maps.items()},
+                "hysteresis": args.hysteresis},
+        "decision_sources": {m: _merge([d.sources.get(m, {}) for d in decisions])
+                             for m in ("edgent-dynamic", "edgent-dynamic-ph")},
+        "detections_per_min_on_test": {
+            m: 60.0 * sum(d.detections.get(m, 0) for d in decisions) / sum(t.end_s for t in test)
+            for m in ("edgent-dynamic", "edgent-dynamic-ph")},
+        "methods": summary,
+        "done_means": done,
+        "detectors_on_synthetic": detector_quality(),
+        "step_cost": step_cost_us(maps["bocpd"], cands, test),
+        "plot": str(plot),
+    }
+    return result
+
+
+def _merge(ds: list[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for d in ds:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def _accuracies(args: argparse.Namespace) -> tuple[list[float], str]:
+    if args.accuracies:
+        return [float(a) for a in args.accuracies.split(",")], "given with --accuracies (assumed, not measured)"
+    card = card_accuracies(args.model)
+    if card is not None:
+        return card, f"model card {CARD_DIR / (args.model + '.card.json')} (CIFAR-10 JPEG test split)"
+    raise ConfigError(f"no model card for {args.model!r} in {CARD_DIR}; give per-exit accuracies with "
+                      "--accuracies a1,a2,... (one per exit, 0..1)")
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    from edgent.bench.record import write_result
+
+    result = run_benchmark(args)
+    name = args.name or f"dynamic-{Path(args.traces).name}"
+    path = write_result(name, result, args.out_dir)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        _print_table(result)
+    import sys
+
+    print(f"wrote {path} and {result['plot']}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _print_table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    tab = Table(title=f"{result['model']} on {result['traces']['dir']} (x{result['traces']['scale']:g}), "
+                      f"deadline {result['deadline_ms']:g} ms, held-out traces")
+    tab.add_column("method", no_wrap=True)
+    for col in ("met %", "met % where oracle meets", "accuracy %", "throughput rps", "decision us"):
+        tab.add_column(col, justify="right")
+    for m, s in result["methods"].items():
+        w = s.get("met_share_where_oracle_meets")
+        tab.add_row(m, f"{100 * s['deadline_met_share']:.2f}", "-" if w is None else f"{100 * w:.2f}",
+                    f"{100 * s['mean_accuracy']:.2f}", f"{s['throughput_rps']:.1f}", f"{s['decision_us_mean']:.1f}")
+    Console().print(tab)
+    sc = result["step_cost"]
+    m = sc.get("map", {})
+    print(f"detection + lookup step (map hits, {100 * sc['map_hit_share']:.1f}% of steps): median "
+          f"{m.get('median_us', float('nan')):.1f} us, p99 {m.get('p99_us', float('nan')):.1f} us")
+
+
+def register(bench_sub: argparse._SubParsersAction) -> None:
+    p = bench_sub.add_parser("dynamic", help="dynamic configurator vs baselines on held-out bandwidth traces "
+                                             "(simulation)")
+    p.add_argument("--traces", required=True, help="folder of trace files (cooked text, Belgium JSON or Mahimahi)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every trace rate by this (default 1)")
+    p.add_argument("--model", default="alexnet-cifar10", help="zoo model (default alexnet-cifar10)")
+    p.add_argument("--deadline-ms", type=float, default=300.0, help="latency requirement (default 300)")
+    p.add_argument("--period-ms", type=float, default=500.0, help="one request every this many ms (default 500)")
+    p.add_argument("--rtt-ms", type=float, default=20.0, help="round-trip time of the link (default 20)")
+    p.add_argument("--warmup-s", type=float, default=5.0, help="first request at this time of each trace")
+    p.add_argument("--table-source", default="auto",
+                   help="latency tables: auto|predictor|measure|PATH of a saved table (default auto)")
+    p.add_argument("--device-slowdown", type=float, default=10.0,
+                   help="with --table-source measure: device = this CPU's unit times x this (default 10)")
+    p.add_argument("--accuracies", default="", help="per-exit top-1 a1,a2,... (default: the model card)")
+    p.add_argument("--codecs", default="float32", help="codecs of the intermediate tensor, comma-separated")
+    p.add_argument("--train-every", type=int, default=2, help="file i builds the map when i %% K == 0 (default 2)")
+    p.add_argument("--max-files", type=int, default=0, help="use only the first N files (sorted), 0 = all")
+    p.add_argument("--bin-width", type=float, default=0.1, help="map bin width of log-throughput (default 0.1)")
+    p.add_argument("--last-edges", default="",
+                   help="map cells also by the latest sample's offset from the state mean, cut at these log "
+                        "offsets, e.g. -0.2,0.2 (default: none, the paper's (mean, spread) state)")
+    p.add_argument("--met-target", type=float, default=0.995,
+                   help="map reward: share of servable training requests that must meet the deadline (default "
+                        "0.995); 1 = deadline strictly first")
+    p.add_argument("--smooth-bins", type=int, default=1,
+                   help="map: pool each state's training requests with those within K mean bins (default 1)")
+    p.add_argument("--w-min", type=float, default=1.0,
+                   help="map reward: lowest deadline weight W (default 1: a met deadline outweighs any accuracy "
+                        "difference on one request; below 1 that order is no longer strict, for ablations)")
+    p.add_argument("--hysteresis", type=float, default=0.5, help="bin widths a state may stray (default 0.5)")
+    p.add_argument("--name", default="", help="result name (default dynamic-<traces folder>)")
+    p.add_argument("--out-dir", default="benchmarks/results", help="where results, map and plot go")
+    p.add_argument("--json", action="store_true", help="print the result JSON")
+    p.set_defaults(func=_cmd)
+
+
+__all__ = ["METHODS", "RequestExecutor", "SimulatedExecutor", "decide_trace", "evaluate", "latency_tables",
+           "run_benchmark", "split_by_file"]

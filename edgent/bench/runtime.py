@@ -1,0 +1,271 @@
+"""``edgent bench runtime``: the runtime's own costs, measured on loopback.
+
+- Framework overhead per request: total time minus device compute, minus edge compute, minus the wire time of the
+  bytes (bytes over the loopback throughput, measured with large PROBE frames), for a real ``edgent serve`` process.
+- Codec encode/decode throughput (bytes of the tensor per second) and payload size.
+- Codec accuracy cost: top-1 agreement with float32 (and accuracy when CIFAR-10 labels are there) of each codec
+  at several partition points.
+- With ``--compare-grpc`` (needs the grpcio package): round-trip time of gRPC unary calls against this
+  protocol's frames, the measurement behind the choice of transport.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgent.codec import get_codec, measure_throughput
+
+TENSOR_CODECS = ["float32", "float16", "int8", "float32+zlib", "float16+zlib", "int8+zlib"]
+PIXEL_CODECS = ["uint8", "uint8+zlib", "jpeg", "jpeg75"]
+
+
+def codec_throughput(min_time_s: float = 0.2) -> list[dict[str, Any]]:
+    """Encode/decode speed of every codec: tensors on a 4 MiB ReLU-like activation, pixels on 64 CIFAR images."""
+    g = torch.Generator().manual_seed(0)
+    act = torch.relu(torch.randn(16, 64, 32, 32, generator=g))
+    pixels = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=g)
+    try:
+        from edgent.data.cifar10 import load_split
+
+        pixels = torch.from_numpy(load_split("test").images[:64])
+        pixel_source = "CIFAR-10 test images"
+    except Exception:  # noqa: BLE001 - data missing: random pixels, said so
+        pixel_source = "random pixels (CIFAR-10 not found)"
+    out = []
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one core, as on a device (and stable when the machine is shared)
+    try:
+        results = [(name, measure_throughput(name, pixels if name in PIXEL_CODECS else act, min_time_s))
+                   for name in TENSOR_CODECS + PIXEL_CODECS]
+    finally:
+        torch.set_num_threads(saved_threads)
+    for name, r in results:
+        t = pixels if name in PIXEL_CODECS else act
+        out.append({"codec": name, "input": "16x64x32x32 ReLU activation" if t is act else f"64 {pixel_source}",
+                    "tensor_bytes": r.tensor_bytes, "payload_bytes": r.payload_bytes,
+                    "size_ratio": round(r.payload_bytes / r.tensor_bytes, 4),
+                    "encode_GBps": round(r.encode_bytes_per_s / 1e9, 3),
+                    "decode_GBps": round(r.decode_bytes_per_s / 1e9, 3)})
+    return out
+
+
+def loopback_overhead(requests: int, model: str, random_weights: bool, threads: int = 1) -> dict[str, Any]:
+    """Median framework overhead per request against a real `edgent serve` process on loopback."""
+    from edgent.cli.runtime_cmds import load_runtime_model
+    from edgent.runtime import DeviceClient
+    from edgent.runtime.local import free_port, serve_process, stop_process
+    from edgent.runtime.protocol import MsgType, encode_frame
+
+    chain = load_runtime_model(model, random_weights=random_weights, seed=0)
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # device and edge share this machine: keep idle OpenMP threads from spinning
+    flags = ["--model", model] + (["--random-weights", "--seed", "0"] if random_weights else [])
+    port = free_port()
+    proc = serve_process(port, model_flags=flags, extra=["--torch-threads", "1", "--threads", str(threads)])
+    try:
+        with DeviceClient("127.0.0.1", port, chain) as c:
+            c.connect()
+            # loopback throughput: 8 MiB PROBE frames (transfer-dominated)
+            big = encode_frame(MsgType.PROBE, {"id": 0}, bytes(8 << 20))
+            times = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                c._exchange(big, 10)
+                times.append(time.perf_counter() - t0)
+            wire_bps = 8 * len(big) / min(times)
+            imgs = torch.randint(0, 256, (1, *chain.input_shape), dtype=torch.uint8,
+                                 generator=torch.Generator().manual_seed(0))
+            plans = []
+            for ep in chain.exit_points:
+                n = ep.num_units
+                plans += [(ep.exit, 0, "uint8"), (ep.exit, max(1, n // 3), "float32"), (ep.exit, n - 1, "float32")]
+            for plan in plans:  # warm-up
+                c.infer(imgs, *plan)
+            rows = []
+            for i in range(requests):
+                plan = plans[i % len(plans)]
+                r = c.infer(imgs, *plan)
+                assert r.where == "edge", r.fallback_reason
+                wire_ms = 8 * (r.upload_bytes + r.download_bytes) / wire_bps * 1e3
+                compute_ms = r.server_timings_ms["compute_ms"]
+                rows.append({"total": r.total_ms, "device": r.device_ms, "edge_compute": compute_ms,
+                             "wire": wire_ms, "overhead": r.total_ms - r.device_ms - compute_ms - wire_ms,
+                             "encode": r.encode_ms, "edge_other": r.server_timings_ms["server_ms"] - compute_ms})
+    finally:
+        stop_process(proc)
+        torch.set_num_threads(saved_threads)
+
+    def pct(key: str, q: float) -> float:
+        return round(float(np.percentile([r[key] for r in rows], q)), 4)
+
+    return {"requests": requests, "plans": len(plans), "server_threads": threads,
+            "loopback_Gbps": round(wire_bps / 1e9, 2),
+            "overhead_ms": {"median": pct("overhead", 50), "p90": pct("overhead", 90), "p99": pct("overhead", 99)},
+            "median_ms": {k: pct(k, 50) for k in ("total", "device", "edge_compute", "wire", "encode", "edge_other")},
+            "target_median_overhead_ms": 1.0, "load_average_1min": round(os.getloadavg()[0], 2),
+            "weights": "random (seeded)" if random_weights else "trained"}
+
+
+def codec_accuracy(model: str, random_weights: bool, n_images: int = 500) -> dict[str, Any]:
+    """Top-1 agreement of each codec with float32 at several partition points of the main exit (and accuracy
+    against the labels when CIFAR-10 is available)."""
+    from edgent.cli.runtime_cmds import load_runtime_model
+    from edgent.runtime.preprocess import default_preprocess, get_preprocess
+
+    chain = load_runtime_model(model, random_weights=random_weights, seed=0)
+    labels = None
+    try:
+        from edgent.data.cifar10 import load_split
+
+        split = load_split("test")
+        idx = np.linspace(0, len(split) - 1, min(n_images, len(split))).astype(np.int64)  # every class
+        pixels = torch.from_numpy(split.images[idx])
+        labels = torch.from_numpy(split.labels[idx])
+        source = f"{len(pixels)} CIFAR-10 test images spread over the split (JPEG-re-encoded mirror)"
+    except Exception:  # noqa: BLE001
+        pixels = torch.randint(0, 256, (n_images, *chain.input_shape), dtype=torch.uint8)
+        source = "random pixels (CIFAR-10 not found): agreement only"
+    x = get_preprocess(default_preprocess(model))(pixels)
+    ep = chain.exit_point(None)
+    n = ep.num_units
+    points = sorted({0, 1, n // 4, n // 2, (3 * n) // 4, n - 1})
+    out: dict[str, Any] = {"images": source, "exit": ep.exit, "weights": "random (seeded)" if random_weights
+                           else "trained", "points": {}}
+    with torch.inference_mode():
+        ref = chain(x, exit=ep.exit)
+        ref_cls = ref.argmax(1)
+        if labels is not None:
+            out["float32_accuracy"] = round(float((ref_cls == labels).float().mean()), 4)
+        for p in points:
+            h = chain.run_device(x, ep.exit, p)
+            rows = {}
+            for name in ("float16", "int8") + (("jpeg", "jpeg75") if p == 0 else ()):
+                codec = get_codec(name)
+                if codec.kind == "pixels":
+                    dec = torch.cat([codec.decode(codec.encode(pixels[i:i + 100]), pixels[i:i + 100].shape)
+                                     for i in range(0, len(pixels), 100)])
+                    logits = chain(get_preprocess(default_preprocess(model))(dec), exit=ep.exit)
+                    size = len(codec.encode(pixels[:100])) / 100
+                else:
+                    logits = torch.cat([chain.run_edge(codec.decode(codec.encode(h[i:i + 1]), h[i:i + 1].shape),
+                                                       ep.exit, p) for i in range(len(h))])
+                    size = codec.payload_bytes((1, *h.shape[1:]))
+                cls = logits.argmax(1)
+                row = {"agreement": round(float((cls == ref_cls).float().mean()), 4),
+                       "payload_bytes_per_image": round(size, 1),
+                       "max_abs_logit_error": round(float((logits - ref).abs().max()), 5)}
+                if labels is not None:
+                    row["accuracy"] = round(float((cls == labels).float().mean()), 4)
+                rows[name] = row
+            out["points"][str(p)] = {"tensor_shape": list(h.shape[1:]), "float32_bytes": 4 * int(h[0].numel()),
+                                     **rows}
+    return out
+
+
+def compare_grpc(requests: int = 300) -> dict[str, Any] | None:
+    """gRPC unary (raw bytes, no protobuf) against this protocol's PROBE frames, same payload sizes, loopback."""
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        return None
+    import subprocess
+
+    from edgent.runtime import DeviceClient
+    from edgent.runtime.local import free_port, serve_process, stop_process
+    from edgent.runtime.protocol import MsgType, encode_frame
+
+    code = ("import grpc,sys\nfrom concurrent import futures\n"
+            "h=grpc.method_handlers_generic_handler('edgent.Edge',{'Probe':grpc.unary_unary_rpc_method_handler("
+            "lambda r,c: b'{\"received_bytes\":%d}'%len(r))})\n"
+            "s=grpc.server(futures.ThreadPoolExecutor(2),options=[('grpc.max_receive_message_length',64<<20)])\n"
+            "s.add_generic_rpc_handlers((h,));s.add_insecure_port('127.0.0.1:'+sys.argv[1]);s.start()\n"
+            "print('ready',flush=True);s.wait_for_termination()\n")
+    gport, fport = free_port(), free_port()
+    gproc = subprocess.Popen([sys.executable, "-c", code, str(gport)], stdout=subprocess.PIPE, text=True)
+    fproc = serve_process(fport)
+    out: dict[str, Any] = {}
+    try:
+        gproc.stdout.readline()
+        import grpc
+
+        ch = grpc.insecure_channel(f"127.0.0.1:{gport}", options=[("grpc.max_send_message_length", 64 << 20)])
+        call = ch.unary_unary("/edgent.Edge/Probe")
+        from edgent.model.zoo import load_model
+
+        c = DeviceClient("127.0.0.1", fport, load_model("alexnet-cifar10", pretrained=False), device_exit_ms={1: 1})
+        c.connect()
+        for size in (64, 12288, 262144, 4 << 20):
+            payload = bytes(size)
+            for name, send in (("grpc", lambda b: call(b)),
+                               ("frames", lambda b: c._exchange(encode_frame(MsgType.PROBE, {"id": 1}, b), 10))):
+                for _ in range(10):
+                    send(payload)
+                ts = []
+                for _ in range(requests if size < 1e6 else 30):
+                    t0 = time.perf_counter()
+                    send(payload)
+                    ts.append((time.perf_counter() - t0) * 1e3)
+                out[f"{name}_{size}B_median_ms"] = round(statistics.median(ts), 4)
+        c.close()
+    finally:
+        gproc.terminate()
+        gproc.wait(10)
+        stop_process(fproc)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgent.bench.record import write_result
+    from edgent.model.zoo import zoo_entry
+
+    entry = zoo_entry(args.model)
+    random_weights = args.random_weights or entry.weights is None or not entry.weights.is_file()
+    result: dict[str, Any] = {"model": args.model}
+    result["overhead"] = loopback_overhead(args.requests, args.model, random_weights, threads=1)
+    result["overhead_inline"] = loopback_overhead(args.requests, args.model, random_weights, threads=0)
+    result["codecs"] = codec_throughput(args.min_time_s)
+    if not args.quick:
+        result["codec_accuracy"] = codec_accuracy(args.model, random_weights, args.images)
+    if args.compare_grpc:
+        result["transport_comparison"] = compare_grpc() or "grpcio not installed"
+    f32 = next(c for c in result["codecs"] if c["codec"] == "float32")
+    result["checks"] = {"median_overhead_le_1ms": result["overhead"]["overhead_ms"]["median"] <= 1.0,
+                        "median_overhead_inline_le_1ms": result["overhead_inline"]["overhead_ms"]["median"] <= 1.0,
+                        "float32_encode_ge_1GBps": f32["encode_GBps"] >= 1.0,
+                        "float32_decode_ge_1GBps": f32["decode_GBps"] >= 1.0}
+    path = write_result("runtime", result, args.out)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        for o in (result["overhead"], result["overhead_inline"]):
+            print(f"framework overhead per request (loopback, {o['requests']} requests, server threads "
+                  f"{o['server_threads']}): median {o['overhead_ms']['median']:.3f} ms, "
+                  f"p90 {o['overhead_ms']['p90']:.3f} ms")
+        for c in result["codecs"]:
+            print(f"  {c['codec']:>14}: encode {c['encode_GBps']:7.3f} GB/s, decode {c['decode_GBps']:7.3f} GB/s, "
+                  f"size x{c['size_ratio']}")
+        print(f"written to {path}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("runtime", help="runtime overhead on loopback, codec throughput and accuracy cost")
+    p.add_argument("--model", default="alexnet-cifar10")
+    p.add_argument("--random-weights", action="store_true", help="seeded random weights even if trained exist")
+    p.add_argument("--requests", type=int, default=300)
+    p.add_argument("--images", type=int, default=500, help="test images for the codec accuracy cost")
+    p.add_argument("--min-time-s", type=float, default=0.2, help="timing per codec and direction")
+    p.add_argument("--quick", action="store_true", help="skip the codec accuracy cost")
+    p.add_argument("--compare-grpc", action="store_true", help="also time gRPC against the frames (needs grpcio)")
+    p.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=run)

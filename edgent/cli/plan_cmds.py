@@ -1,0 +1,85 @@
+"""``edgent plan``: the static configurator on the command line (which exit and partition to use)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from edgent.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from edgent.plan.planner import POLICIES
+    from edgent.plan.transfer import CODECS
+
+    p = sub.add_parser("plan", help="pick the exit point and partition point for a bandwidth and a deadline",
+                       description="Plan one request: the exit and partition point that meet the deadline with the "
+                                   "best accuracy (Edgent), or a baseline policy's choice. Rates in bit/s with a unit "
+                                   "(bit, kbit, Mbit, Gbit, optional /s), times with a unit (us, ms, s).")
+    p.add_argument("--model", default=None, help="zoo model (default: alexnet-cifar10, or the --table's model)")
+    p.add_argument("--bandwidth", required=True, help="uplink rate device -> edge, e.g. 400kbit or 2Mbit/s")
+    p.add_argument("--downlink", default=None, help="downlink rate edge -> device (default: same as --bandwidth)")
+    p.add_argument("--deadline", required=True, help="latency requirement, e.g. 300ms")
+    p.add_argument("--rtt", default="0ms", help="round-trip time of the link (default 0ms)")
+    p.add_argument("--queue", default="0ms", help="expected queueing delay at the edge (default 0ms)")
+    p.add_argument("--policy", default="edgent", choices=POLICIES)
+    p.add_argument("--codec", default="float32", choices=CODECS, help="codec of the intermediate tensor")
+    p.add_argument("--device-profile", default=None, help="device latency model file (default: the fitted one)")
+    p.add_argument("--edge-profile", default=None, help="edge latency model file (default: the fitted one)")
+    p.add_argument("--card", default=None, help="model card with per-exit accuracy (default: the zoo's card)")
+    p.add_argument("--accuracies", default=None, help="comma-separated top-1 per exit, instead of a card")
+    p.add_argument("--table", default=None, help="plan from a saved latency table (JSON) instead of the models")
+    p.add_argument("--save-table", default=None, help="write the latency table used to this JSON file")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=_plan)
+
+
+def _accuracies(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise ConfigError(f"--accuracies {text!r} must be comma-separated numbers in [0, 1], e.g. 0.7,0.75") from exc
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from edgent.plan.link import Link
+    from edgent.plan.planner import Planner
+    from edgent.plan.sources import table_for_model
+    from edgent.plan.table import LatencyTable
+    from edgent.plan.units import format_rate, parse_duration_ms, parse_rate_bps
+
+    uplink = parse_rate_bps(args.bandwidth, what="--bandwidth")
+    downlink = parse_rate_bps(args.downlink, what="--downlink") if args.downlink is not None else uplink
+    deadline = parse_duration_ms(args.deadline, what="--deadline", allow_zero=False)
+    link = Link(uplink, downlink, parse_duration_ms(args.rtt, what="--rtt"))
+    queue = parse_duration_ms(args.queue, what="--queue")
+    if args.table is not None:
+        table = LatencyTable.load(args.table)
+        if args.model is not None and args.model != table.model:
+            raise ConfigError(f"--table {args.table} is for model {table.model!r}, not {args.model!r}")
+    else:
+        table = table_for_model(args.model or "alexnet-cifar10", device_profile=args.device_profile,
+                                edge_profile=args.edge_profile, codec=args.codec,
+                                accuracies=_accuracies(args.accuracies), card=args.card)
+    if args.save_table:
+        table.save(args.save_table)
+    plan = Planner(table).plan(link, deadline, args.policy, edge_queue_ms=queue)
+    if args.json:
+        print(json.dumps({**plan.to_json(), "link": link.to_json()}))
+        return 0
+    b = plan.breakdown
+    n = table.exit_costs(plan.exit).num_units
+    status = "meets" if plan.feasible else "MISSES"
+    where = ("edge only" if plan.partition == 0 else "device only" if plan.partition == n
+             else f"device runs units 0..{plan.partition - 1}, edge the rest")
+    print(f"{table.model}, {args.policy}: exit {plan.exit}, partition {plan.partition}/{n} ({where}), "
+          f"accuracy {plan.accuracy:.3f}")
+    print(f"predicted {plan.predicted_ms:.1f} ms, {status} the deadline {deadline:g} ms at "
+          f"{format_rate(uplink)} up / {format_rate(downlink)} down, rtt {link.rtt_ms:g} ms")
+    print(f"  device {b.device_ms:.2f} | upload {b.upload_ms:.2f} | edge {b.edge_ms:.2f} | download "
+          f"{b.download_ms:.2f} | rtt {b.rtt_ms:.2f} | serialization {b.serialization_ms:.3f} | queue {b.queue_ms:.2f}")
+    if plan.reason:
+        print(plan.reason)
+    return 0

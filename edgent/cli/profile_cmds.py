@@ -1,0 +1,103 @@
+"""``edgent profile``: measure a model's units or sweep synthetic layers on this host, and fit predictors.
+
+Modes (one per call):
+
+- ``edgent profile --model M --role device|edge --out FILE``: time every unit of every exit's sub-model;
+- ``edgent profile --sweep --role device|edge --out FILE``: the synthetic-layer sweep (training data);
+- ``edgent profile --fit SWEEP --out MODEL.json [--predictor edgent|paper]``: fit a latency predictor.
+
+``--threads``, ``--cpu-quota`` and ``--slowdown`` override the role's emulation (threads, real cgroup CPU quota
+as a fraction of the threads' CPUs, emulated slowdown factor); every output records and prints what is real and
+what is emulated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+
+from edgent.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("profile", help="time a model's units or a synthetic-layer sweep; fit latency predictors",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--model", help="zoo model whose units to time (e.g. alexnet-cifar10)")
+    mode.add_argument("--sweep", action="store_true", help="time synthetic layers of every kind (training data)")
+    mode.add_argument("--fit", metavar="SWEEP", help="fit a latency predictor on this sweep file")
+    p.add_argument("--role", choices=("device", "edge"), help="machine role to emulate (required for --model/--sweep)")
+    p.add_argument("--out", required=True, help="output JSON file")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: the role's: edge 2, device 1)")
+    p.add_argument("--cpu-quota", type=float, default=None,
+                   help="real cgroup-v1 CPU quota, fraction of the threads' CPUs (device default 0.1; 0 = none); "
+                        "needs root")
+    p.add_argument("--slowdown", type=float, default=None,
+                   help="emulated slowdown factor applied to measured time (device default: see docs/latency.md)")
+    p.add_argument("--predictor", choices=("edgent", "paper"), default="edgent", help="what --fit fits")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions / a smaller sweep")
+    p.add_argument("--sweep-scale", type=float, default=1.0, help="multiplier of the sweep's layers per kind")
+    p.set_defaults(func=_cmd)
+
+
+def _emulation(args: argparse.Namespace):
+    from edgent.profile.throttle import role_emulation
+
+    emu = role_emulation(args.role)
+    if args.threads is not None:
+        emu = replace(emu, threads=args.threads)
+    if args.cpu_quota is not None:
+        emu = replace(emu, cpu_quota=args.cpu_quota or None)
+    if args.slowdown is not None:
+        emu = replace(emu, slowdown=args.slowdown)
+    return emu
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    progress = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    if args.fit:
+        return _fit(args)
+    if args.role is None:
+        raise ConfigError("--role device|edge is required with --model and --sweep")
+    emu = _emulation(args)
+    if emu.cpu_quota:
+        from edgent.profile.throttle import check_cgroup_v1_cpu
+
+        check_cgroup_v1_cpu()
+    print(f"{args.role}: {emu.describe()}", file=sys.stderr)
+    if args.model:
+        from edgent.profile.profiler import load_chain, profile_model, save_profile
+
+        doc = profile_model(load_chain(args.model), args.role, emu, quick=args.quick, progress=progress)
+        path = save_profile(doc, args.out)
+        total = sum(r["ms"] for r in doc["units"] if r["trunk"])
+        print(f"{args.model} on {args.role}: {len(doc['units'])} units timed, main exit {total:.2f} ms "
+              f"(sum of units); written {path}")
+        return 0
+    from edgent.profile.sweep import run_sweep, save_sweep
+
+    if args.sweep_scale <= 0:
+        raise ConfigError("--sweep-scale must be > 0")
+    doc = run_sweep(args.role, emu.without_slowdown(), scale=args.sweep_scale, quick=args.quick, progress=progress)
+    doc["emulation_with_slowdown"] = emu.to_json()
+    path = save_sweep(doc, args.out)
+    print(f"sweep on {args.role}: {len(doc['records'])} layers in {doc['seconds']} s; written {path}")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from edgent.latency.fit import fit_predictors
+    from edgent.profile.sweep import load_sweep
+    from edgent.profile.throttle import DeviceEmulation
+
+    sweep = load_sweep(args.fit)
+    emu = DeviceEmulation.from_json(sweep.get("emulation_with_slowdown") or sweep["emulation"])
+    if args.slowdown is not None:
+        emu = replace(emu, slowdown=args.slowdown)
+    pred = fit_predictors(sweep, emu, kinds=(args.predictor,))[args.predictor]
+    path = pred.save(args.out)
+    print(json.dumps({"predictor": pred.name, "role": pred.role, "emulation": emu.describe(),
+                      "quota_factor": pred.quota_factor, "kinds": pred.kinds(), "out": str(path)}, indent=1))
+    return 0

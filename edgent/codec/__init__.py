@@ -1,0 +1,417 @@
+"""Codecs for what crosses the device-edge link: a tensor (or the raw input) turned into bytes and back.
+
+Names (``get_codec(name)``):
+
+- ``uint8``: the raw input pixels as the camera gives them, one byte per value; the edge applies the model's
+  input preprocessing (``edgent.runtime.preprocess``). Payload: ``n`` bytes.
+- ``jpeg`` / ``jpegQQ`` (e.g. ``jpeg75``): the raw input as a camera produces it, one JPEG per image (quality 90
+  by default). Lossy; its size depends on the content.
+- ``float32``: the tensor as it is. Payload: ``4 n`` bytes, exact.
+- ``float16``: half precision. Payload ``2 n`` bytes; relative error at most 2**-11 within float16's range.
+- ``int8``: per-tensor affine quantisation ``x = scale * (q - zero_point)`` (the range always holds 0).
+  Payload ``n + 8`` bytes: float32 scale and int32 zero point (little-endian), then ``n`` int8 values.
+
+Every codec can take a lossless compression suffix ``+zlib`` (e.g. ``int8+zlib``). ``payload_bytes(shape)`` is
+exact for the uncompressed fixed-size codecs and an upper bound for the others (``exact_size`` says which).
+``shape`` always includes the batch dimension.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import zlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from edgent.errors import ConfigError, InputError
+
+#: Largest number of elements a codec will decode (guards the receiver against absurd shapes): 2**28 values.
+MAX_ELEMENTS = 1 << 28
+FLOAT16_MAX = 65504.0
+_INT8_HEADER = struct.Struct("<fi")
+
+
+def check_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    """Validate a tensor shape (with batch) coming from a caller or the network; return it as a tuple."""
+    try:
+        dims = list(shape)
+    except TypeError as exc:
+        raise InputError(f"a tensor shape must be a list of integers, got {shape!r}") from exc
+    if any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) for d in dims):
+        raise InputError(f"a tensor shape must be a list of integers, got {shape!r}")
+    out = tuple(int(d) for d in dims)
+    if not out or len(out) > 8:
+        raise InputError(f"a tensor shape must have 1..8 dimensions, got {len(out)}")
+    if any(d <= 0 for d in out):
+        raise InputError(f"every dimension of a tensor shape must be a positive integer, got {shape!r}")
+    if int(np.prod(out, dtype=np.int64)) > MAX_ELEMENTS:
+        raise InputError(f"shape {out} has more than {MAX_ELEMENTS} elements; codecs refuse it")
+    return out
+
+
+def numel(shape: Sequence[int]) -> int:
+    """Number of elements of ``shape``."""
+    return int(np.prod(check_shape(shape), dtype=np.int64))
+
+
+def _as_tensor(x: torch.Tensor | np.ndarray, what: str) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{what} must be a torch.Tensor or numpy array, got {type(x).__name__}")
+    return x.detach().cpu()
+
+
+class Codec(ABC):
+    """Turns one tensor into bytes (``encode``) and back (``decode``); stateless and thread-safe."""
+
+    #: the name that selects it with :func:`get_codec` and travels in requests
+    name: str = ""
+    #: "tensor" (any float tensor) or "pixels" (uint8 model input, before preprocessing)
+    kind: str = "tensor"
+    #: whether decode(encode(t)) == t exactly
+    lossless: bool = True
+    #: whether ``payload_bytes`` is the exact size of every payload (otherwise an upper bound)
+    exact_size: bool = True
+
+    @abstractmethod
+    def encode(self, tensor: torch.Tensor | np.ndarray) -> bytes:
+        """The bytes that carry ``tensor`` over the link."""
+
+    @abstractmethod
+    def decode(self, data: bytes | bytearray | memoryview, shape: Sequence[int]) -> torch.Tensor:
+        """The tensor of ``shape`` (with batch) carried by ``data``; raises InputError when they disagree."""
+
+    @abstractmethod
+    def payload_bytes(self, shape: Sequence[int]) -> int:
+        """Size in bytes of the payload for a tensor of ``shape``: exact when ``exact_size``, else a bound."""
+
+    def max_abs_error(self, tensor: torch.Tensor) -> float:
+        """Largest absolute error ``decode(encode(tensor))`` can have on ``tensor`` (inf when unbounded)."""
+        return 0.0
+
+    def __repr__(self) -> str:
+        return f"<codec {self.name}>"
+
+    def _check_size(self, data: bytes | bytearray | memoryview, shape: Sequence[int]) -> tuple[int, ...]:
+        shape = check_shape(shape)
+        expected = self.payload_bytes(shape)
+        if len(data) != expected:
+            raise InputError(
+                f"codec {self.name}: a payload for shape {shape} must be {expected} bytes, got {len(data)}"
+            )
+        return shape
+
+
+def _float_tensor(x: torch.Tensor | np.ndarray, codec: str) -> torch.Tensor:
+    t = _as_tensor(x, f"the tensor to encode with {codec}")
+    if not t.is_floating_point():
+        raise InputError(f"codec {codec} encodes floating-point tensors, got dtype {t.dtype}; "
+                         "send raw pixels with the uint8 or jpeg codec")
+    return t
+
+
+class Float32Codec(Codec):
+    """float32, little-endian, 4 bytes per value: lossless for float32 tensors."""
+
+    name = "float32"
+
+    def encode(self, tensor):
+        t = _float_tensor(tensor, self.name)
+        return t.to(torch.float32).contiguous().numpy().astype("<f4", copy=False).tobytes()
+
+    def decode(self, data, shape):
+        shape = self._check_size(data, shape)
+        arr = np.frombuffer(data, dtype="<f4")
+        if not arr.flags.writeable:
+            arr = arr.copy()
+        return torch.from_numpy(arr).view(shape)
+
+    def payload_bytes(self, shape):
+        return 4 * numel(shape)
+
+
+class Float16Codec(Codec):
+    """IEEE half precision, 2 bytes per value; refuses tensors outside float16's range (+-65504)."""
+
+    name = "float16"
+    lossless = False
+
+    def encode(self, tensor):
+        t = _float_tensor(tensor, self.name).to(torch.float32)
+        if t.numel() and max(-float(t.min()), float(t.max())) > FLOAT16_MAX:
+            raise InputError(f"codec float16: the tensor has values beyond +-{FLOAT16_MAX:g}; use float32 or int8")
+        return t.to(torch.float16).contiguous().numpy().astype("<f2", copy=False).tobytes()
+
+    def decode(self, data, shape):
+        shape = self._check_size(data, shape)
+        return torch.from_numpy(np.frombuffer(data, dtype="<f2").astype(np.float32)).view(shape)
+
+    def payload_bytes(self, shape):
+        return 2 * numel(shape)
+
+    def max_abs_error(self, tensor):
+        t = tensor.detach().float()
+        return float(t.abs().max()) * 2.0**-11 + 2.0**-24 if t.numel() else 0.0
+
+
+class Int8Codec(Codec):
+    """Per-tensor affine 8-bit quantisation: ``q = round(x / scale) + zero_point`` in -128..127."""
+
+    name = "int8"
+    lossless = False
+
+    @staticmethod
+    def params(t: torch.Tensor) -> tuple[float, int]:
+        """Scale and zero point for ``t``: its range widened to hold 0, spread over 256 levels."""
+        if not t.numel():
+            return 1.0, 0
+        t_lo, t_hi = torch.aminmax(t)
+        lo, hi = min(float(t_lo), 0.0), max(float(t_hi), 0.0)
+        scale = (hi - lo) / 255.0
+        if not np.isfinite(scale):
+            raise InputError("codec int8: the tensor holds NaN or infinity; use float32")
+        if scale <= 0.0:
+            return 1.0, 0
+        scale = float(np.float32(scale))
+        zero_point = int(np.clip(round(-128 - lo / scale), -128, 127))
+        return scale, zero_point
+
+    def encode(self, tensor):
+        t = _float_tensor(tensor, self.name).to(torch.float32)
+        scale, zp = self.params(t)  # NaN or infinity makes the range non-finite: refused there
+        q = torch.round(t * (1.0 / scale)).add_(zp).clamp_(-128, 127).to(torch.int8)
+        return _INT8_HEADER.pack(scale, zp) + q.contiguous().numpy().tobytes()
+
+    def decode(self, data, shape):
+        shape = self._check_size(data, shape)
+        scale, zp = _INT8_HEADER.unpack_from(data, 0)
+        if not (np.isfinite(scale) and scale > 0) or not -128 <= zp <= 127:
+            raise InputError(f"codec int8: bad quantisation parameters scale={scale!r} zero_point={zp}")
+        q = torch.from_numpy(np.frombuffer(data, dtype=np.int8, offset=_INT8_HEADER.size).astype(np.float32))
+        return q.sub_(zp).mul_(scale).view(shape)
+
+    def payload_bytes(self, shape):
+        return numel(shape) + _INT8_HEADER.size
+
+    def max_abs_error(self, tensor):
+        scale, _ = self.params(tensor.detach().float())
+        return scale / 2.0 * (1 + 1e-5) + 1e-7
+
+
+def _pixel_tensor(x: torch.Tensor | np.ndarray, codec: str) -> torch.Tensor:
+    t = _as_tensor(x, f"the images to encode with {codec}")
+    if t.dtype != torch.uint8:
+        raise InputError(f"codec {codec} carries raw uint8 pixels, got dtype {t.dtype}; "
+                         "use float32/float16/int8 for model inputs or intermediate tensors")
+    return t
+
+
+class Uint8Codec(Codec):
+    """Raw uint8 pixels, one byte per value; the edge applies the model's input preprocessing."""
+
+    name = "uint8"
+    kind = "pixels"
+
+    def encode(self, tensor):
+        return _pixel_tensor(tensor, self.name).contiguous().numpy().tobytes()
+
+    def decode(self, data, shape):
+        shape = self._check_size(data, shape)
+        return torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy()).view(shape)
+
+    def payload_bytes(self, shape):
+        return numel(shape)
+
+
+class JpegCodec(Codec):
+    """Images (N, C, H, W) uint8 with C = 1 or 3, each as a JPEG file (what a camera sends).
+
+    Payload: uint32 count, ``count`` uint32 lengths, then the JPEG files (little-endian)."""
+
+    kind = "pixels"
+    lossless = False
+    exact_size = False
+
+    def __init__(self, quality: int = 90) -> None:
+        if not 1 <= quality <= 100:
+            raise ConfigError(f"JPEG quality must be 1..100, got {quality}")
+        self.quality = quality
+        self.name = "jpeg" if quality == 90 else f"jpeg{quality}"
+
+    def encode(self, tensor):
+        from PIL import Image
+
+        t = _pixel_tensor(tensor, self.name)
+        if t.dim() != 4 or t.shape[1] not in (1, 3):
+            raise InputError(f"codec {self.name} encodes images (N, 1 or 3, H, W), got shape {tuple(t.shape)}")
+        arr = t.permute(0, 2, 3, 1).contiguous().numpy()
+        files = []
+        for img in arr:
+            buf = io.BytesIO()
+            Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(buf, format="JPEG",
+                                                                              quality=self.quality)
+            files.append(buf.getvalue())
+        head = struct.pack(f"<I{len(files)}I", len(files), *(len(f) for f in files))
+        return head + b"".join(files)
+
+    def decode(self, data, shape):
+        from PIL import Image, UnidentifiedImageError
+
+        shape = check_shape(shape)
+        if len(shape) != 4 or shape[1] not in (1, 3):
+            raise InputError(f"codec {self.name} decodes images (N, 1 or 3, H, W), got shape {shape}")
+        n = shape[0]
+        if len(data) < 4 * (n + 1) or struct.unpack_from("<I", data, 0)[0] != n:
+            raise InputError(f"codec {self.name}: the payload does not hold {n} images")
+        lengths = struct.unpack_from(f"<{n}I", data, 4)
+        if 4 * (n + 1) + sum(lengths) != len(data):
+            raise InputError(f"codec {self.name}: the image lengths do not add up to the payload size")
+        out = np.empty((n, shape[2], shape[3], shape[1]), dtype=np.uint8)
+        pos = 4 * (n + 1)
+        mode = "L" if shape[1] == 1 else "RGB"
+        for i, length in enumerate(lengths):
+            try:
+                with Image.open(io.BytesIO(bytes(data[pos : pos + length]))) as im:
+                    if im.format != "JPEG" or im.size != (shape[3], shape[2]):
+                        raise InputError(f"codec {self.name}: image {i} is not a {shape[3]}x{shape[2]} JPEG")
+                    img = np.asarray(im.convert(mode))
+            except (UnidentifiedImageError, OSError, ValueError) as exc:
+                if isinstance(exc, InputError):
+                    raise
+                raise InputError(f"codec {self.name}: image {i} cannot be decoded: {exc}") from exc
+            out[i] = img.reshape(shape[2], shape[3], shape[1])
+            pos += length
+        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+    def payload_bytes(self, shape):
+        """A generous bound: the raw pixels plus JPEG headers (real files are usually far smaller)."""
+        shape = check_shape(shape)
+        return 4 * (shape[0] + 1) + numel(shape) + shape[0] * 1024
+
+    def max_abs_error(self, tensor):
+        return float("inf")
+
+
+class CompressedCodec(Codec):
+    """Lossless compression (zlib, level 1 by default) on top of another codec's payload."""
+
+    exact_size = False
+
+    def __init__(self, inner: Codec, level: int = 1) -> None:
+        if isinstance(inner, JpegCodec):
+            raise ConfigError("JPEG is already compressed; use 'jpeg' without a compression suffix")
+        self.inner = inner
+        self.level = level
+        self.name = f"{inner.name}+zlib"
+        self.kind = inner.kind
+        self.lossless = inner.lossless
+
+    def encode(self, tensor):
+        return zlib.compress(self.inner.encode(tensor), self.level)
+
+    def decode(self, data, shape):
+        limit = self.inner.payload_bytes(shape)
+        d = zlib.decompressobj()
+        try:
+            raw = d.decompress(data, limit)
+            if d.unconsumed_tail or not d.eof:
+                raise InputError(f"codec {self.name}: the payload is truncated or inflates beyond {limit} bytes")
+        except zlib.error as exc:
+            raise InputError(f"codec {self.name}: the payload is not valid zlib data: {exc}") from exc
+        return self.inner.decode(raw, shape)
+
+    def payload_bytes(self, shape):
+        n = self.inner.payload_bytes(shape)
+        return n + n // 1000 + 64  # zlib's worst case for incompressible data
+
+    def max_abs_error(self, tensor):
+        return self.inner.max_abs_error(tensor)
+
+
+_BASE: dict[str, type[Codec]] = {"float32": Float32Codec, "float16": Float16Codec, "int8": Int8Codec,
+                                  "uint8": Uint8Codec}
+_COMPRESSORS = ("zlib",)
+_CACHE: dict[str, Codec] = {}
+
+
+def codec_names(compressed: bool = True) -> list[str]:
+    """The codec names :func:`get_codec` accepts (JPEG qualities other than 90 are also accepted: ``jpeg75``)."""
+    base = list(_BASE) + ["jpeg"]
+    if compressed:
+        base += [f"{b}+{c}" for b in _BASE for c in _COMPRESSORS]
+    return base
+
+
+def get_codec(name: str) -> Codec:
+    """The codec called ``name`` (see the module docstring); a clear ConfigError for unknown names."""
+    if not isinstance(name, str):
+        raise ConfigError(f"a codec name must be a string, got {type(name).__name__}")
+    if name in _CACHE:
+        return _CACHE[name]
+    base, _, comp = name.partition("+")
+    m = re.fullmatch(r"jpeg(\d{1,3})?", base)
+    if m:
+        codec: Codec = JpegCodec(int(m.group(1)) if m.group(1) else 90)
+    elif base in _BASE:
+        codec = _BASE[base]()
+    else:
+        raise ConfigError(f"unknown codec {name!r}; known: {', '.join(codec_names())} (and jpegQQ, e.g. jpeg75)")
+    if comp:
+        if comp not in _COMPRESSORS:
+            raise ConfigError(f"unknown compression {comp!r} in codec {name!r}; known: {', '.join(_COMPRESSORS)}")
+        codec = CompressedCodec(codec)
+    if len(_CACHE) < 256:
+        _CACHE[name] = codec
+    return codec
+
+
+__all__ = ["Codec", "Float32Codec", "Float16Codec", "Int8Codec", "Uint8Codec", "JpegCodec", "CompressedCodec",
+           "get_codec", "codec_names", "check_shape", "numel", "MAX_ELEMENTS",
+           "CodecThroughput", "measure_throughput"]
+
+
+@dataclass(frozen=True)
+class CodecThroughput:
+    """Encode and decode speed of one codec on one tensor, in bytes of float32 input per second."""
+
+    codec: str
+    tensor_bytes: int
+    payload_bytes: int
+    encode_bytes_per_s: float
+    decode_bytes_per_s: float
+
+
+def measure_throughput(name: str, tensor: torch.Tensor, min_time_s: float = 0.2) -> CodecThroughput:
+    """Time ``encode`` and ``decode`` of codec ``name`` on ``tensor`` (repeated for at least ``min_time_s``).
+
+    Throughput counts the tensor's in-memory size (4 bytes per value for float inputs, 1 for pixels) per
+    second, so that codecs compare on the same work."""
+    import time
+
+    codec = get_codec(name)
+    data = codec.encode(tensor)
+    shape = tuple(tensor.shape)
+    size = tensor.numel() * tensor.element_size()
+
+    def rate(fn) -> float:
+        reps, elapsed = 0, 0.0
+        best = float("inf")
+        while elapsed < min_time_s or reps < 3:
+            t0 = time.perf_counter()
+            fn()
+            dt = time.perf_counter() - t0
+            best = min(best, dt)
+            elapsed += dt
+            reps += 1
+        return size / best
+
+    enc = rate(lambda: codec.encode(tensor))
+    dec = rate(lambda: codec.decode(data, shape))
+    return CodecThroughput(name, size, len(data), enc, dec)

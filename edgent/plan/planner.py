@@ -1,0 +1,253 @@
+"""The static configurator: pick the exit point and partition point that meet a deadline with the best accuracy.
+
+For a link (uplink/downlink rate, round-trip time) and a latency requirement, Edgent evaluates every
+(exit, partition) pair of a :class:`~edgent.plan.table.LatencyTable`. The latency of exit ``i`` cut at point ``p``
+(device runs units ``[0, p)``, edge runs ``[p, N_i)``) is::
+
+    device(i, p) + edge(i, p)                                                 compute, from prefix sums
+                                                                              (+ a per-call constant per part)
+    + [p < N_i] * ( bytes(i, p) * 8 / uplink + result_bytes * 8 / downlink     transfer
+                    + rtt + 2 * fixed + per_byte * (bytes(i, p) + result)        round trip, (de)serialization
+                    + edge_queue )                                               queueing at a shared edge
+
+Nothing crosses the link at ``p = N_i`` (device only), so no transfer, round trip or serialization is paid there.
+All pairs are evaluated at once with numpy on arrays precomputed per table (:class:`Planner`), so one decision
+costs time linear in the number of pairs (tens of microseconds for alexnet-cifar10).
+
+Selection (Edgent): exits from the most to the least accurate; the first whose best partition meets the deadline
+wins (equal accuracy: the faster one); within an exit, the fastest partition (equal times: the lowest point). When
+nothing meets the deadline, the plan says why and falls back to the fastest configuration of its policy.
+
+Policies (the paper's baselines share this interface, each a restriction of the search space):
+
+- ``edgent``: every (exit, partition) pair;
+- ``device``: the main exit, all on the device (``p = N``);
+- ``edge``: the main exit, all on the edge (``p = 0``, the raw input is sent);
+- ``neurosurgeon``: the main exit, best partition (partitioning only);
+- ``rightsize``: every exit, all on the device (right-sizing only).
+
+The oracle is Edgent planning on measured instead of predicted unit times: :func:`oracle_plan` with a table from
+:func:`~edgent.plan.table.table_from_measurements`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from numbers import Integral
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from edgent.errors import ConfigError
+from edgent.plan.link import Link
+from edgent.plan.overhead import OverheadModel
+from edgent.plan.table import LatencyTable
+
+POLICIES: tuple[str, ...] = ("edgent", "device", "edge", "neurosurgeon", "rightsize")
+BITS_PER_BYTE = 8
+
+
+@dataclass(frozen=True)
+class LatencyBreakdown:
+    """Predicted end-to-end latency of one configuration, in ms, by where the time goes."""
+
+    device_ms: float
+    upload_ms: float
+    edge_ms: float
+    download_ms: float
+    rtt_ms: float
+    serialization_ms: float
+    queue_ms: float
+    total_ms: float
+
+    def bottleneck(self) -> tuple[str, float]:
+        """The largest part (name without ``_ms``, time in ms)."""
+        parts = {k[:-3]: v for k, v in asdict(self).items() if k != "total_ms"}
+        name = max(parts, key=parts.__getitem__)
+        return name, parts[name]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A planning decision: run exit ``exit`` cut at ``partition`` (device runs units ``[0, partition)``).
+
+    ``feasible`` says whether ``predicted_ms <= deadline_ms``; when it is not, ``reason`` says why and ``fallback``
+    is true: the plan is then the fastest configuration of its policy, served anyway.
+    """
+
+    exit: int
+    partition: int
+    codec: str
+    feasible: bool
+    accuracy: float
+    predicted_ms: float
+    breakdown: LatencyBreakdown
+    policy: str
+    reason: str
+    fallback: bool
+    deadline_ms: float = math.nan
+    model: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["breakdown"] = asdict(self.breakdown)
+        return d
+
+
+@dataclass(frozen=True)
+class _Space:
+    """The candidate pairs of one policy, grouped by exit: indices into the table's flat pair arrays."""
+
+    idx: np.ndarray | None  # None: every pair, in order
+    starts: np.ndarray  # start of each exit group within the candidates
+    ends: np.ndarray
+    accuracy: np.ndarray  # accuracy of each group's exit
+
+
+class Planner:
+    """Plans for one :class:`LatencyTable`; precomputes flat arrays over all pairs once so that each
+    :meth:`plan` is a handful of vector operations."""
+
+    def __init__(self, table: LatencyTable, overhead: OverheadModel | None = None) -> None:
+        self.table = table
+        self.overhead = overhead or OverheadModel()
+        exits, points, dev, edge, tx, res, cross = [], [], [], [], [], [], []
+        for e in table.exits:
+            n = e.num_units
+            d = np.concatenate([[0.0], np.cumsum(e.device_unit_ms, dtype=float)])
+            g = np.concatenate([[0.0], np.cumsum(e.edge_unit_ms, dtype=float)])
+            pts = np.arange(n + 1)
+            exits.append(np.full(n + 1, e.exit))
+            points.append(pts)
+            dev.append(d + e.device_part_ms * (pts > 0))  # one device call when it runs anything
+            edge.append(g[-1] - g + e.edge_part_ms * (pts < n))  # edge runs units [p, N): suffix sums
+            tx.append(np.asarray(e.transfer_bytes, dtype=float))
+            res.append(np.full(n + 1, float(e.result_bytes)))
+            cross.append((pts < n).astype(float))  # anything crosses the link unless device only
+        self.pair_exit = np.concatenate(exits)
+        self.pair_point = np.concatenate(points)
+        self.device_ms = np.concatenate(dev)
+        self.edge_ms = np.maximum(np.concatenate(edge), 0.0)
+        self.compute_ms = self.device_ms + self.edge_ms
+        self.tx_bytes = np.concatenate(tx)
+        self.result_bytes = np.concatenate(res)
+        self.crosses = np.concatenate(cross)
+        self._result_cross = self.result_bytes * self.crosses
+        self.accuracy = np.array([e.accuracy for e in table.exits], dtype=float)
+        offsets = np.concatenate([[0], np.cumsum([e.num_units + 1 for e in table.exits])])
+        self._offsets = offsets
+        n_ex = len(table.exits)
+        main = n_ex - 1
+        main_n = table.exits[-1].num_units
+        self._spaces: dict[str, _Space] = {
+            "edgent": _Space(None, offsets[:-1].copy(), offsets[1:].copy(), self.accuracy),
+            "device": self._single_group([offsets[main] + main_n], main),
+            "edge": self._single_group([offsets[main]], main),
+            "neurosurgeon": self._single_group(list(range(offsets[main], offsets[main + 1])), main),
+            "rightsize": _Space(offsets[1:] - 1, np.arange(n_ex), np.arange(1, n_ex + 1), self.accuracy),
+        }
+
+    def _single_group(self, idx: list[int], exit_index: int) -> _Space:
+        return _Space(np.asarray(idx, dtype=np.intp), np.array([0]), np.array([len(idx)]),
+                      self.accuracy[exit_index:exit_index + 1])
+
+    @property
+    def pairs(self) -> list[tuple[int, int]]:
+        """Every (exit, partition) pair, in the order of :meth:`totals`."""
+        return list(zip(self.pair_exit.tolist(), self.pair_point.tolist()))
+
+    def totals(self, link: Link, *, edge_queue_ms: float = 0.0) -> np.ndarray:
+        """Predicted total latency (ms) of every pair of :attr:`pairs` on ``link``."""
+        ov = self.overhead
+        up = BITS_PER_BYTE * 1000.0 / link.uplink_bps + ov.per_byte_ms
+        down = BITS_PER_BYTE * 1000.0 / link.downlink_bps + ov.per_byte_ms
+        const = link.rtt_ms + 2.0 * ov.fixed_ms_per_message + edge_queue_ms
+        return self.compute_ms + self.tx_bytes * up + self._result_cross * down + self.crosses * const
+
+    def predict(self, link: Link, exit: int, partition: int, *, edge_queue_ms: float = 0.0) -> LatencyBreakdown:
+        """The latency breakdown of exit ``exit`` cut at ``partition`` on ``link``."""
+        e = self.table.exit_costs(exit)
+        n = e.num_units
+        if isinstance(partition, bool) or not isinstance(partition, Integral) or not 0 <= partition <= n:
+            raise ConfigError(f"partition point {partition!r} is out of range: exit {exit} has points "
+                              f"0..{e.num_units} (0 = edge only, {e.num_units} = device only)")
+        return self._breakdown(int(self._offsets[exit - 1] + partition), link, edge_queue_ms)
+
+    def _breakdown(self, j: int, link: Link, edge_queue_ms: float) -> LatencyBreakdown:
+        dev = float(self.device_ms[j])
+        edge = float(self.edge_ms[j])
+        if not self.crosses[j]:
+            return LatencyBreakdown(dev, 0.0, edge, 0.0, 0.0, 0.0, 0.0, dev + edge)
+        tx = float(self.tx_bytes[j])
+        res = float(self.result_bytes[j])
+        ov = self.overhead
+        upload = tx * BITS_PER_BYTE * 1000.0 / link.uplink_bps
+        download = res * BITS_PER_BYTE * 1000.0 / link.downlink_bps
+        ser = 2.0 * ov.fixed_ms_per_message + ov.per_byte_ms * (tx + res)
+        total = dev + upload + edge + download + link.rtt_ms + ser + edge_queue_ms
+        return LatencyBreakdown(dev, upload, edge, download, float(link.rtt_ms), ser, float(edge_queue_ms), total)
+
+    def plan(self, link: Link, deadline_ms: float, policy: str = "edgent", *,
+             edge_queue_ms: float = 0.0) -> Plan:
+        """The best configuration of ``policy`` for ``link`` and the latency requirement ``deadline_ms``."""
+        space = self._spaces.get(policy)
+        if space is None:
+            raise ConfigError(f"unknown policy {policy!r}; known policies: {', '.join(POLICIES)}")
+        if not deadline_ms > 0:
+            raise ConfigError(f"the deadline must be a positive time in ms, got {deadline_ms!r}")
+        if not edge_queue_ms >= 0:
+            raise ConfigError(f"the edge queueing delay must be >= 0 ms, got {edge_queue_ms!r}")
+        total = self.totals(link, edge_queue_ms=edge_queue_ms)
+        tot = total if space.idx is None else total[space.idx]
+        mins = np.minimum.reduceat(tot, space.starts)
+        feasible_groups = mins <= deadline_ms
+        if feasible_groups.any():
+            key = np.where(feasible_groups, space.accuracy, -np.inf)
+            tied = np.flatnonzero(key == key.max())
+            g = int(tied[np.argmin(mins[tied])])
+        else:
+            g = int(np.argmin(mins))
+        s = int(space.starts[g])
+        k = s + int(np.argmin(tot[s:int(space.ends[g])]))
+        j = k if space.idx is None else int(space.idx[k])
+        bd = self._breakdown(j, link, edge_queue_ms)
+        ex = int(self.pair_exit[j])
+        feasible = bool(feasible_groups[g])
+        reason = "" if feasible else self._reason(policy, ex, int(self.pair_point[j]), bd, deadline_ms)
+        return Plan(exit=ex, partition=int(self.pair_point[j]), codec=self.table.codec, feasible=feasible,
+                    accuracy=float(self.accuracy[ex - 1]), predicted_ms=bd.total_ms, breakdown=bd, policy=policy,
+                    reason=reason, fallback=not feasible, deadline_ms=float(deadline_ms), model=self.table.model)
+
+    def _reason(self, policy: str, exit: int, point: int, bd: LatencyBreakdown, deadline_ms: float) -> str:
+        n = self.table.exits[exit - 1].num_units
+        where = "device only" if point == n else "edge only" if point == 0 else f"partition {point}"
+        part, part_ms = bd.bottleneck()
+        return (f"no configuration of policy {policy!r} meets the deadline: the fastest possible, exit {exit} "
+                f"({where}), takes {bd.total_ms:.1f} ms > deadline {deadline_ms:.1f} ms; its bottleneck is "
+                f"{part} ({part_ms:.1f} ms); falling back to it")
+
+
+@functools.lru_cache(maxsize=32)
+def _planner(table: LatencyTable, overhead: OverheadModel | None) -> Planner:
+    return Planner(table, overhead)
+
+
+def predict_latency(table: LatencyTable, link: Link, exit: int, partition: int, *, edge_queue_ms: float = 0.0,
+                    overhead: OverheadModel | None = None) -> LatencyBreakdown:
+    """Predicted latency breakdown of exit ``exit`` cut at ``partition`` (see :class:`Planner`)."""
+    return _planner(table, overhead).predict(link, exit, partition, edge_queue_ms=edge_queue_ms)
+
+
+def plan(table: LatencyTable, link: Link, deadline_ms: float, policy: str = "edgent", *,
+         edge_queue_ms: float = 0.0, overhead: OverheadModel | None = None) -> Plan:
+    """Plan with ``policy`` on ``table`` (a cached :class:`Planner` per table; use one directly in hot loops)."""
+    return _planner(table, overhead).plan(link, deadline_ms, policy, edge_queue_ms=edge_queue_ms)
+
+
+def oracle_plan(measured_table: LatencyTable, link: Link, deadline_ms: float, *, edge_queue_ms: float = 0.0,
+                overhead: OverheadModel | None = None) -> Plan:
+    """The oracle baseline: Edgent's search on a table of *measured* unit times (and the true link)."""
+    return replace(plan(measured_table, link, deadline_ms, "edgent", edge_queue_ms=edge_queue_ms,
+                        overhead=overhead), policy="oracle")

@@ -1,0 +1,241 @@
+"""The latency table: what every (exit, partition) configuration of one model costs, before the link is known.
+
+A :class:`LatencyTable` holds, per exit, the predicted (or measured) time of each unit on the device and on the
+edge, the bytes that cross the link at each partition point, and the size of the result. The planner combines it
+with a :class:`~edgent.plan.link.Link` to get the latency of every configuration. Tables are built from a model and
+two latency predictors (:func:`build_latency_table`) or from measured per-unit times
+(:func:`table_from_measurements`, the oracle's table), and are saved as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from numbers import Integral
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
+
+from edgent.errors import ConfigError, DataError
+from edgent.plan.transfer import check_codec, payload_bytes, raw_input_bytes
+
+if TYPE_CHECKING:
+    from edgent.model.chain import MultiExitChain
+    from edgent.model.describe import UnitInfo
+
+TABLE_VERSION = 1
+
+
+class UnitLatencyPredictor(Protocol):
+    """What the planner needs from a latency model: the time of one unit, in ms, at batch size 1."""
+
+    def predict_unit_ms(self, unit: "UnitInfo") -> float: ...
+
+
+@dataclass(frozen=True)
+class ExitCosts:
+    """Costs of the sub-model to one exit.
+
+    Attributes:
+        exit: the exit, 1-based.
+        accuracy: top-1 accuracy of this exit (from the model card).
+        device_unit_ms: device time of each of the ``N_i`` units.
+        edge_unit_ms: edge time of each of the ``N_i`` units.
+        transfer_bytes: ``N_i + 1`` payload sizes sent device -> edge at point ``p`` (``p = 0``: the raw input as
+            really sent; ``p = N_i``: 0, device only, nothing is sent).
+        result_bytes: bytes of the answer sent edge -> device.
+        device_part_ms: constant cost of one device call (``run_device``) when the device runs any unit (p > 0).
+        edge_part_ms: constant cost of one edge call (``run_edge``) when the edge runs any unit (p < N_i).
+    """
+
+    exit: int
+    accuracy: float
+    device_unit_ms: tuple[float, ...]
+    edge_unit_ms: tuple[float, ...]
+    transfer_bytes: tuple[int, ...]
+    result_bytes: int
+    device_part_ms: float = 0.0
+    edge_part_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        n = len(self.device_unit_ms)
+        where = f"exit {self.exit}"
+        if n < 1:
+            raise ConfigError(f"{where}: the sub-model has no units")
+        if len(self.edge_unit_ms) != n:
+            raise ConfigError(f"{where}: {n} device unit times but {len(self.edge_unit_ms)} edge unit times")
+        if len(self.transfer_bytes) != n + 1:
+            raise ConfigError(f"{where}: {n} units need {n + 1} transfer sizes (points 0..{n}), "
+                              f"got {len(self.transfer_bytes)}")
+        for name in ("device_unit_ms", "edge_unit_ms"):
+            for v in getattr(self, name):
+                if not (math.isfinite(v) and v >= 0):
+                    raise ConfigError(f"{where}: {name} holds {v!r}; unit times must be finite and >= 0 ms")
+        for name in ("device_part_ms", "edge_part_ms"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ConfigError(f"{where}: {name} is {v!r}; it must be finite and >= 0 ms")
+        if any(b < 0 for b in self.transfer_bytes) or self.result_bytes < 0:
+            raise ConfigError(f"{where}: byte counts must be >= 0")
+        if self.transfer_bytes[-1] != 0:
+            raise ConfigError(f"{where}: nothing crosses the link at the device-only point {n}, "
+                              f"but transfer_bytes[{n}] = {self.transfer_bytes[-1]}")
+        if not 0.0 <= self.accuracy <= 1.0:
+            raise ConfigError(f"{where}: accuracy {self.accuracy!r} is outside [0, 1]")
+
+    @property
+    def num_units(self) -> int:
+        """``N_i``: units of this sub-model; partition points are ``0..N_i``."""
+        return len(self.device_unit_ms)
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    """Per-exit costs of one model; ``codec`` is the codec the intermediate transfer sizes assume."""
+
+    model: str
+    exits: tuple[ExitCosts, ...]
+    codec: str = "float32"
+
+    def __post_init__(self) -> None:
+        if not self.exits:
+            raise ConfigError(f"latency table of {self.model!r} has no exits")
+        for i, e in enumerate(self.exits, start=1):
+            if e.exit != i:
+                raise ConfigError(f"latency table of {self.model!r}: exits must be 1..{len(self.exits)} in order, "
+                                  f"position {i} holds exit {e.exit}")
+        check_codec(self.codec)
+
+    def exit_costs(self, exit: int) -> ExitCosts:
+        """The :class:`ExitCosts` of ``exit`` (1-based), with a clear error when out of range."""
+        if isinstance(exit, bool) or not isinstance(exit, Integral) or not 1 <= exit <= len(self.exits):
+            raise ConfigError(f"exit {exit!r} is out of range: {self.model!r} has exits 1..{len(self.exits)}")
+        return self.exits[int(exit) - 1]
+
+    @property
+    def num_pairs(self) -> int:
+        """Number of (exit, partition) configurations."""
+        return sum(e.num_units + 1 for e in self.exits)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"table_version": TABLE_VERSION, "model": self.model, "codec": self.codec,
+                "exits": [asdict(e) for e in self.exits]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "LatencyTable":
+        try:
+            exits = tuple(ExitCosts(exit=int(e["exit"]), accuracy=float(e["accuracy"]),
+                                    device_unit_ms=tuple(float(v) for v in e["device_unit_ms"]),
+                                    edge_unit_ms=tuple(float(v) for v in e["edge_unit_ms"]),
+                                    transfer_bytes=tuple(int(v) for v in e["transfer_bytes"]),
+                                    result_bytes=int(e["result_bytes"]),
+                                    device_part_ms=float(e.get("device_part_ms", 0.0)),
+                                    edge_part_ms=float(e.get("edge_part_ms", 0.0))) for e in d["exits"])
+            return cls(model=str(d["model"]), exits=exits, codec=str(d.get("codec", "float32")))
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise DataError(f"latency table JSON is malformed ({exc!r})") from exc
+
+    def save(self, path: str | Path) -> Path:
+        """Write the table as JSON to ``path``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyTable":
+        """Read a table written by :meth:`save`."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except FileNotFoundError as exc:
+            raise DataError(f"latency table {path} does not exist") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"latency table {path} is not JSON ({exc})") from exc
+        return cls.from_json(data)
+
+
+def transfer_sizes(chain: "MultiExitChain", exit: int, codec: str = "float32",
+                   input_bytes: int | None = None) -> tuple[int, ...]:
+    """Bytes sent device -> edge at each point ``0..N_i`` of ``exit``'s sub-model: the raw input at 0
+    (default: one byte per input element, uint8 pixels), :func:`payload_bytes` of the tensor in between,
+    0 at ``N_i``."""
+    ep = chain.exit_point(exit)
+    n = ep.num_units
+    first = raw_input_bytes(chain.input_shape) if input_bytes is None else int(input_bytes)
+    mid = [payload_bytes(chain.unit_input_shape(ep.exit, p), codec) for p in range(1, n)]
+    return (first, *mid, 0)
+
+
+def _check_accuracies(chain: "MultiExitChain", accuracies: Sequence[float]) -> list[float]:
+    if len(accuracies) != chain.num_exits:
+        raise ConfigError(f"model {chain.name!r} has {chain.num_exits} exits but {len(accuracies)} accuracies "
+                          "were given (one per exit, 1..N, e.g. from the model card)")
+    return [float(a) for a in accuracies]
+
+
+def _part_overhead_ms(predictor: Any, units: list["UnitInfo"], unit_ms: tuple[float, ...]) -> float:
+    """The constant cost of one call running a part, for predictors that model it (``predict_units_ms`` of a
+    part = its units' times + that constant); 0 for predictors with only ``predict_unit_ms``."""
+    predict_units = getattr(predictor, "predict_units_ms", None)
+    if predict_units is None:
+        return 0.0
+    return max(0.0, float(predict_units(units)) - sum(unit_ms))
+
+
+def build_latency_table(chain: "MultiExitChain", accuracies: Sequence[float],
+                        device_predictor: UnitLatencyPredictor, edge_predictor: UnitLatencyPredictor,
+                        codec: str = "float32", *, input_bytes: int | None = None,
+                        result_bytes: int | None = None) -> LatencyTable:
+    """Predict the cost table of ``chain`` with per-unit latency models of the device and the edge.
+
+    ``accuracies`` is the top-1 of each exit (1..N). ``input_bytes`` is what is sent at point 0 (default: uint8
+    pixels, one byte per input element); ``result_bytes`` what the edge returns (default: float32 logits).
+    """
+    from edgent.model.describe import describe_chain
+
+    check_codec(codec)
+    accs = _check_accuracies(chain, accuracies)
+    result = chain.num_classes * 4 if result_bytes is None else int(result_bytes)
+    exits = []
+    for ep, acc in zip(chain.exit_points, accs):
+        units = describe_chain(chain, ep.exit)
+        device_ms = tuple(float(device_predictor.predict_unit_ms(u)) for u in units)
+        edge_ms = tuple(float(edge_predictor.predict_unit_ms(u)) for u in units)
+        exits.append(ExitCosts(
+            exit=ep.exit, accuracy=acc, device_unit_ms=device_ms, edge_unit_ms=edge_ms,
+            transfer_bytes=transfer_sizes(chain, ep.exit, codec, input_bytes), result_bytes=result,
+            device_part_ms=_part_overhead_ms(device_predictor, units, device_ms),
+            edge_part_ms=_part_overhead_ms(edge_predictor, units, edge_ms),
+        ))
+    return LatencyTable(model=chain.name, exits=tuple(exits), codec=codec)
+
+
+def table_from_measurements(chain: "MultiExitChain", accuracies: Sequence[float],
+                            device_unit_ms: Sequence[Sequence[float]], edge_unit_ms: Sequence[Sequence[float]],
+                            codec: str = "float32", *, input_bytes: int | None = None,
+                            result_bytes: int | None = None) -> LatencyTable:
+    """The oracle's table: the same layout as :func:`build_latency_table`, from measured per-unit times.
+
+    ``device_unit_ms[i]`` and ``edge_unit_ms[i]`` are the measured times (ms) of the units of exit ``i + 1``'s
+    sub-model, in execution order (``N_i`` values each).
+    """
+    check_codec(codec)
+    accs = _check_accuracies(chain, accuracies)
+    if len(device_unit_ms) != chain.num_exits or len(edge_unit_ms) != chain.num_exits:
+        raise ConfigError(f"measured unit times must be given for each of the {chain.num_exits} exits")
+    result = chain.num_classes * 4 if result_bytes is None else int(result_bytes)
+    exits = []
+    for ep, acc, dev, edge in zip(chain.exit_points, accs, device_unit_ms, edge_unit_ms):
+        if len(dev) != ep.num_units or len(edge) != ep.num_units:
+            raise ConfigError(f"exit {ep.exit} has {ep.num_units} units, got {len(dev)} device and "
+                              f"{len(edge)} edge measurements")
+        exits.append(ExitCosts(exit=ep.exit, accuracy=acc, device_unit_ms=tuple(float(v) for v in dev),
+                               edge_unit_ms=tuple(float(v) for v in edge),
+                               transfer_bytes=transfer_sizes(chain, ep.exit, codec, input_bytes),
+                               result_bytes=result))
+    return LatencyTable(model=chain.name, exits=tuple(exits), codec=codec)

@@ -1,0 +1,187 @@
+"""Profiling a model's units on this host, as one machine role.
+
+:func:`profile_model` times each unit of every exit's sub-model (the trunk units once, then each exit's branch
+units) at batch 1, on the tensor that really reaches it, with the role's thread count and (for a role with a
+CPU quota) inside the quota's cgroup. Unthrottled units are timed by the median of single calls after a
+warm-up; under a quota by the median of window means (see :mod:`edgent.profile.timing`). Each record keeps
+the paper's variables and the unit's features next to its timing. The emulated slowdown is a multiplicative
+factor: ``ms = measured_ms x slowdown``; both are recorded.
+
+:func:`load_profile` reads the file back as a :class:`ModelProfile` whose ``unit_ms[(exit, index)]`` is the
+measured per-unit time of the role: the oracle's ground truth and the reference of the predictor checks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from edgent.errors import DataError, ModelError
+from edgent.latency.features import check_kind, paper_feature_names, paper_features
+from edgent.model.chain import MultiExitChain
+from edgent.model.describe import UnitInfo, describe_chain
+from edgent.profile.throttle import DeviceEmulation
+from edgent.profile.timing import TimingStats, clock_name, time_callable
+
+PROFILE_FORMAT = "edgent-profile"
+
+
+def load_chain(name: str) -> MultiExitChain:
+    """The zoo model ``name`` with its trained weights if they exist, else random weights (timing does not
+    depend on the values)."""
+    from edgent.model.zoo import load_model
+
+    try:
+        return load_model(name, pretrained=True)
+    except ModelError:
+        return load_model(name, pretrained=False)
+
+
+def _unit_inputs(chain: MultiExitChain, exit: int, x: torch.Tensor) -> list[torch.Tensor]:
+    inputs = []
+    h = x
+    with torch.no_grad():
+        for unit in chain.units(exit):
+            inputs.append(h)
+            h = unit(h)
+    return inputs
+
+
+def unit_records(chain: MultiExitChain) -> list[tuple[int, UnitInfo, bool]]:
+    """(exit, unit, is_trunk) for each distinct unit: the main exit's trunk units, then every exit's branch
+    units. A trunk unit is recorded under the main exit; :class:`ModelProfile` maps it to every exit using it."""
+    out = []
+    main = chain.exit_points[-1]
+    for u in describe_chain(chain, main.exit):
+        out.append((main.exit, u, True))
+    for ep in chain.exit_points[:-1]:
+        for u in describe_chain(chain, ep.exit)[ep.after_trunk_units:]:
+            out.append((ep.exit, u, False))
+    return out
+
+
+def profile_model(chain: MultiExitChain, role: str, emulation: DeviceEmulation, quick: bool = False,
+                  seed: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure every distinct unit of ``chain`` as ``role`` (see the module docstring); the JSON document."""
+    say = progress or (lambda s: None)
+    chain.eval()
+    torch.manual_seed(seed)
+    x = torch.randn(1, *chain.input_shape)
+    records = []
+    t_begin = time.perf_counter()
+    units = unit_records(chain)
+    inputs = {ep.exit: _unit_inputs(chain, ep.exit, x) for ep in chain.exit_points}
+    with emulation.real_part(), torch.no_grad():
+        for exit, info, trunk in units:
+            module = chain.units(exit)[info.index]
+            inp = inputs[exit][info.index]
+            st = time_callable(lambda m=module, t=inp: m(t), throttled=emulation.uses_quota, quick=quick)
+            records.append(_record(exit, info, trunk, st, emulation))
+            say(f"profile {chain.name} {role}: exit {exit} unit {info.index} {info.name}: {st.median_ms:.3f} ms")
+    return {
+        "format": PROFILE_FORMAT, "model": chain.name, "clock": clock_name(), "role": role, "emulation": emulation.to_json(),
+        "timing": "window-mean under the CPU quota" if emulation.uses_quota else "per-call median",
+        "quick": quick, "seconds": round(time.perf_counter() - t_begin, 1),
+        "exits": [{"exit": ep.exit, "after_trunk_units": ep.after_trunk_units, "num_units": ep.num_units}
+                  for ep in chain.exit_points],
+        "units": records,
+    }
+
+
+def _record(exit: int, info: UnitInfo, trunk: bool, st: TimingStats, emulation: DeviceEmulation) -> dict[str, Any]:
+    paper = []
+    for layer in info.layers:
+        try:
+            check_kind(layer)
+            paper.append({"kind": layer.kind, **dict(zip(paper_feature_names(layer.kind),
+                                                         paper_features(layer).tolist()))})
+        except ModelError:
+            paper.append({"kind": layer.kind})
+    return {"exit": exit, "index": info.index, "name": info.name, "trunk": trunk, "kind": info.kind,
+            "ms": st.median_ms * emulation.slowdown, "measured_ms": st.median_ms, "stats": st.to_json(),
+            "paper_variables": paper, "flops": info.flops, "params": info.params,
+            "input_bytes": _numel(info.input_shape) * 4, "output_bytes": info.output_bytes, "unit": info.to_json()}
+
+
+def _numel(shape: Sequence[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+@dataclass
+class ModelProfile:
+    """A measured profile: ``unit_ms[(exit, index)]`` is the role's time (ms, emulated slowdown included) of
+    unit ``index`` of the sub-model to ``exit``, for every exit and unit (trunk units repeated per exit)."""
+
+    model: str
+    role: str
+    emulation: DeviceEmulation
+    unit_ms: dict[tuple[int, int], float]
+    units: dict[tuple[int, int], UnitInfo] = field(default_factory=dict)
+    num_units: dict[int, int] = field(default_factory=dict)
+    doc: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: tuple[int, int]) -> float:
+        return self.unit_ms[key]
+
+    def part_ms(self, exit: int, start: int, stop: int) -> float:
+        """Sum of the measured unit times of units ``[start, stop)`` of exit ``exit`` (ms)."""
+        return sum(self.unit_ms[(exit, i)] for i in range(start, stop))
+
+
+def save_profile(doc: dict[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return path
+
+
+def profile_from_json(doc: dict[str, Any]) -> ModelProfile:
+    """A :class:`ModelProfile` from a profile document."""
+    from edgent.latency.predictor import unit_from_json
+
+    if doc.get("format") != PROFILE_FORMAT:
+        raise DataError(f"not an edgent profile (format {doc.get('format')!r}, expected {PROFILE_FORMAT!r})")
+    trunk = {r["index"]: r for r in doc["units"] if r["trunk"]}
+    unit_ms: dict[tuple[int, int], float] = {}
+    units: dict[tuple[int, int], UnitInfo] = {}
+    num_units: dict[int, int] = {}
+    for ep in doc["exits"]:
+        e, after = int(ep["exit"]), int(ep["after_trunk_units"])
+        num_units[e] = int(ep["num_units"])
+        for i in range(after):
+            unit_ms[(e, i)] = float(trunk[i]["ms"])
+            units[(e, i)] = unit_from_json(trunk[i]["unit"])
+    for r in doc["units"]:
+        if not r["trunk"]:
+            unit_ms[(int(r["exit"]), int(r["index"]))] = float(r["ms"])
+            units[(int(r["exit"]), int(r["index"]))] = unit_from_json(r["unit"])
+    missing = [(e, i) for e, n in num_units.items() for i in range(n) if (e, i) not in unit_ms]
+    if missing:
+        raise DataError(f"profile of {doc.get('model')} lacks units {missing[:5]}")
+    return ModelProfile(doc["model"], doc["role"], DeviceEmulation.from_json(doc["emulation"]), unit_ms, units,
+                        num_units, doc)
+
+
+def load_profile(path: str | Path) -> ModelProfile:
+    """Read a profile written by ``edgent profile --model M --role R --out FILE``."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise DataError(f"profile {path} does not exist; make it with `edgent profile --model M --role R`") from exc
+    except json.JSONDecodeError as exc:
+        raise DataError(f"profile {path} is not valid JSON: {exc}") from exc
+    try:
+        return profile_from_json(doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"profile {path} is malformed: {exc}") from exc

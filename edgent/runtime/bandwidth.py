@@ -1,0 +1,82 @@
+"""Bandwidth measured from the inference traffic itself.
+
+Each upload gives one sample: the bytes that crossed the link over the time the link took, i.e. the request's
+round trip minus the time the edge reported for itself minus the round-trip latency of an empty message::
+
+    rate_bps = 8 * (upload_bytes + download_bytes) / (total_ms - server_ms - rtt_ms)
+
+Samples are smoothed by a harmonic mean over a sliding window (the right mean for rates of fixed-size transfers:
+it equals total bytes over total time, and one fast outlier cannot inflate it). The RTT estimate is the smallest
+recent round trip of a near-empty message (HELLO, HEALTH), the usual way to separate latency from transfer time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from edgent.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BandwidthSample:
+    """One throughput sample: ``size_bytes`` crossed the link in ``link_ms``."""
+
+    size_bytes: int
+    link_ms: float
+    rate_bps: float
+    time_s: float
+
+
+class BandwidthEstimator:
+    """Smooths throughput samples (harmonic mean over the last ``window``) and tracks the RTT (min of the last
+    ``rtt_window`` small round trips). ``min_link_ms`` drops samples too short to time reliably."""
+
+    def __init__(self, window: int = 8, rtt_window: int = 16, min_link_ms: float = 0.5,
+                 initial_rate_bps: float | None = None) -> None:
+        if window < 1 or rtt_window < 1:
+            raise ConfigError("the bandwidth estimator's windows must hold at least one sample")
+        self.samples: deque[BandwidthSample] = deque(maxlen=window)
+        self.rtts_ms: deque[float] = deque(maxlen=rtt_window)
+        self.min_link_ms = min_link_ms
+        self.initial_rate_bps = initial_rate_bps
+        self.last_activity_s = time.monotonic()
+
+    @property
+    def rate_bps(self) -> float | None:
+        """Current estimate in bit/s (None before the first sample unless an initial rate was given)."""
+        if not self.samples:
+            return self.initial_rate_bps
+        return len(self.samples) / sum(1.0 / s.rate_bps for s in self.samples)
+
+    @property
+    def rtt_ms(self) -> float | None:
+        """Current round-trip latency estimate in ms (None before the first measurement)."""
+        return min(self.rtts_ms) if self.rtts_ms else None
+
+    def observe_rtt(self, rtt_ms: float) -> None:
+        """Record the round trip of a near-empty message (it bounds the latency part of every request)."""
+        if rtt_ms >= 0:
+            self.rtts_ms.append(float(rtt_ms))
+        self.last_activity_s = time.monotonic()
+
+    def add(self, size_bytes: int, link_ms: float) -> BandwidthSample | None:
+        """Add one sample directly; returns it, or None when it was too short to count."""
+        self.last_activity_s = time.monotonic()
+        if size_bytes <= 0 or link_ms < self.min_link_ms:
+            return None
+        s = BandwidthSample(int(size_bytes), float(link_ms), 8.0 * size_bytes / (link_ms / 1e3), time.time())
+        self.samples.append(s)
+        return s
+
+    def observe_request(self, upload_bytes: int, download_bytes: int, total_ms: float, server_ms: float,
+                        rtt_ms: float | None = None) -> BandwidthSample | None:
+        """One sample from a request: its bytes over (round trip - server time - RTT)."""
+        rtt = self.rtt_ms if rtt_ms is None else rtt_ms
+        link_ms = total_ms - server_ms - (rtt or 0.0)
+        return self.add(upload_bytes + download_bytes, link_ms)
+
+    def idle_for_s(self) -> float:
+        """Seconds since the last request or probe (a light probe is worth sending after a long idle)."""
+        return time.monotonic() - self.last_activity_s

@@ -1,0 +1,431 @@
+"""The device side: run the device part, encode, send, receive; fall back on the device when the edge fails.
+
+:class:`DeviceClient` holds one connection to one edge server (blocking sockets: the device does one request at a
+time). ``infer(x, exit, partition, codec, deadline_ms)`` returns an :class:`InferenceResult` that says where the
+answer came from (``"edge"``, ``"device"`` when the plan ran everything locally, ``"fallback"`` when the edge
+was unreachable, too slow, overloaded or broken) and the time of every stage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from edgent.codec import get_codec
+from edgent.errors import ConfigError, EdgentError, InputError
+from edgent.model.chain import MultiExitChain
+from edgent.runtime.bandwidth import BandwidthEstimator
+from edgent.runtime.link import AppLink
+from edgent.runtime.preprocess import default_preprocess, get_preprocess
+from edgent.runtime.protocol import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    Frame,
+    MsgType,
+    ProtocolError,
+    encode_frame,
+    recv_frame,
+)
+
+
+class EdgeUnavailable(EdgentError):
+    """The edge could not be reached, closed the connection or did not answer in time."""
+
+
+class RemoteError(EdgentError):
+    """The edge answered with an ERROR frame; ``code`` is its reason."""
+
+    def __init__(self, code: str, message: str, meta: dict[str, Any] | None = None) -> None:
+        super().__init__(f"edge error {code}: {message}")
+        self.code = code
+        self.meta = meta or {}
+
+
+#: edge error codes after which the device computes the answer itself (the rest are the caller's mistakes)
+RECOVERABLE_CODES = frozenset({"overloaded", "shutting_down", "internal", "timeout", "too_many_connections"})
+
+
+@dataclass
+class InferenceResult:
+    """One co-inference: the answer, where it was computed, and how long each stage took (ms)."""
+
+    logits: torch.Tensor
+    classes: list[int]
+    exit: int
+    partition: int
+    codec: str | None
+    where: str
+    requested: dict[str, Any]
+    fallback_reason: str | None = None
+    deadline_ms: float | None = None
+    total_ms: float = 0.0
+    device_ms: float = 0.0
+    encode_ms: float = 0.0
+    network_ms: float | None = None
+    server_timings_ms: dict[str, float] | None = None
+    edge_load: dict[str, Any] | None = None
+    upload_bytes: int = 0
+    download_bytes: int = 0
+    bandwidth_sample_bps: float | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fallback(self) -> bool:
+        return self.where == "fallback"
+
+    @property
+    def met_deadline(self) -> bool | None:
+        return None if self.deadline_ms is None else self.total_ms <= self.deadline_ms
+
+
+def client_ssl_context(ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext:
+    """A TLS context for the device: trusts ``ca_file`` (e.g. the edge's self-signed certificate)."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    if insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class DeviceClient:
+    """A device talking to one edge server about one model (see the module docstring).
+
+    Args:
+        host, port: the edge server.
+        model: the device's copy of the chain (or a zoo name, loaded with its trained weights).
+        token: the deployment's shared token, when the edge requires one.
+        ssl_context / server_hostname: TLS (see :func:`client_ssl_context`).
+        link: application-level delay and, without root, emulated rate (:class:`AppLink`).
+        estimator: where bandwidth and RTT samples go (a fresh :class:`BandwidthEstimator` by default).
+        slowdown: an object with ``scope()`` (e.g. ``edgent.profile.throttle.Slowdown``) around device compute.
+        exit_accuracy: accuracy per exit; the fallback picks the most accurate exit that fits the deadline
+            (default: the deepest one).
+        device_exit_ms: device time of each exit's full forward for one input; measured here when not given.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        model: MultiExitChain | str,
+        *,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        link: AppLink | None = None,
+        estimator: BandwidthEstimator | None = None,
+        preprocess: str | None = None,
+        connect_timeout_s: float = 2.0,
+        timeout_s: float = 30.0,
+        max_backoff_s: float = 2.0,
+        slowdown: Any = None,
+        exit_accuracy: dict[int, float] | None = None,
+        device_exit_ms: dict[int, float] | None = None,
+        client_name: str = "device",
+    ) -> None:
+        if isinstance(model, str):
+            from edgent.model.zoo import load_model
+
+            model = load_model(model)
+        self.chain = model.eval()
+        self.host, self.port = host, int(port)
+        self.token = token
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname or host
+        self.link = link or AppLink()
+        self.estimator = estimator or BandwidthEstimator()
+        self.preprocess_name = preprocess or default_preprocess(self.chain.name)
+        self._preprocess = get_preprocess(self.preprocess_name)
+        self.connect_timeout_s = connect_timeout_s
+        self.timeout_s = timeout_s
+        self.max_backoff_s = max_backoff_s
+        self.slowdown = slowdown
+        self.exit_accuracy = exit_accuracy or {ep.exit: float(ep.exit) for ep in self.chain.exit_points}
+        self.client_name = client_name
+        self.sock: socket.socket | None = None
+        self.welcome: dict[str, Any] = {}
+        self.last_edge_load: dict[str, Any] | None = None
+        self._next_try_s = 0.0
+        self._backoff_s = 0.05
+        self._next_id = 0
+        self.device_exit_ms = dict(device_exit_ms) if device_exit_ms else self.calibrate()
+
+    # ------------------------------------------------------------------ connection
+    def calibrate(self, repeats: int = 3) -> dict[int, float]:
+        """Measure the device time (ms, one input) of each exit's full forward: what the fallback plans with."""
+        x = torch.zeros((1, *self.chain.input_shape))
+        out = {}
+        for ep in self.chain.exit_points:
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                with self._device_scope(), torch.inference_mode():
+                    self.chain(x, exit=ep.exit)
+                times.append((time.perf_counter() - t0) * 1e3)
+            out[ep.exit] = float(np.median(times))
+        return out
+
+    @property
+    def connected(self) -> bool:
+        return self.sock is not None
+
+    def connect(self, force: bool = False) -> bool:
+        """Open the connection and say HELLO, unless connected or still backing off after a failure (``force``
+        ignores the back-off). Returns whether connected; raises RemoteError when the edge refuses the token."""
+        if self.sock is not None:
+            return True
+        now = time.monotonic()
+        if not force and now < self._next_try_s:
+            return False
+        sock = None
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout_s)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(sock, server_hostname=self.server_hostname)
+            self.sock = sock
+            meta: dict[str, Any] = {"client": self.client_name}
+            if self.token is not None:
+                meta["token"] = self.token
+            t0 = time.perf_counter()
+            reply = self._exchange(encode_frame(MsgType.HELLO, meta), self.connect_timeout_s)
+            self.estimator.observe_rtt((time.perf_counter() - t0) * 1e3)
+        except RemoteError:
+            self.close()
+            raise
+        except (OSError, EdgeUnavailable, ProtocolError, ssl.SSLError) as exc:
+            self.close()
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+            self._next_try_s = time.monotonic() + self._backoff_s
+            self._backoff_s = min(self._backoff_s * 2, self.max_backoff_s)
+            self.last_connect_error = str(exc)
+            return False
+        self.welcome = reply.meta
+        self.last_edge_load = reply.meta.get("load")
+        self._backoff_s = 0.05
+        return True
+
+    def close(self) -> None:
+        """Close the connection (the next request reconnects)."""
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+            self.sock = None
+
+    def __enter__(self) -> "DeviceClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _exchange(self, frame: bytes, timeout_s: float) -> Frame:
+        """Send one frame and read the answer within ``timeout_s``; ERROR answers raise RemoteError."""
+        assert self.sock is not None
+        try:
+            self.sock.settimeout(max(timeout_s, 1e-3))
+            self.link.one_way_delay()
+            self.link.pace_upload(len(frame))
+            self.sock.sendall(frame)
+            reply = recv_frame(self.sock, DEFAULT_MAX_PAYLOAD_BYTES)
+            self.link.pace_download(reply.wire_bytes)
+            self.link.one_way_delay()
+        except (socket.timeout, TimeoutError) as exc:
+            self.close()  # a late answer would arrive on this connection: start afresh
+            raise EdgeUnavailable(f"no answer from the edge within {timeout_s * 1e3:.0f} ms") from exc
+        except (OSError, ConnectionError) as exc:
+            self.close()
+            raise EdgeUnavailable(f"the connection to the edge failed: {exc}") from exc
+        except ProtocolError:
+            self.close()
+            raise
+        if reply.type == MsgType.ERROR:
+            if reply.meta.get("fatal"):
+                self.close()
+            raise RemoteError(str(reply.meta.get("code")), str(reply.meta.get("message")), reply.meta)
+        return reply
+
+    def _request(self, frame: bytes, timeout_s: float) -> Frame:
+        """``_exchange`` on a live connection, reconnecting once when a reused connection turns out dead."""
+        reused = self.sock is not None
+        if not self.connect():
+            raise EdgeUnavailable(f"the edge at {self.host}:{self.port} is unreachable "
+                                  f"({getattr(self, 'last_connect_error', 'backing off')})")
+        try:
+            return self._exchange(frame, timeout_s)
+        except EdgeUnavailable as exc:
+            if not reused or "no answer" in str(exc) or not self.connect(force=True):
+                raise
+            return self._exchange(frame, timeout_s)
+
+    def health(self, timeout_s: float = 2.0) -> dict[str, Any]:
+        """Ask the edge for its STATUS (live, ready, load); the round trip is an RTT sample."""
+        self._next_id += 1
+        t0 = time.perf_counter()
+        reply = self._request(encode_frame(MsgType.HEALTH, {"id": self._next_id}), timeout_s)
+        self.estimator.observe_rtt((time.perf_counter() - t0) * 1e3)
+        self.last_edge_load = reply.meta.get("load")
+        return reply.meta
+
+    def probe(self, size_bytes: int = 32 * 1024, timeout_s: float = 5.0):
+        """A light bandwidth probe (for an idle link): send ``size_bytes`` of filler, return the sample."""
+        self._next_id += 1
+        frame = encode_frame(MsgType.PROBE, {"id": self._next_id}, bytes(size_bytes))
+        t0 = time.perf_counter()
+        reply = self._request(frame, timeout_s)
+        total_ms = (time.perf_counter() - t0) * 1e3
+        return self.estimator.observe_request(len(frame), reply.wire_bytes, total_ms, 0.0)
+
+    # ------------------------------------------------------------------ inference
+    @contextlib.contextmanager
+    def _device_scope(self):
+        if self.slowdown is None:
+            yield
+        else:
+            with self.slowdown.scope():
+                yield
+
+    def infer(
+        self,
+        x: torch.Tensor | np.ndarray,
+        exit: int,
+        partition: int,
+        codec: str = "float32",
+        deadline_ms: float | None = None,
+        fallback: bool = True,
+    ) -> InferenceResult:
+        """Co-infer a batch ``x`` (uint8 pixels or the float model input) with the device running units
+        ``[0, partition)`` of ``exit``'s sub-model and the edge the rest (see :class:`InferenceResult`)."""
+        t0 = time.perf_counter()
+        chain = self.chain
+        ep = chain.exit_point(exit)
+        n_units = ep.num_units
+        if isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition <= n_units:
+            raise ConfigError(f"partition {partition!r} is out of range 0..{n_units} for exit {exit}")
+        requested = {"exit": exit, "partition": partition, "codec": codec if partition < n_units else None}
+        x = torch.as_tensor(x)
+        pixels = x if x.dtype == torch.uint8 else None
+        if x.dim() == len(chain.input_shape):
+            x = x.unsqueeze(0)
+            pixels = x if pixels is not None else None
+        cod = get_codec(codec) if partition < n_units else None
+        if cod is not None and cod.kind == "pixels":
+            if partition != 0:
+                raise ConfigError(f"codec {codec} carries raw pixels: use it with partition 0 only")
+            if pixels is None:
+                raise InputError(f"codec {codec} sends uint8 pixels, but the input is {x.dtype}; pass the images")
+        td0 = time.perf_counter()
+        model_in = None
+        if cod is not None and cod.kind == "pixels":
+            h = pixels
+        else:
+            with self._device_scope(), torch.inference_mode():
+                model_in = self._preprocess(x) if pixels is not None else x.float()
+                h = chain.run_device(model_in, exit, partition)
+        device_ms = (time.perf_counter() - td0) * 1e3
+        result_kw = dict(requested=requested, deadline_ms=deadline_ms, device_ms=device_ms)
+        if cod is None:  # the plan runs everything on the device
+            return self._finish(h, exit, n_units, None, "device", t0, **result_kw)
+        te0 = time.perf_counter()
+        data = cod.encode(h)
+        self._next_id += 1
+        meta = {"id": self._next_id, "model": chain.name, "exit": exit, "partition": partition, "codec": cod.name,
+                "shape": list(h.shape)}
+        if cod.kind == "pixels":
+            meta["preprocess"] = self.preprocess_name
+        frame = encode_frame(MsgType.INFER, meta, data)
+        encode_ms = (time.perf_counter() - te0) * 1e3
+        result_kw["encode_ms"] = encode_ms
+        timeout_s = self.timeout_s
+        if deadline_ms is not None:
+            spent_ms = (time.perf_counter() - t0) * 1e3
+            reserve_ms = min(self.device_exit_ms.values()) * h.shape[0] if fallback else 0.0
+            left_ms = deadline_ms - spent_ms - reserve_ms
+            timeout_s = min(timeout_s, left_ms / 1e3 if left_ms >= 1.0 else max(deadline_ms - spent_ms, 1.0) / 1e3)
+        t_send = time.perf_counter()
+        try:
+            reply = self._request(frame, timeout_s)
+        except (EdgeUnavailable, ProtocolError) as exc:
+            if not fallback:
+                raise
+            return self._fallback(x, pixels, model_in, h, exit, partition, str(exc), t0, **result_kw)
+        except RemoteError as exc:
+            if exc.code == "overloaded":
+                self.last_edge_load = exc.meta.get("load", self.last_edge_load)
+            if not fallback or exc.code not in RECOVERABLE_CODES:
+                raise
+            return self._fallback(x, pixels, model_in, h, exit, partition, str(exc), t0, **result_kw)
+        t_recv = time.perf_counter()
+        if reply.type != MsgType.RESULT or reply.meta.get("id") != meta["id"]:
+            self.close()
+            raise ProtocolError("bad_reply", f"the edge answered {reply.type.name} id={reply.meta.get('id')!r} "
+                                             f"to INFER id={meta['id']}")
+        shape = reply.meta.get("shape")
+        if not isinstance(shape, list) or len(shape) != 2 or shape[0] != h.shape[0] or shape[1] != chain.num_classes:
+            raise ProtocolError("bad_reply", f"the edge's logits have shape {shape!r}")
+        logits = get_codec("float32").decode(reply.payload, shape)
+        timings = reply.meta.get("timings") or {}
+        server_ms = float(timings.get("server_ms", 0.0))
+        total_ms = (t_recv - t_send) * 1e3
+        sample = self.estimator.observe_request(len(frame), reply.wire_bytes, total_ms, server_ms)
+        self.last_edge_load = reply.meta.get("load")
+        return self._finish(
+            logits, exit, partition, cod.name, "edge", t0, network_ms=total_ms - server_ms,
+            server_timings_ms=timings, edge_load=self.last_edge_load, upload_bytes=len(frame),
+            download_bytes=reply.wire_bytes, bandwidth_sample_bps=None if sample is None else sample.rate_bps,
+            **result_kw)
+
+    def _finish(self, logits: torch.Tensor, exit: int, partition: int, codec: str | None, where: str, t0: float,
+                **kw: Any) -> InferenceResult:
+        logits = logits.detach().float()
+        total_ms = (time.perf_counter() - t0) * 1e3
+        return InferenceResult(logits=logits, classes=logits.argmax(dim=1).tolist(), exit=exit, partition=partition,
+                               codec=codec, where=where, total_ms=total_ms, **kw)
+
+    def fallback_exit(self, batch: int, left_ms: float | None) -> int:
+        """The most accurate exit whose device time fits in ``left_ms`` (the fastest when none fits)."""
+        exits = sorted(self.device_exit_ms, key=lambda e: -self.exit_accuracy.get(e, e))
+        if left_ms is not None:
+            for e in exits:
+                if self.device_exit_ms[e] * batch <= left_ms:
+                    return e
+            return min(self.device_exit_ms, key=self.device_exit_ms.get)
+        return exits[0]
+
+    def _fallback(self, x, pixels, model_in, h, exit: int, partition: int, reason: str, t0: float,
+                  **kw: Any) -> InferenceResult:
+        """Finish on the device at the best exit that fits what is left of the deadline; reuse the device's
+        partial result when the chosen exit shares the trunk units already computed."""
+        deadline_ms = kw.get("deadline_ms")
+        left_ms = None if deadline_ms is None else deadline_ms - (time.perf_counter() - t0) * 1e3
+        e = self.fallback_exit(x.shape[0], left_ms)
+        td0 = time.perf_counter()
+        chain = self.chain
+        with self._device_scope(), torch.inference_mode():
+            if model_in is None:
+                model_in = self._preprocess(pixels) if pixels is not None else x.float()
+            shared = partition <= chain.exit_point(exit).after_trunk_units and \
+                partition <= chain.exit_point(e).after_trunk_units
+            if partition > 0 and shared:
+                logits = chain.run_edge(h, e, partition)
+            else:
+                logits = chain(model_in, exit=e)
+        kw["device_ms"] = kw.get("device_ms", 0.0) + (time.perf_counter() - td0) * 1e3
+        kw["edge_load"] = self.last_edge_load
+        return self._finish(logits, e, chain.exit_point(e).num_units, None, "fallback", t0, fallback_reason=reason,
+                            **kw)
+
+
+def parse_shape(text: str) -> Sequence[int]:
+    """``"3x32x32"`` -> (3, 32, 32)."""
+    try:
+        return tuple(int(p) for p in text.lower().split("x"))
+    except ValueError as exc:
+        raise ConfigError(f"a shape is written like 3x32x32, got {text!r}") from exc

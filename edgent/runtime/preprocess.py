@@ -1,0 +1,52 @@
+"""Input preprocessing by name, so that the edge can turn raw pixels (codecs ``uint8``, ``jpeg``) into the model's
+input: the device names the preprocessing in its request, the edge only runs the ones listed here."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from edgent.errors import ConfigError, InputError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _normalise(mean: tuple[float, ...], std: tuple[float, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
+    def run(pixels: torch.Tensor) -> torch.Tensor:
+        if pixels.dtype != torch.uint8 or pixels.dim() != 4 or pixels.shape[1] != len(mean):
+            raise InputError(f"preprocessing takes uint8 images (N, {len(mean)}, H, W), got "
+                             f"{pixels.dtype} {tuple(pixels.shape)}")
+        m = torch.tensor(mean).view(1, -1, 1, 1)
+        s = torch.tensor(std).view(1, -1, 1, 1)
+        return (pixels.float().div_(255.0) - m) / s
+
+    return run
+
+
+def _cifar10(pixels: torch.Tensor) -> torch.Tensor:
+    from edgent.data.cifar10 import to_model_input
+
+    if pixels.dtype != torch.uint8:
+        raise InputError(f"preprocessing 'cifar10' takes uint8 pixels, got {pixels.dtype}")
+    return to_model_input(pixels)
+
+
+PREPROCESSORS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "cifar10": _cifar10,
+    "imagenet": _normalise(IMAGENET_MEAN, IMAGENET_STD),
+    "scale01": lambda p: _normalise((0.0,) * p.shape[1], (1.0,) * p.shape[1])(p),
+}
+
+
+def default_preprocess(model_name: str) -> str:
+    """The preprocessing a zoo model was trained with: CIFAR-10 statistics or ImageNet statistics."""
+    return "cifar10" if "cifar10" in model_name else "imagenet"
+
+
+def get_preprocess(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The preprocessing function called ``name`` (uint8 (N, C, H, W) -> float32 model input)."""
+    if not isinstance(name, str) or name not in PREPROCESSORS:
+        raise ConfigError(f"unknown preprocessing {name!r}; known: {', '.join(PREPROCESSORS)}")
+    return PREPROCESSORS[name]

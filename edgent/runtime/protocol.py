@@ -1,0 +1,165 @@
+"""The wire protocol between device and edge: length-prefixed frames over TCP (optionally TLS).
+
+Every message is one frame::
+
+    header (16 bytes, network byte order)   magic "EDGT" | version u8 | type u8 | flags u16 |
+                                            meta_len u32 | payload_len u32
+    meta     (meta_len bytes)               a UTF-8 JSON object (at most MAX_META_BYTES)
+    payload  (payload_len bytes)            raw bytes: a codec's output (at most the receiver's payload limit)
+
+Nothing in a frame runs code on load: JSON and raw bytes only (no pickle). Lengths are checked against the limits
+before anything is read; a frame that breaks the framing (bad magic, wrong version, unknown type, a length over the
+limit) is answered with an ERROR frame and the connection is closed; a well-framed but bad request (bad JSON, a
+field out of range, a wrong codec size) gets an ERROR frame and the connection stays open. The message types and
+their meta fields are documented in docs/runtime.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from edgent.errors import EdgentError
+
+MAGIC = b"EDGT"
+VERSION = 1
+HEADER = struct.Struct("!4sBBHII")
+HEADER_BYTES = HEADER.size
+MAX_META_BYTES = 16 * 1024
+DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
+
+
+class MsgType(IntEnum):
+    """Frame types. Requests from the device are odd, answers from the edge even (ERROR answers anything)."""
+
+    HELLO = 1  # device -> edge: {"client", "token"?}; must be the first frame of a connection
+    WELCOME = 2  # edge -> device: {"server", "models", "max_payload_bytes"}
+    INFER = 3  # device -> edge: {"id", "model", "exit", "partition", "codec", "shape", "preprocess"?} + payload
+    RESULT = 4  # edge -> device: {"id", "classes", "shape", "codec", "timings", "load"} + logits payload
+    HEALTH = 5  # device -> edge: {"id"?}
+    STATUS = 6  # edge -> device: {"live", "ready", "models", "load"}
+    PROBE = 7  # device -> edge: {"id"?} + filler payload (a light bandwidth probe)
+    PROBE_ACK = 8  # edge -> device: {"id", "received_bytes"}
+    ERROR = 15  # edge -> device: {"code", "message", "fatal", "id"?}
+
+
+_TYPES = {int(t) for t in MsgType}
+
+#: error codes after which the edge closes the connection (the framing or the peer can no longer be trusted)
+FATAL_CODES = frozenset({"bad_magic", "bad_version", "bad_type", "too_large", "unauthorized", "hello_required",
+                         "shutting_down", "too_many_connections"})
+
+
+class ProtocolError(EdgentError):
+    """A frame that breaks the protocol; ``code`` is the machine-readable reason sent in the ERROR frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def fatal(self) -> bool:
+        return self.code in FATAL_CODES
+
+
+@dataclass
+class Frame:
+    """One decoded frame."""
+
+    type: MsgType
+    meta: dict[str, Any] = field(default_factory=dict)
+    payload: bytes | bytearray = b""
+
+    @property
+    def wire_bytes(self) -> int:
+        """Bytes this frame took on the wire (header + meta + payload), measured when it was read."""
+        return getattr(self, "_wire_bytes", HEADER_BYTES + len(self.payload))
+
+
+def encode_frame(msg_type: MsgType, meta: dict[str, Any] | None = None, payload: bytes | bytearray = b"") -> bytes:
+    """The bytes of one frame; raises ProtocolError when the meta is too large."""
+    meta_bytes = json.dumps(meta or {}, separators=(",", ":"), allow_nan=False).encode()
+    if len(meta_bytes) > MAX_META_BYTES:
+        raise ProtocolError("too_large", f"frame meta is {len(meta_bytes)} bytes, the limit is {MAX_META_BYTES}")
+    return HEADER.pack(MAGIC, VERSION, int(msg_type), 0, len(meta_bytes), len(payload)) + meta_bytes + payload
+
+
+def parse_header(data: bytes, max_payload_bytes: int) -> tuple[MsgType, int, int]:
+    """Check a 16-byte header and return (type, meta_len, payload_len); raises ProtocolError."""
+    magic, version, msg_type, _flags, meta_len, payload_len = HEADER.unpack(data)
+    if magic != MAGIC:
+        raise ProtocolError("bad_magic", f"not an edgent frame (magic {magic!r}, expected {MAGIC!r})")
+    if version != VERSION:
+        raise ProtocolError("bad_version", f"protocol version {version} is not supported; this end speaks {VERSION}")
+    if msg_type not in _TYPES:
+        raise ProtocolError("bad_type", f"unknown frame type {msg_type}")
+    if meta_len > MAX_META_BYTES:
+        raise ProtocolError("too_large", f"frame meta of {meta_len} bytes exceeds the limit of {MAX_META_BYTES}")
+    if payload_len > max_payload_bytes:
+        raise ProtocolError("too_large", f"payload of {payload_len} bytes exceeds the limit of {max_payload_bytes}")
+    return MsgType(msg_type), meta_len, payload_len
+
+
+def parse_meta(data: bytes | bytearray) -> dict[str, Any]:
+    """The JSON object of a frame's meta part; raises ProtocolError("bad_meta") for anything else."""
+    if not data:
+        return {}
+    try:
+        meta = json.loads(bytes(data).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ProtocolError("bad_meta", f"frame meta is not valid UTF-8 JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ProtocolError("bad_meta", f"frame meta must be a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+async def read_frame(reader: asyncio.StreamReader, max_payload_bytes: int,
+                     body_timeout_s: float | None = 30.0) -> Frame:
+    """Read one frame (the header may wait indefinitely; the rest must arrive within ``body_timeout_s``).
+
+    Raises ProtocolError for a bad frame, asyncio.IncompleteReadError when the peer closes mid-frame and
+    TimeoutError when the body is too slow. The meta of a well-framed frame with bad JSON raises
+    ProtocolError("bad_meta") only after the whole frame was read, so the connection stays usable."""
+    head = await reader.readexactly(HEADER_BYTES)
+    msg_type, meta_len, payload_len = parse_header(head, max_payload_bytes)
+    async with asyncio.timeout(body_timeout_s):
+        body = await reader.readexactly(meta_len + payload_len)
+    frame = Frame(msg_type, {}, memoryview(body)[meta_len:] if payload_len else b"")
+    frame._wire_bytes = HEADER_BYTES + meta_len + payload_len  # type: ignore[attr-defined]
+    frame.meta = parse_meta(body[:meta_len])
+    return frame
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytearray:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            raise ConnectionError("the edge closed the connection")
+        got += k
+    return buf
+
+
+def recv_frame(sock: socket.socket, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Frame:
+    """Blocking read of one frame from a socket (the device side); the socket's timeout applies."""
+    head = bytes(_recv_exact(sock, HEADER_BYTES))
+    msg_type, meta_len, payload_len = parse_header(head, max_payload_bytes)
+    body = _recv_exact(sock, meta_len + payload_len)
+    frame = Frame(msg_type, parse_meta(body[:meta_len]), memoryview(body)[meta_len:] if payload_len else b"")
+    frame._wire_bytes = HEADER_BYTES + meta_len + payload_len  # type: ignore[attr-defined]
+    return frame
+
+
+def error_meta(code: str, message: str, request_id: Any = None) -> dict[str, Any]:
+    """Meta of an ERROR frame."""
+    meta: dict[str, Any] = {"code": code, "message": message, "fatal": code in FATAL_CODES}
+    if request_id is not None:
+        meta["id"] = request_id
+    return meta

@@ -1,0 +1,62 @@
+"""``edgent bench dynamic`` end to end on synthetic traces and a toy latency table."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgent.adapt.traces import synthetic_trace
+from edgent.bench.dynamic import split_by_file
+from edgent.cli.main import main
+from tests.test_adapt import toy_table
+
+
+def write_traces(d, n=8):
+    d.mkdir()
+    for i in range(n):
+        rng = np.random.default_rng(100 + i)
+        means = rng.choice([3e6, 1.2e6, 2e5], 6)
+        syn = synthetic_trace(means, 40, 0.1, step_s=0.8, seed=i, name=f"t{i}")
+        tr = syn.trace
+        (d / f"trace_{i:02d}").write_text("".join(f"{t:.3f}\t{r / 1e6:.6f}\n" for t, r in zip(tr.time_s, tr.rate_bps)))
+    return d
+
+
+@pytest.mark.slow
+def test_bench_dynamic_runs_and_ranks_methods(tmp_path, capsys):
+    traces = write_traces(tmp_path / "traces")
+    table = toy_table().save(tmp_path / "toy.json")
+    out = tmp_path / "out"
+    rc = main(["bench", "dynamic", "--traces", str(traces), "--model", "toy", "--table-source", str(table),
+               "--accuracies", "0.7,0.8", "--deadline-ms", "100", "--rtt-ms", "10", "--out-dir", str(out),
+               "--name", "dyn", "--json"])
+    assert rc == 0
+    res = json.loads((out / "dyn.json").read_text())
+    assert set(res["traces"]["train"]).isdisjoint(res["traces"]["test"])
+    methods = res["methods"]
+    assert set(methods) == {"edgent-dynamic", "edgent-dynamic-ph", "edgent-static", "neurosurgeon", "device-only",
+                            "edge-only", "oracle"}
+    o = methods["oracle"]
+    for name, m in methods.items():
+        assert m["requests"] == o["requests"]
+        assert m["deadline_met_share"] <= o["deadline_met_share"] + 1e-12, name
+    dyn, static = methods["edgent-dynamic"], methods["edgent-static"]
+    assert dyn["met_share_where_oracle_meets"] >= 0.97
+    assert dyn["deadline_met_share"] > static["deadline_met_share"]  # EWMA lags the drops
+    assert dyn["mean_accuracy"] > methods["device-only"]["mean_accuracy"] or methods["device-only"][
+        "deadline_met_share"] < dyn["deadline_met_share"]
+    assert res["step_cost"]["map"]["median_us"] > 0
+    assert (out / "dyn.png").stat().st_size > 10_000
+    assert (out / "dyn.map.json").is_file()
+    det = res["detectors_on_synthetic"]
+    assert det["bocpd"]["recall"] >= 0.9
+    assert json.loads(capsys.readouterr().out)["model"] == "toy"
+
+
+def test_split_by_file_never_shares_a_file(tmp_path):
+    syn = [synthetic_trace([1e6], 5, name=f"f{i}").trace for i in range(7)]
+    train, test = split_by_file(syn, 2)
+    assert [t.name for t in train] == ["f0", "f2", "f4", "f6"]
+    assert [t.name for t in test] == ["f1", "f3", "f5"]

@@ -1,0 +1,363 @@
+"""The static configurator: exact search against brute force, the baselines on hand-made cases, the latency
+accounting, infeasible requests, transfer sizes and table building."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from edgent.errors import ConfigError, DataError
+from edgent.model.chain import MultiExitChain
+from edgent.plan import (ExitCosts, LatencyTable, Link, OverheadModel, Planner, build_latency_table, oracle_plan,
+                         payload_bytes, plan, predict_latency, table_from_measurements, transfer_sizes)
+
+NO_OVERHEAD = OverheadModel(0.0, 0.0)
+
+
+# ---------------------------------------------------------------- brute force, written independently of Planner
+def brute_total(e: ExitCosts, p: int, link: Link, ov: OverheadModel, queue_ms: float) -> float:
+    """Latency of exit ``e`` cut at ``p``, summed unit by unit."""
+    total = sum(e.device_unit_ms[:p]) + sum(e.edge_unit_ms[p:])
+    total += (e.device_part_ms if p > 0 else 0.0) + (e.edge_part_ms if p < e.num_units else 0.0)
+    if p < e.num_units:
+        total += e.transfer_bytes[p] * 8 / link.uplink_bps * 1000 + e.result_bytes * 8 / link.downlink_bps * 1000
+        total += link.rtt_ms + queue_ms + 2 * ov.fixed_ms_per_message
+        total += ov.per_byte_ms * (e.transfer_bytes[p] + e.result_bytes)
+    return total
+
+
+def brute_candidates(table: LatencyTable, policy: str) -> list[tuple[int, int]]:
+    main = table.exits[-1]
+    if policy == "edgent":
+        return [(e.exit, p) for e in table.exits for p in range(e.num_units + 1)]
+    if policy == "device":
+        return [(main.exit, main.num_units)]
+    if policy == "edge":
+        return [(main.exit, 0)]
+    if policy == "neurosurgeon":
+        return [(main.exit, p) for p in range(main.num_units + 1)]
+    if policy == "rightsize":
+        return [(e.exit, e.num_units) for e in table.exits]
+    raise AssertionError(policy)
+
+
+def brute_plan(table, link, deadline_ms, policy, ov, queue_ms):
+    """(feasible, best accuracy, best total, all pairs with their totals)."""
+    totals = {(x, p): brute_total(table.exits[x - 1], p, link, ov, queue_ms)
+              for x, p in brute_candidates(table, policy)}
+    feasible = {k: v for k, v in totals.items() if v <= deadline_ms}
+    if feasible:
+        acc = max(table.exits[x - 1].accuracy for x, _ in feasible)
+        best = min(v for (x, _), v in feasible.items() if table.exits[x - 1].accuracy == acc)
+        return True, acc, best, totals
+    best = min(totals.values())
+    return False, None, best, totals
+
+
+@st.composite
+def tables(draw):
+    n_exits = draw(st.integers(1, 5))
+    times = st.floats(0.0, 200.0, allow_nan=False)
+    exits = []
+    for i in range(1, n_exits + 1):
+        n = draw(st.integers(1, 12))
+        exits.append(ExitCosts(
+            exit=i, accuracy=draw(st.sampled_from([0.5, 0.6, 0.7, 0.8])),
+            device_unit_ms=tuple(draw(st.lists(times, min_size=n, max_size=n))),
+            edge_unit_ms=tuple(draw(st.lists(times, min_size=n, max_size=n))),
+            transfer_bytes=(*draw(st.lists(st.integers(0, 200_000), min_size=n, max_size=n)), 0),
+            result_bytes=draw(st.integers(0, 4000)),
+            device_part_ms=draw(st.sampled_from([0.0, 0.5, 3.0])), edge_part_ms=draw(st.sampled_from([0.0, 0.1])),
+        ))
+    return LatencyTable("random", tuple(exits), draw(st.sampled_from(["float32", "float16", "int8"])))
+
+
+links = st.builds(Link, st.floats(1e3, 1e8), st.floats(1e3, 1e8), st.floats(0.0, 100.0))
+overheads = st.builds(OverheadModel, st.floats(0.0, 5.0), st.floats(0.0, 1e-4))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(table=tables(), link=links, deadline=st.floats(1.0, 3000.0), ov=overheads, queue=st.floats(0.0, 50.0),
+       policy=st.sampled_from(["edgent", "device", "edge", "neurosurgeon", "rightsize"]))
+def test_planner_matches_brute_force(table, link, deadline, ov, queue, policy):
+    got = Planner(table, ov).plan(link, deadline, policy, edge_queue_ms=queue)
+    feasible, acc, best, totals = brute_plan(table, link, deadline, policy, ov, queue)
+    # skip requests whose answer hinges on rounding at the deadline
+    assume(all(abs(v - deadline) > 1e-6 * max(1.0, deadline) for v in totals.values()))
+    assert (got.exit, got.partition) in totals, "the plan left the policy's search space"
+    assert got.feasible == feasible
+    assert got.fallback == (not feasible)
+    assert got.predicted_ms == pytest.approx(totals[(got.exit, got.partition)], rel=1e-9, abs=1e-9)
+    assert got.predicted_ms == pytest.approx(best, rel=1e-9, abs=1e-9)
+    assert got.breakdown.total_ms == got.predicted_ms
+    if feasible:
+        assert got.accuracy == acc and got.predicted_ms <= deadline and got.reason == ""
+        # a unique best pair must be the one chosen
+        winners = [k for k, v in totals.items()
+                   if table.exits[k[0] - 1].accuracy == acc and abs(v - best) <= 1e-9 * max(1.0, best)]
+        if len(winners) == 1:
+            assert (got.exit, got.partition) == winners[0]
+    else:
+        assert got.predicted_ms > deadline and "deadline" in got.reason
+    assert got.accuracy == table.exits[got.exit - 1].accuracy
+
+
+@settings(max_examples=100, deadline=None)
+@given(table=tables(), link=links, ov=overheads, queue=st.floats(0.0, 50.0))
+def test_totals_and_predict_match_brute_force(table, link, ov, queue):
+    planner = Planner(table, ov)
+    for (x, p), total in zip(planner.pairs, planner.totals(link, edge_queue_ms=queue)):
+        want = brute_total(table.exits[x - 1], p, link, ov, queue)
+        assert total == pytest.approx(want, rel=1e-9, abs=1e-9)
+        assert planner.predict(link, x, p, edge_queue_ms=queue).total_ms == pytest.approx(want, rel=1e-9, abs=1e-9)
+    assert len(planner.pairs) == table.num_pairs
+
+
+# ---------------------------------------------------------------- hand-made cases with known answers
+def hand_table(main_device_ms=(100.0, 100.0, 100.0)) -> LatencyTable:
+    """Two exits at 80 kbit/s (10 bytes per ms), no result bytes. Totals by partition point:
+    exit 1 (acc 0.6): p0 200+2=202, p1 100+50+1=151, p2 120 (device only);
+    exit 2 (acc 0.8): p0 200+3=203, p1 100+50+2=152, p2 200+10+1=211, p3 300 (device only)."""
+    return LatencyTable("hand", (
+        ExitCosts(1, 0.6, (100.0, 20.0), (1.0, 1.0), (2000, 500, 0), 0),
+        ExitCosts(2, 0.8, main_device_ms, (1.0, 1.0, 1.0), (2000, 500, 100, 0), 0),
+    ))
+
+
+LINK_80K = Link(80_000, 80_000, 0.0)
+
+
+@pytest.mark.parametrize("deadline, policy, want", [
+    (160, "edgent", (2, 1, True, 152)),
+    (160, "neurosurgeon", (2, 1, True, 152)),
+    (160, "device", (2, 3, False, 300)),
+    (160, "edge", (2, 0, False, 203)),
+    (160, "rightsize", (1, 2, True, 120)),
+    (130, "edgent", (1, 2, True, 120)),  # the full model cannot make it: exit early, on the device
+    (130, "neurosurgeon", (2, 1, False, 152)),
+    (250, "edge", (2, 0, True, 203)),
+    (350, "device", (2, 3, True, 300)),
+    (350, "rightsize", (2, 3, True, 300)),
+    (100, "edgent", (1, 2, False, 120)),  # nothing fits: the fastest configuration overall
+    (100, "rightsize", (1, 2, False, 120)),
+])
+def test_baselines_on_hand_made_case(deadline, policy, want):
+    got = plan(hand_table(), LINK_80K, deadline, policy, overhead=NO_OVERHEAD)
+    assert (got.exit, got.partition, got.feasible) == want[:3]
+    assert got.predicted_ms == pytest.approx(want[3])
+    assert got.policy == policy
+    assert got.accuracy == (0.8 if got.exit == 2 else 0.6)
+
+
+def test_infeasible_plan_says_why_and_falls_back_to_fastest():
+    got = plan(hand_table(), LINK_80K, 100, overhead=NO_OVERHEAD)
+    assert not got.feasible and got.fallback
+    assert (got.exit, got.partition) == (1, 2)
+    assert "120.0 ms > deadline 100.0 ms" in got.reason
+    assert "bottleneck is device" in got.reason
+    slow_link = Link(8_000, 8_000, 0.0)  # 1 byte/ms: now the fastest is still device-only exit 1
+    got = plan(hand_table(), slow_link, 50, "edge", overhead=NO_OVERHEAD)
+    assert "bottleneck is upload (2000.0 ms)" in got.reason
+    assert got.to_json()["reason"] == got.reason and got.to_json()["fallback"] is True
+
+
+def test_oracle_plans_on_measured_times():
+    predicted = hand_table()
+    measured = hand_table(main_device_ms=(10.0, 10.0, 10.0))  # the device is really faster than predicted
+    assert (plan(predicted, LINK_80K, 130, overhead=NO_OVERHEAD).exit) == 1
+    got = oracle_plan(measured, LINK_80K, 130, overhead=NO_OVERHEAD)
+    assert (got.exit, got.partition, got.policy, got.feasible) == (2, 3, "oracle", True)
+    assert got.predicted_ms == pytest.approx(30.0)
+
+
+def test_equal_accuracy_prefers_faster_exit():
+    table = LatencyTable("tie", (
+        ExitCosts(1, 0.7, (50.0,), (1.0,), (1000, 0), 0),
+        ExitCosts(2, 0.7, (30.0,), (1.0,), (1000, 0), 0),
+        ExitCosts(3, 0.6, (5.0,), (1.0,), (1000, 0), 0),
+    ))
+    got = plan(table, LINK_80K, 100, overhead=NO_OVERHEAD)
+    assert (got.exit, got.partition) == (2, 1)
+
+
+def test_breakdown_counts_every_cost():
+    table = LatencyTable("acc", (ExitCosts(1, 0.9, (10.0, 20.0), (1.0, 2.0), (300, 100, 0), 50),))
+    link = Link(8_000, 16_000, 20.0)  # up 1 byte/ms, down 2 bytes/ms
+    ov = OverheadModel(0.5, 0.01)
+    b = predict_latency(table, link, 1, 1, edge_queue_ms=5.0, overhead=ov)
+    assert (b.device_ms, b.edge_ms, b.upload_ms, b.download_ms, b.rtt_ms, b.queue_ms) == (10.0, 2.0, 100.0, 25.0,
+                                                                                         20.0, 5.0)
+    assert b.serialization_ms == pytest.approx(2 * 0.5 + 0.01 * 150)
+    assert b.total_ms == pytest.approx(10 + 2 + 100 + 25 + 20 + 5 + 2.5)
+    local = predict_latency(table, link, 1, 2, edge_queue_ms=5.0, overhead=ov)  # device only: nothing crosses
+    assert local == type(b)(30.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 30.0)
+    edge_only = predict_latency(table, link, 1, 0, edge_queue_ms=5.0, overhead=ov)
+    assert edge_only.device_ms == 0.0 and edge_only.edge_ms == 3.0 and edge_only.upload_ms == 300.0
+
+
+def test_queueing_delay_moves_work_to_the_device():
+    table = LatencyTable("q", (ExitCosts(1, 0.9, (40.0,), (1.0,), (80, 0), 0),))
+    assert plan(table, LINK_80K, 100, overhead=NO_OVERHEAD).partition == 0  # 8 ms + 1 ms on the edge
+    assert plan(table, LINK_80K, 100, edge_queue_ms=50.0, overhead=NO_OVERHEAD).partition == 1
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"deadline_ms": 0}, "deadline"),
+    ({"deadline_ms": 100, "policy": "bogus"}, "unknown policy"),
+    ({"deadline_ms": 100, "edge_queue_ms": -1}, "queueing"),
+])
+def test_plan_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        plan(hand_table(), LINK_80K, **kwargs)
+
+
+def test_predict_rejects_bad_points():
+    with pytest.raises(ConfigError, match="exit 7 is out of range"):
+        predict_latency(hand_table(), LINK_80K, 7, 0)
+    with pytest.raises(ConfigError, match="partition point 4 is out of range"):
+        predict_latency(hand_table(), LINK_80K, 2, 4)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"uplink_bps": 0, "downlink_bps": 1e6}, "uplink_bps"),
+    ({"uplink_bps": 1e6, "downlink_bps": float("nan")}, "downlink_bps"),
+    ({"uplink_bps": 1e6, "downlink_bps": 1e6, "rtt_ms": -1}, "rtt_ms"),
+])
+def test_link_rejects_bad_values(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        Link(**kwargs)
+
+
+def test_table_validation():
+    with pytest.raises(ConfigError, match="transfer sizes"):
+        ExitCosts(1, 0.5, (1.0,), (1.0,), (10,), 0)
+    with pytest.raises(ConfigError, match="device-only point"):
+        ExitCosts(1, 0.5, (1.0,), (1.0,), (10, 5), 0)
+    with pytest.raises(ConfigError, match="edge unit times"):
+        ExitCosts(1, 0.5, (1.0, 2.0), (1.0,), (10, 5, 0), 0)
+    with pytest.raises(ConfigError, match="accuracy"):
+        ExitCosts(1, 1.5, (1.0,), (1.0,), (10, 0), 0)
+    with pytest.raises(ConfigError, match="in order"):
+        LatencyTable("bad", (ExitCosts(2, 0.5, (1.0,), (1.0,), (10, 0), 0),))
+    with pytest.raises(ConfigError, match="unknown codec"):
+        LatencyTable("bad", (ExitCosts(1, 0.5, (1.0,), (1.0,), (10, 0), 0),), codec="zip")
+
+
+def test_table_json_round_trip(tmp_path):
+    t = hand_table()
+    assert LatencyTable.load(t.save(tmp_path / "t.json")) == t
+    (tmp_path / "bad.json").write_text('{"model": "x"}')
+    with pytest.raises(DataError, match="malformed"):
+        LatencyTable.load(tmp_path / "bad.json")
+    with pytest.raises(DataError, match="does not exist"):
+        LatencyTable.load(tmp_path / "missing.json")
+
+
+# ---------------------------------------------------------------- transfer sizes and table building
+@pytest.mark.parametrize("codec, want", [("float32", 4 * 384), ("float16", 2 * 384), ("int8", 384 + 8)])
+def test_payload_bytes(codec, want):
+    assert payload_bytes((6, 8, 8), codec) == want
+
+
+def test_payload_bytes_rejects_unknown_codec():
+    with pytest.raises(ConfigError, match="known codecs"):
+        payload_bytes((3,), "bfloat8")
+
+
+def tiny_chain() -> MultiExitChain:
+    trunk = [("conv", nn.Conv2d(3, 4, 3, padding=1)), ("relu", nn.ReLU()), ("pool", nn.MaxPool2d(2)),
+             ("flat", nn.Flatten()), ("fc", nn.Linear(4 * 4 * 4, 10))]
+    branch = [("bflat", nn.Flatten()), ("bfc", nn.Linear(4 * 8 * 8, 10))]
+    return MultiExitChain("tiny", trunk, [(2, branch)], (3, 8, 8), 10).eval()
+
+
+class FlopsPredictor:
+    """A fake latency model: ``ms_per_mflop`` per million FLOPs plus a constant per unit."""
+
+    def __init__(self, ms_per_mflop: float, const_ms: float) -> None:
+        self.ms_per_mflop, self.const_ms = ms_per_mflop, const_ms
+        self.seen: list[str] = []
+
+    def predict_unit_ms(self, unit) -> float:
+        self.seen.append(unit.name)
+        return unit.flops / 1e6 * self.ms_per_mflop + self.const_ms
+
+
+def test_build_latency_table_from_chain_and_predictors():
+    from edgent.model.describe import describe_chain
+
+    chain = tiny_chain()
+    dev, edge = FlopsPredictor(100.0, 0.5), FlopsPredictor(1.0, 0.01)
+    t = build_latency_table(chain, [0.4, 0.6], dev, edge, "float16")
+    assert [e.num_units for e in t.exits] == [4, 5] and t.codec == "float16" and t.model == "tiny"
+    units = describe_chain(chain, 2)
+    assert t.exits[1].device_unit_ms == tuple(u.flops / 1e6 * 100.0 + 0.5 for u in units)
+    assert t.exits[1].edge_unit_ms == tuple(u.flops / 1e6 + 0.01 for u in units)
+    # point 0: uint8 pixels; then float16 tensors; device only: nothing
+    assert t.exits[1].transfer_bytes == (3 * 8 * 8, 2 * 4 * 64, 2 * 4 * 64, 2 * 4 * 16, 2 * 64, 0)
+    assert t.exits[0].transfer_bytes == (192, 2 * 256, 2 * 256, 2 * 256, 0)
+    assert t.exits[1].result_bytes == 40 and [e.accuracy for e in t.exits] == [0.4, 0.6]
+    with pytest.raises(ConfigError, match="2 exits but 1 accuracies"):
+        build_latency_table(chain, [0.5], dev, edge)
+
+
+def test_transfer_sizes_of_alexnet():
+    from edgent.model.zoo import load_model
+
+    chain = load_model("alexnet-cifar10", pretrained=False)
+    sizes = transfer_sizes(chain, 5, "float32")
+    assert sizes[0] == 3 * 32 * 32 and sizes[-1] == 0 and len(sizes) == 23
+    assert sizes[1] == 4 * math.prod(chain.unit_input_shape(5, 1))
+    assert transfer_sizes(chain, 5, "int8")[1] == math.prod(chain.unit_input_shape(5, 1)) + 8
+    assert transfer_sizes(chain, 5, "float32", input_bytes=12288)[0] == 12288
+
+
+def test_table_from_measurements():
+    chain = tiny_chain()
+    t = table_from_measurements(chain, [0.4, 0.6], [[1, 2, 3, 4], [1, 2, 3, 4, 5]], [[0.1] * 4, [0.1] * 5])
+    assert t.exits[1].device_unit_ms == (1.0, 2.0, 3.0, 4.0, 5.0)
+    assert t.exits[1].transfer_bytes == transfer_sizes(chain, 2)
+    with pytest.raises(ConfigError, match="exit 2 has 5 units"):
+        table_from_measurements(chain, [0.4, 0.6], [[1, 2, 3, 4], [1, 2]], [[0.1] * 4, [0.1] * 2])
+
+
+class PartPredictor(FlopsPredictor):
+    """A fake latency model that also charges a constant per part (one ``run_device``/``run_edge`` call)."""
+
+    def __init__(self, ms_per_mflop: float, const_ms: float, part_ms: float) -> None:
+        super().__init__(ms_per_mflop, const_ms)
+        self.part_ms = part_ms
+
+    def predict_units_ms(self, units) -> float:
+        return sum(self.predict_unit_ms(u) for u in units) + self.part_ms if units else 0.0
+
+
+def test_part_call_overhead_is_charged_once_per_non_empty_part():
+    t = build_latency_table(tiny_chain(), [0.4, 0.6], PartPredictor(100.0, 0.5, 2.0), PartPredictor(1.0, 0.0, 0.3))
+    e = t.exits[1]
+    assert e.device_part_ms == pytest.approx(2.0) and e.edge_part_ms == pytest.approx(0.3)
+    link = Link(1e6, 1e6)
+    edge_only = predict_latency(t, link, 2, 0, overhead=NO_OVERHEAD)
+    assert edge_only.device_ms == 0.0 and edge_only.edge_ms == pytest.approx(sum(e.edge_unit_ms) + 0.3)
+    device_only = predict_latency(t, link, 2, 5, overhead=NO_OVERHEAD)
+    assert device_only.edge_ms == 0.0 and device_only.device_ms == pytest.approx(sum(e.device_unit_ms) + 2.0)
+    mid = predict_latency(t, link, 2, 2, overhead=NO_OVERHEAD)
+    assert mid.device_ms == pytest.approx(sum(e.device_unit_ms[:2]) + 2.0)
+    assert mid.edge_ms == pytest.approx(sum(e.edge_unit_ms[2:]) + 0.3)
+
+
+def test_table_of_chain_with_multi_layer_units():
+    """Units that hold several layers (as in converted resnet18) are described layer by layer and timed."""
+    trunk = [("block", nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())),
+             ("head", nn.Sequential(nn.Flatten(), nn.Linear(4 * 8 * 8, 10)))]
+    chain = MultiExitChain("blocks", trunk, [], (3, 8, 8), 10).eval()
+    t = build_latency_table(chain, [0.5], FlopsPredictor(1.0, 0.0), FlopsPredictor(1.0, 0.0))
+    from edgent.model.describe import describe_chain
+
+    units = describe_chain(chain)
+    assert [len(u.layers) for u in units] == [3, 2]
+    assert units[0].layers[0].flops > 0 and t.exits[0].device_unit_ms[0] == pytest.approx(units[0].flops / 1e6)

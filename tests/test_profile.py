@@ -1,0 +1,193 @@
+"""Profiling: timing statistics, the emulated slowdown, the real cgroup quota, the profiler and the sweep."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from edgent.errors import ConfigError, DataError
+from edgent.latency.features import KNOWN_KINDS
+from edgent.model.chain import MultiExitChain
+from edgent.profile import DeviceEmulation, Slowdown, load_profile, profile_model, save_profile
+from edgent.profile.sweep import sweep_cases
+from edgent.profile.throttle import CGROUP_CPU_ROOT, QuotaCgroup, cpu_quota, shortest_period_us
+from edgent.profile.timing import time_per_call, time_windows
+
+needs_root_cgroup = pytest.mark.skipif(
+    not (hasattr(os, "geteuid") and os.geteuid() == 0 and (CGROUP_CPU_ROOT / "cpu.cfs_quota_us").is_file()),
+    reason="needs root and a cgroup-v1 cpu controller",
+)
+
+
+def busy(seconds: float) -> None:
+    end = time.thread_time() + seconds  # CPU time: the same work whatever the throttling
+    while time.thread_time() < end:
+        pass
+
+
+def test_time_per_call_and_windows_measure_sleep():
+    st = time_per_call(lambda: time.sleep(0.002), warmup=1, reps=5, min_total_s=0.0)
+    assert st.method == "per-call" and st.samples >= 5
+    assert 1.9 <= st.median_ms < 10 and st.p10_ms <= st.median_ms <= st.p90_ms
+    w = time_windows(lambda: time.sleep(0.002), window_s=0.02, windows=2)
+    assert w.method == "window-mean" and w.samples == 2 and 1.9 <= w.median_ms < 10
+
+
+def spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds  # wall time
+    while time.perf_counter() < end:
+        pass
+
+
+def test_slowdown_emulation_multiplies_elapsed_time():
+    t0 = time.perf_counter()
+    with Slowdown(4.0).scope():
+        spin(0.02)
+    elapsed = time.perf_counter() - t0
+    assert 0.079 <= elapsed < 0.12
+    t0 = time.perf_counter()
+    with Slowdown(1.0).scope():
+        spin(0.02)
+    assert time.perf_counter() - t0 < 0.03
+    with pytest.raises(ConfigError):
+        Slowdown(0.5)
+
+
+def test_device_emulation_describes_real_and_emulated():
+    emu = DeviceEmulation(threads=1, cpu_quota=0.1, slowdown=8.0)
+    text = emu.describe()
+    assert "real: 1 torch thread" in text and "cgroup-v1 CPU quota 0.1" in text and "1000 us per 10000 us" in text
+    assert "emulated: x8 slowdown" in text
+    assert "emulated: nothing" in DeviceEmulation(threads=2).describe()
+    assert DeviceEmulation.from_json(json.loads(json.dumps(emu.to_json()))) == emu
+    assert emu.without_slowdown().slowdown == 1.0
+    for bad in ({"threads": 0}, {"cpu_quota": 1.5}, {"slowdown": 0.9}):
+        with pytest.raises(ConfigError):
+            DeviceEmulation(**bad)
+    assert shortest_period_us(0.1) == 10000 and shortest_period_us(0.5) == 2000 and shortest_period_us(1.0) == 1000
+
+
+def test_quota_without_root_is_refused_not_faked(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(ConfigError, match="needs root"):
+        with cpu_quota(0.5):
+            pass
+
+
+def _edgent_cgroups() -> set[str]:
+    return {p.name for p in CGROUP_CPU_ROOT.iterdir() if p.name.startswith("edgent-")} if CGROUP_CPU_ROOT.is_dir() else set()
+
+
+@needs_root_cgroup
+@pytest.mark.root
+def test_cpu_quota_slows_this_process_and_cleans_up():
+    before = _edgent_cgroups()
+    own = Path("/proc/self/cgroup").read_text()
+    t0 = time.perf_counter()
+    busy(0.03)
+    free = time.perf_counter() - t0
+    with cpu_quota(0.2) as group:  # 20% of one CPU, 5 ms period
+        assert group.path.is_dir() and os.getpid() in group.pids()
+        assert group.quota_us == 1000 and group.period_us == 5000
+        t0 = time.perf_counter()
+        busy(0.03)
+        throttled = time.perf_counter() - t0
+        assert group.throttled_usec() > 0
+    # 30 ms of CPU at 1 ms per 5 ms period cannot take less than ~29 periods, however loaded the host is.
+    assert throttled > 0.12 and throttled > 1.5 * free, (throttled, free)
+    assert not group.path.exists() and _edgent_cgroups() == before
+    assert Path("/proc/self/cgroup").read_text() == own
+    with pytest.raises(RuntimeError):  # cleaned up on error too
+        with cpu_quota(0.5) as group:
+            raise RuntimeError("boom")
+    assert not group.path.exists() and Path("/proc/self/cgroup").read_text() == own
+
+
+@needs_root_cgroup
+@pytest.mark.root
+def test_quota_cgroup_throttles_a_subprocess():
+    code = ("import time\nend=time.process_time()+0.04\nt=time.perf_counter()\n"
+            "while time.process_time()<end: pass\nprint(time.perf_counter()-t)")
+    free = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    with QuotaCgroup(0.1) as group:
+        proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()\n" + code],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        group.add_pid(proc.pid)
+        out, _ = proc.communicate("go\n", timeout=30)
+        assert "cgroup-v1 CPU quota 1000 us per 10000 us" in group.describe()
+    assert float(out) > 0.3 and float(out) > 2 * free  # 40 ms CPU at 1 ms per 10 ms: >= ~0.37 s
+    assert not group.path.exists()
+
+
+def tiny_chain() -> MultiExitChain:
+    trunk = [("conv1", nn.Conv2d(3, 8, 3, padding=1)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
+             ("conv2", nn.Conv2d(8, 8, 3, padding=1)), ("relu2", nn.ReLU()), ("flat", nn.Flatten()),
+             ("fc", nn.Linear(8 * 4 * 4, 10))]
+    branch = [("pool", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(8, 10))]
+    return MultiExitChain("tiny", trunk, [(3, branch)], (3, 8, 8), 10).eval()
+
+
+def test_profiler_records_every_unit_and_round_trips(tmp_path):
+    chain = tiny_chain()
+    emu = DeviceEmulation(threads=1, slowdown=2.0)
+    doc = profile_model(chain, "edge", emu, quick=True)
+    assert doc["emulation"]["describe"] == emu.describe()
+    assert [(r["exit"], r["index"], r["trunk"]) for r in doc["units"]] == (
+        [(2, i, True) for i in range(7)] + [(1, 3 + i, False) for i in range(3)])
+    for r in doc["units"]:
+        assert 0 < r["measured_ms"] < 50 and r["ms"] == pytest.approx(2.0 * r["measured_ms"])
+        assert r["stats"]["p10_ms"] <= r["stats"]["median_ms"] <= r["stats"]["p90_ms"]
+        assert r["paper_variables"] and r["paper_variables"][0]["kind"] == r["unit"]["layers"][0]["kind"]
+    conv = doc["units"][0]
+    assert conv["paper_variables"][0]["input_size"] == 3 * 8 * 8
+    assert conv["paper_variables"][0]["kernel_over_stride_sq_x_filters"] == 9 * 8
+    prof = load_profile(save_profile(doc, tmp_path / "p.json"))
+    assert prof.num_units == {1: 6, 2: 7}
+    assert prof[(1, 0)] == prof[(2, 0)] == pytest.approx(conv["ms"])  # trunk units are shared
+    assert prof.part_ms(1, 0, 6) == pytest.approx(sum(prof[(1, i)] for i in range(6)))
+    assert prof.units[(1, 5)].layers[0].kind == "fc"
+    with pytest.raises(DataError):
+        load_profile(tmp_path / "missing.json")
+
+
+def test_sweep_covers_every_kind_over_wide_ranges():
+    cases = sweep_cases(scale=1.0)
+    kinds = {}
+    for c in cases[:: max(1, len(cases) // 120)] + [c for c in cases if not c.label.startswith("conv")]:
+        layer, fn = c.build()
+        kinds.setdefault(layer.kind, []).append(layer)
+    assert set(kinds) == set(KNOWN_KINDS)
+    convs = [c for c in cases if c.label.startswith("conv")]
+    assert len(convs) >= 200
+    labels = " ".join(c.label for c in convs)
+    assert " g1 " in labels and "k11" in labels and "s2" in labels and "224x224" in labels
+    assert any(c.label.split()[4] != "g1" and c.label.split()[1].split("->")[0] == c.label.split()[4][1:]
+               for c in convs), "depthwise convolutions"
+    sizes = [layer.input_size for layer in kinds["relu"]]
+    assert min(sizes) < 1000 and max(sizes) > 100_000
+
+
+@pytest.mark.slow
+def test_profile_cli_sweep_and_fit(tmp_path):
+    from edgent.cli.main import main
+    from edgent.latency import load_predictor
+
+    sweep = tmp_path / "sweep.json"
+    assert main(["profile", "--sweep", "--role", "edge", "--threads", "1", "--quick", "--sweep-scale", "0.02",
+                 "--out", str(sweep)]) == 0
+    doc = json.loads(sweep.read_text())
+    assert {r["layer"]["kind"] for r in doc["records"]} == set(KNOWN_KINDS)
+    assert len(doc["loading"]) >= 2 and doc["overheads"]["part_overhead_ms"] >= 0
+    out = tmp_path / "edge.json"
+    assert main(["profile", "--fit", str(sweep), "--out", str(out)]) == 0
+    pred = load_predictor(out)
+    assert pred.role == "edge" and pred.emulation.threads == 1
+    assert main(["profile", "--model", "alexnet-cifar10", "--out", str(out)]) == 2  # no --role: clear error

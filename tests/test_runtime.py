@@ -1,0 +1,308 @@
+"""The co-inference runtime on loopback: equality with the local forward, token and TLS, fallback and recovery,
+concurrency, records, bandwidth estimation, and bad requests answered without harm."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+
+import pytest
+import torch
+
+from edgent.cli.runtime_cmds import load_runtime_model
+from edgent.data.cifar10 import to_model_input
+from edgent.errors import ConfigError
+from edgent.runtime import (AppLink, BandwidthEstimator, DeviceClient, DeviceRuntime, RemoteError, ServerConfig,
+                            client_ssl_context, make_server_ssl_context)
+from edgent.runtime.local import ThreadedServer, free_port, serve_process, stop_process
+from edgent.runtime.protocol import HEADER, MAGIC, MsgType, ProtocolError, encode_frame, parse_header, recv_frame
+
+MODEL = "alexnet-cifar10"
+
+
+@pytest.fixture(scope="module")
+def chain():
+    return load_runtime_model(MODEL, random_weights=True, seed=0)
+
+
+@pytest.fixture(scope="module")
+def server(chain):
+    with ThreadedServer({MODEL: chain}, ServerConfig(port=0, token="s3cret", threads=2)) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+
+
+def client_for(server, chain, **kw) -> DeviceClient:
+    return DeviceClient("127.0.0.1", server.port, chain, token="s3cret", **kw)
+
+
+def spread(n_units: int) -> list[int]:
+    return sorted({0, 1, n_units // 3, n_units // 2, (2 * n_units) // 3, n_units - 1, n_units})
+
+
+def test_every_exit_and_spread_of_points_equals_local_forward(server, chain, images):
+    x = to_model_input(images)
+    with client_for(server, chain) as c, torch.inference_mode():
+        for ep in chain.exit_points:
+            ref = chain(x, exit=ep.exit)
+            for p in spread(ep.num_units):
+                for codec in ("float32", "float16", "int8") if p else ("float32", "uint8", "int8+zlib"):
+                    r = c.infer(images, ep.exit, p, codec)
+                    assert r.where == ("device" if p == ep.num_units else "edge"), (ep.exit, p, codec)
+                    assert r.exit == ep.exit and r.classes == ref.argmax(1).tolist() or codec in ("int8", "int8+zlib")
+                    err = float((r.logits - ref).abs().max())
+                    if codec in ("float32", "uint8") or p == ep.num_units:
+                        assert err <= 1e-4, (ep.exit, p, codec, err)
+                    else:  # a lossy codec: the error stays small relative to the logits
+                        assert err <= 0.05 * float(ref.abs().max()) + 1e-3, (ep.exit, p, codec, err)
+                    if r.where == "edge":
+                        t = r.server_timings_ms
+                        assert {"queue_ms", "decode_ms", "compute_ms", "encode_ms", "server_ms"} <= set(t)
+                        assert r.edge_load["workers"] == 2 and r.upload_bytes > 0
+
+
+def test_health_and_readiness(server, chain):
+    with client_for(server, chain) as c:
+        h = c.health()
+        assert h["live"] and h["ready"] and h["models"] == [MODEL]
+        assert c.estimator.rtt_ms is not None and c.estimator.rtt_ms < 100
+
+
+def test_wrong_token_is_refused(server, chain):
+    c = DeviceClient("127.0.0.1", server.port, chain, token="wrong", device_exit_ms={1: 1.0})
+    with pytest.raises(RemoteError, match="unauthorized"):
+        c.connect()
+    c2 = DeviceClient("127.0.0.1", server.port, chain, device_exit_ms={1: 1.0})
+    with pytest.raises(RemoteError, match="unauthorized"):
+        c2.connect()
+
+
+def test_bad_requests_get_clear_errors_and_keep_the_connection(server, chain):
+    with client_for(server, chain) as c:
+        assert c.connect()
+        for meta, payload, msg in [
+            ({"model": "nope", "exit": 1, "partition": 0, "shape": [1, 3, 32, 32]}, b"", "unknown model"),
+            ({"model": MODEL, "exit": 9, "partition": 0, "shape": [1, 3, 32, 32]}, b"", "exit 9"),
+            ({"model": MODEL, "exit": 1, "partition": 12, "shape": [1, 10]}, b"", "device runs everything"),
+            ({"model": MODEL, "exit": 1, "partition": 0, "shape": [1, 3, 32, 32], "codec": "x"}, b"", "unknown codec"),
+            ({"model": MODEL, "exit": 1, "partition": 0, "shape": [1, 3, 32, 31]}, b"", "does not match"),
+            ({"model": MODEL, "exit": 1, "partition": 0, "shape": [1, 3, 32, 32]}, b"12", "does not fit"),
+            ({"model": MODEL, "exit": 1, "partition": 2, "shape": [1, 64, 32, 32], "codec": "uint8"}, b"",
+             "only partition 0"),
+        ]:
+            with pytest.raises(RemoteError, match=msg):
+                c._exchange(encode_frame(MsgType.INFER, {"id": 1, **meta}, payload), 5)
+            assert c.connected  # not fatal
+        c.health()
+
+
+def test_protocol_header_checks():
+    good = encode_frame(MsgType.HEALTH, {"id": 1})
+    assert parse_header(good[:16], 100)[0] == MsgType.HEALTH
+    for bad, code in [(b"XXXX" + good[4:16], "bad_magic"), (good[:4] + b"\x09" + good[5:16], "bad_version"),
+                      (good[:5] + b"\x63" + good[6:16], "bad_type"),
+                      (HEADER.pack(MAGIC, 1, 3, 0, 10, 101), "too_large"),
+                      (HEADER.pack(MAGIC, 1, 3, 0, 1 << 20, 0), "too_large")]:
+        with pytest.raises(ProtocolError) as ei:
+            parse_header(bad, 100)
+        assert ei.value.code == code and ei.value.fatal
+
+
+def test_tls_with_self_signed_certificate(chain, tmp_path, images):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    cfg = ServerConfig(port=0, token="t", ssl_context=make_server_ssl_context(str(cert), str(key)))
+    with ThreadedServer({MODEL: chain}, cfg) as s:
+        c = DeviceClient("localhost", s.port, chain, token="t", ssl_context=client_ssl_context(str(cert)))
+        r = c.infer(images, 2, 3, "float32")
+        assert r.where == "edge"
+        with torch.inference_mode():
+            assert torch.allclose(r.logits, chain(to_model_input(images), exit=2), atol=1e-4)
+        c.close()
+        plain = DeviceClient("127.0.0.1", s.port, chain, token="t", device_exit_ms={1: 1.0})
+        assert not plain.connect()  # a plain-TCP device cannot talk to a TLS edge
+
+
+def test_fallback_when_edge_unreachable_picks_exit_that_fits(chain, images):
+    port = free_port()
+    c = DeviceClient("127.0.0.1", port, chain, connect_timeout_s=0.5,
+                     device_exit_ms={1: 1.0, 2: 2.0, 3: 3.0, 4: 4.0, 5: 50.0})
+    x = to_model_input(images)
+    with torch.inference_mode():
+        r = c.infer(images, 5, 3, "float32")  # no deadline: the best exit
+        assert r.where == "fallback" and "unreachable" in r.fallback_reason and r.exit == 5
+        assert torch.allclose(r.logits, chain(x, exit=5), atol=1e-4)
+        r = c.infer(images, 5, 3, "float32", deadline_ms=30.0)  # exit 5 (50 ms x 2 images) does not fit
+        assert r.where == "fallback" and r.exit == 4
+        assert torch.allclose(r.logits, chain(x, exit=4), atol=1e-4)
+    with pytest.raises(Exception, match="unreachable"):
+        c.infer(images, 5, 3, "float32", fallback=False)
+
+
+def test_records_and_configurator(server, chain, images, tmp_path):
+    seen = []
+
+    def configurator(bw, rtt, load):
+        seen.append((bw, rtt, load))
+        return (3, 4, "float16")
+
+    path = tmp_path / "records.jsonl"
+    with client_for(server, chain) as c, DeviceRuntime(c, configurator, deadline_ms=5000, records=path) as rt:
+        for i in range(3):
+            rt.infer(images[:1], label=i)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(lines) == 3 and seen[0][0] is None and seen[-1][1] is not None and seen[-1][2] is not None
+    rec = lines[-1]
+    assert rec["plan"] == {"exit": 3, "partition": 4, "codec": "float16"}
+    assert rec["outcome"]["where"] == "edge" and rec["outcome"]["met_deadline"] is True
+    assert rec["outcome"]["label"] == 2 and rec["outcome"]["exit_used"] == 3
+    m = rec["measured_ms"]
+    assert m["total"] >= m["device"] and m["edge_compute"] > 0 and m["network"] > 0
+    assert rec["bytes"]["upload"] > 0
+
+
+def test_bandwidth_estimator_arithmetic():
+    e = BandwidthEstimator(window=3)
+    e.observe_rtt(2.0)
+    e.observe_rtt(1.0)
+    assert e.rtt_ms == 1.0
+    s = e.observe_request(1000, 250, total_ms=12.0, server_ms=1.0)  # 1250 B in 10 ms = 1 Mbit/s
+    assert s is not None and s.rate_bps == pytest.approx(1e6)
+    e.add(1250, 5.0)  # 2 Mbit/s
+    assert e.rate_bps == pytest.approx(2 / (1 / 1e6 + 1 / 2e6))  # harmonic mean
+    assert e.add(10, 0.1) is None  # too short to time
+    with pytest.raises(ConfigError):
+        BandwidthEstimator(window=0)
+
+
+def test_emulated_link_measures_its_rate(server, chain, images):
+    link = AppLink(delay_ms=4.0, rate_bps=2e6, burst_bytes=1500)
+    with client_for(server, chain, link=link) as c:
+        for _ in range(4):
+            r = c.infer(images, 5, 0, "float32")
+        assert r.where == "edge"
+        assert c.estimator.rtt_ms >= 4.0
+        assert c.estimator.rate_bps == pytest.approx(2e6, rel=0.1)
+
+
+def test_invalid_client_arguments(chain, images):
+    c = DeviceClient("127.0.0.1", 1, chain, device_exit_ms={1: 1.0})
+    with pytest.raises(ConfigError, match="partition"):
+        c.infer(images, 1, 99)
+    with pytest.raises(ConfigError, match="partition 0 only"):
+        c.infer(images, 1, 2, "uint8")
+    with pytest.raises(Exception, match="uint8"):
+        c.infer(to_model_input(images), 1, 0, "uint8")
+    r = c.infer(images, 1, chain.exit_point(1).num_units)  # all on the device: no network needed
+    assert r.where == "device"
+
+
+@pytest.mark.slow
+def test_killed_server_fallback_and_recovery(chain, images):
+    port = free_port()
+    proc = serve_process(port)
+    try:
+        c = DeviceClient("127.0.0.1", port, chain, max_backoff_s=0.2)
+        assert c.infer(images, 5, 3).where == "edge"
+        stop_process(proc, sig=9)
+        r = c.infer(images, 5, 3, deadline_ms=2000)
+        assert r.where == "fallback" and r.fallback_reason
+        with torch.inference_mode():
+            assert torch.allclose(r.logits, chain(to_model_input(images), exit=r.exit), atol=1e-4)
+        proc = serve_process(port)
+        for _ in range(100):
+            r = c.infer(images, 5, 3)
+            if r.where == "edge":
+                break
+            threading.Event().wait(0.05)
+        assert r.where == "edge"
+    finally:
+        stop_process(proc)
+
+
+@pytest.mark.slow
+def test_eight_concurrent_devices(chain, images):
+    port = free_port()
+    proc = serve_process(port, extra=["--threads", "2"])
+    try:
+        with torch.inference_mode():
+            ref = chain(to_model_input(images), exit=3)
+        errors: list[str] = []
+        served = [0] * 8
+
+        def device(i: int) -> None:
+            try:
+                with DeviceClient("127.0.0.1", port, chain, client_name=f"d{i}", device_exit_ms={3: 1.0}) as c:
+                    for _ in range(10):
+                        r = c.infer(images, 3, 1 + i, "float32")
+                        if r.where != "edge" or not torch.allclose(r.logits, ref, atol=1e-4):
+                            errors.append(f"device {i}: {r.where} {r.fallback_reason}")
+                        served[i] += 1
+            except Exception as exc:  # noqa: BLE001
+                errors.append(f"device {i}: {exc!r}")
+
+        threads = [threading.Thread(target=device, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not errors and served == [10] * 8
+    finally:
+        assert stop_process(proc) == 0  # SIGTERM: graceful shutdown exits 0
+
+
+def test_overloaded_edge_answers_at_once(chain, images):
+    with ThreadedServer({MODEL: chain}, ServerConfig(port=0, max_queue=1, threads=1)) as s:
+        results = []
+
+        def device() -> None:
+            with DeviceClient("127.0.0.1", s.port, chain, device_exit_ms={5: 1.0}) as c:
+                for _ in range(5):
+                    results.append(c.infer(images.repeat(8, 1, 1, 1), 5, 0, "float32"))
+
+        threads = [threading.Thread(target=device) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert len(results) == 30
+        over = [r for r in results if r.where == "fallback"]
+        assert all("overloaded" in r.fallback_reason for r in over)
+        assert any(r.where == "edge" for r in results)
+
+
+def test_raw_socket_garbage_does_not_kill_server(server, chain):
+    for blob in (b"", b"GET / HTTP/1.0\r\n\r\n", bytes(100), encode_frame(MsgType.INFER, {})):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            s.sendall(blob)
+            s.shutdown(socket.SHUT_WR)
+            data = b"".join(iter(lambda: s.recv(4096), b""))
+            if data:
+                f = recv_frame(_BytesSock(data))
+                assert f.type == MsgType.ERROR and f.meta["code"] and f.meta["message"]
+    with client_for(server, chain) as c:
+        assert c.health()["ready"]
+
+
+class _BytesSock:
+    """A socket-like reader over bytes (for recv_frame)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def recv_into(self, view, n):
+        k = min(n, len(self.data) - self.pos)
+        view[:k] = self.data[self.pos : self.pos + k]
+        self.pos += k
+        return k

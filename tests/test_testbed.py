@@ -1,0 +1,213 @@
+"""The testbed: the edge in its own network namespace behind a tc-tbf-shaped veth pair (root), or an emulated link
+(without root). End-to-end: equality with the local forward, the measured bandwidth, fallback and recovery, eight
+concurrent devices, trace replay, and that nothing is left behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+
+import pytest
+import torch
+
+from edgent.cli.runtime_cmds import load_runtime_model
+from edgent.data.cifar10 import to_model_input
+from edgent.runtime import DeviceClient
+from edgent.runtime.local import free_port, serve_process, stop_process
+from edgent.testbed import (EmulatedTestbed, NetnsTestbed, TraceStep, cleanup_leftovers, is_root, load_trace,
+                            open_testbed)
+
+MODEL = "alexnet-cifar10"
+_skip_without_root = pytest.mark.skipif(not is_root(), reason="the namespace testbed needs root")
+
+
+def needs_root(test):
+    """Mark a test as needing root (marker ``root``) and skip it without root."""
+    return pytest.mark.root(_skip_without_root(test))
+
+
+@pytest.fixture(scope="module")
+def chain():
+    return load_runtime_model(MODEL, random_weights=True, seed=0)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+
+
+def edge_in(tb, port: int, extra=()):
+    """Start `edgent serve` on the edge side of ``tb``."""
+    if tb.kind == "netns":
+        return serve_process(port, host=tb.edge_host, prefix=["ip", "netns", "exec", tb.netns], extra=extra)
+    return serve_process(port, extra=extra)
+
+
+def netns_names() -> str:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+@needs_root
+def test_netns_testbed_is_created_and_removed():
+    with NetnsTestbed(5e6, delay_ms=2) as tb:
+        assert tb.netns in netns_names()
+        qd = subprocess.run(["tc", "qdisc", "show", "dev", tb.dev_if], capture_output=True, text=True).stdout
+        assert "tbf" in qd and "5Mbit" in qd
+        tb.set_rate(2e6)
+        qd = subprocess.run(["tc", "qdisc", "show", "dev", tb.dev_if], capture_output=True, text=True).stdout
+        assert "2Mbit" in qd
+        name, dev = tb.netns, tb.dev_if
+    assert name not in netns_names()
+    assert subprocess.run(["ip", "link", "show", dev], capture_output=True).returncode != 0
+
+
+@needs_root
+def test_removed_on_failure_and_leftovers_cleaned():
+    with pytest.raises(RuntimeError):
+        with NetnsTestbed(1e6) as tb:
+            name = tb.netns
+            raise RuntimeError("a failing run")
+    assert name not in netns_names()
+    # a namespace left by a process that no longer exists (pid 4194303 > pid_max default is never alive)
+    subprocess.run(["ip", "netns", "add", "edgent-4194303-1"], check=True)
+    assert "edgent-4194303-1" in cleanup_leftovers()
+    assert "edgent-4194303-1" not in netns_names()
+
+
+@needs_root
+@pytest.mark.slow
+def test_coinference_on_testbed_equals_local_forward(chain, images):
+    x = to_model_input(images[:2])
+    with NetnsTestbed(100e6, delay_ms=2) as tb:
+        port = free_port()
+        proc = edge_in(tb, port)
+        try:
+            with DeviceClient(tb.edge_host, port, chain, link=tb.link) as c, torch.inference_mode():
+                for ep in chain.exit_points:
+                    ref = chain(x, exit=ep.exit)
+                    n = ep.num_units
+                    for p in sorted({0, 1, n // 2, n - 2, n - 1}):
+                        for codec in ("float32", "int8"):
+                            r = c.infer(images[:2], ep.exit, p, codec)
+                            assert r.where == "edge", r.fallback_reason
+                            err = float((r.logits - ref).abs().max())
+                            tol = 1e-4 if codec == "float32" else 0.05 * float(ref.abs().max()) + 1e-3
+                            assert err <= tol, (ep.exit, p, codec, err)
+                    r = c.infer(images[:2], ep.exit, 0, "uint8")
+                    assert r.where == "edge" and float((r.logits - ref).abs().max()) <= 1e-4
+        finally:
+            stop_process(proc)
+
+
+@needs_root
+@pytest.mark.slow
+def test_one_mbit_link_is_measured_within_ten_percent(chain, images):
+    rate = 1e6
+    with NetnsTestbed(rate, delay_ms=10) as tb:
+        port = free_port()
+        proc = edge_in(tb, port)
+        try:
+            with DeviceClient(tb.edge_host, port, chain, link=tb.link) as c:
+                for _ in range(6):  # 4 images at the input: ~49 KB, ~0.4 s per request at 1 Mbit/s
+                    r = c.infer(images, 5, 0, "float32")
+                    assert r.where == "edge"
+                est = c.estimator.rate_bps
+                assert est == pytest.approx(rate, rel=0.10), est
+                assert c.estimator.rtt_ms >= 10
+                # the rate changed by the testbed is seen by the estimator
+                tb.set_rate(2e6)
+                for _ in range(8):
+                    c.infer(images, 5, 0, "float32")
+                assert c.estimator.rate_bps == pytest.approx(2e6, rel=0.15)
+        finally:
+            stop_process(proc)
+
+
+@pytest.mark.slow
+def test_testbed_kill_edge_falls_back_and_recovers(chain, images):
+    with open_testbed(20e6, delay_ms=4) as tb:
+        port = free_port()
+        proc = edge_in(tb, port)
+        try:
+            c = DeviceClient(tb.edge_host, port, chain, link=tb.link, max_backoff_s=0.2)
+            assert c.infer(images[:1], 4, 5, "float16").where == "edge"
+            stop_process(proc, sig=9)
+            r = c.infer(images[:1], 4, 5, "float16", deadline_ms=1000)
+            assert r.where == "fallback"
+            with torch.inference_mode():
+                assert torch.allclose(r.logits, chain(to_model_input(images[:1]), exit=r.exit), atol=1e-4)
+            proc = edge_in(tb, port)
+            for _ in range(100):
+                r = c.infer(images[:1], 4, 5, "float16")
+                if r.where == "edge":
+                    break
+                threading.Event().wait(0.05)
+            assert r.where == "edge"
+            c.close()
+        finally:
+            stop_process(proc)
+
+
+@pytest.mark.slow
+def test_testbed_serves_eight_concurrent_devices(chain, images):
+    with open_testbed(50e6, delay_ms=2) as tb:
+        port = free_port()
+        proc = edge_in(tb, port, extra=["--threads", "2"])
+        try:
+            with torch.inference_mode():
+                ref = chain(to_model_input(images[:1]), exit=2)
+            bad: list[str] = []
+            served = [0] * 8
+
+            def device(i: int) -> None:
+                try:
+                    with DeviceClient(tb.edge_host, port, chain, link=tb.link, device_exit_ms={2: 1.0}) as c:
+                        for _ in range(6):
+                            r = c.infer(images[:1], 2, i, "float32")
+                            if r.where != "edge" or not torch.allclose(r.logits, ref, atol=1e-4):
+                                bad.append(f"{i}: {r.where} {r.fallback_reason}")
+                            served[i] += 1
+                except Exception as exc:  # noqa: BLE001
+                    bad.append(f"{i}: {exc!r}")
+
+            ts = [threading.Thread(target=device, args=(i,)) for i in range(8)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(120)
+            assert not bad and served == [6] * 8
+        finally:
+            stop_process(proc)
+
+
+def test_emulated_testbed_says_so_and_changes_rate():
+    tb = EmulatedTestbed(1e6, delay_ms=5)
+    assert tb.kind == "emulated" and "EMULATED" in tb.describe() and tb.link.emulated
+    tb.set_rate(3e6)
+    assert tb.link.rate_bps == 3e6
+    tb.close()
+
+
+def test_trace_replay_changes_the_rate(tmp_path):
+    tb = EmulatedTestbed(1e6)
+    rep = tb.replay([TraceStep(0.0, 2e6), TraceStep(0.05, 3e6)])
+    rep.join(2)
+    assert [r for _, r in rep.applied] == [2e6, 3e6] and tb.link.rate_bps == 3e6
+    tb.close()
+    f = tmp_path / "trace.log"
+    f.write_text("10.0\t1.5\n10.5\t0.5\n")
+    assert load_trace(f) == [TraceStep(0.0, 1.5e6), TraceStep(0.5, 0.5e6)]
+    j = tmp_path / "trace.json"
+    j.write_text('[{"duration_ms": 1000, "bandwidth_kbps": 2000, "latency_ms": 20}, '
+                 '{"duration_ms": 500, "bandwidth_kbps": 1000, "latency_ms": 20}]')
+    assert load_trace(j, scale=0.5) == [TraceStep(0.0, 1e6), TraceStep(1.0, 0.5e6)]
+
+
+def test_shared_traces_load_if_present():
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "traces", "norway-3g")
+    if not os.path.isdir(root):
+        pytest.skip("shared traces not present")
+    name = sorted(os.listdir(root))[0]
+    steps = load_trace(os.path.join(root, name))
+    assert len(steps) > 10 and all(s.rate_bps > 0 for s in steps)
