@@ -16,8 +16,7 @@ $(STAMP): pyproject.toml Makefile
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/edgent info --model alexnet-cifar10
-	$(BIN)/edgent eval --model alexnet-cifar10
+	$(BIN)/edgent demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

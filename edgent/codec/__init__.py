@@ -179,7 +179,8 @@ class Int8Codec(Codec):
             raise InputError("codec int8: the tensor holds NaN or infinity; use float32")
         if scale <= 0.0:
             return 1.0, 0
-        scale = float(np.float32(scale))
+        # stored as float32: keep it a normal float32 so that 1/scale stays finite for sub-normal ranges
+        scale = max(float(np.float32(scale)), float(np.finfo(np.float32).tiny))
         zero_point = int(np.clip(round(-128 - lo / scale), -128, 127))
         return scale, zero_point
 

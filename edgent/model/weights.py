@@ -19,6 +19,7 @@ def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | 
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file(state, str(tmp), metadata=metadata)
+    tmp.chmod(0o644)  # weights are data anyone running the model reads
     tmp.replace(path)
 
 

@@ -148,6 +148,9 @@ class DeviceClient:
         self.slowdown = slowdown
         self.exit_accuracy = exit_accuracy or {ep.exit: float(ep.exit) for ep in self.chain.exit_points}
         self.client_name = client_name
+        #: keep the fastest exit's device time in reserve before the deadline (fall back early enough to finish
+        #: in time); False: wait for the edge until the deadline itself (a planner already budgeted the edge path)
+        self.fallback_reserve = True
         self.sock: socket.socket | None = None
         self.welcome: dict[str, Any] = {}
         self.last_edge_load: dict[str, Any] | None = None
@@ -346,7 +349,8 @@ class DeviceClient:
         timeout_s = self.timeout_s
         if deadline_ms is not None:
             spent_ms = (time.perf_counter() - t0) * 1e3
-            reserve_ms = min(self.device_exit_ms.values()) * h.shape[0] if fallback else 0.0
+            reserve_ms = (min(self.device_exit_ms.values()) * h.shape[0]
+                          if fallback and self.fallback_reserve else 0.0)
             left_ms = deadline_ms - spent_ms - reserve_ms
             timeout_s = min(timeout_s, left_ms / 1e3 if left_ms >= 1.0 else max(deadline_ms - spent_ms, 1.0) / 1e3)
         t_send = time.perf_counter()

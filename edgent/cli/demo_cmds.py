@@ -1,0 +1,65 @@
+"""``edgent demo``: Edgent end to end on the testbed (see ``docs/demo.md``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgent.errors import ConfigError
+
+
+def _accuracies(text: str) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--accuracies must be comma-separated numbers in 0..1, got {text!r}") from None
+    if not vals or any(not 0 <= v <= 1 for v in vals):
+        raise ConfigError(f"--accuracies must be comma-separated numbers in 0..1, got {text!r}")
+    return vals
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    from edgent.demo import DemoOptions, run_demo
+
+    opts = DemoOptions(
+        duration_s=args.duration, deadline_ms=args.deadline, trace=args.trace, scale=args.scale,
+        trace_start_s=args.trace_start, period_ms=args.period, rtt_ms=args.rtt, seed=args.seed,
+        emulate=args.emulate, out_dir=args.out, accuracies=_accuracies(args.accuracies),
+        random_weights=args.random_weights, synthetic_inputs=args.synthetic_inputs,
+        live={"auto": None, "on": True, "off": False}[args.live], no_quota=args.no_quota,
+        synthetic_map=args.synthetic_map, port=args.port)
+    run_demo(opts)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="Edgent live: a slowed device, an edge server, a changing link, a deadline",
+                       description="Set up the testbed (network namespace + tc as root, else an emulated link), "
+                                   "start the edge server, replay a bandwidth trace on the link and co-infer "
+                                   "with Edgent's dynamic configurator; live view, summary against the baselines "
+                                   "and an HTML report.")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of trace to run (default 60)")
+    p.add_argument("--deadline", type=float, default=200.0, help="latency requirement in ms (default 200)")
+    p.add_argument("--trace", default=None, help="bandwidth trace file (Norway 3G text, Belgium 4G JSON, "
+                                                 "Mahimahi; default: the built-in synthetic trace)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply the trace's rates by this (default 1)")
+    p.add_argument("--trace-start", type=float, default=0.0, help="start this many seconds into --trace")
+    p.add_argument("--period", type=float, default=300.0, help="one request every this many ms (default 300)")
+    p.add_argument("--rtt", type=float, default=20.0, help="round-trip delay of the link in ms (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the built-in trace and the input order")
+    p.add_argument("--emulate", action="store_true", help="use the emulated link even as root")
+    p.add_argument("--out", default=None, help="report folder (default runs/demo-<UTC time>)")
+    p.add_argument("--accuracies", default="", help="per-exit top-1 a1,..,a5 instead of the model card "
+                                                    "(shown as assumed)")
+    p.add_argument("--random-weights", action="store_true", help="seeded random weights on both sides")
+    p.add_argument("--synthetic-inputs", action="store_true", help="random images instead of CIFAR-10")
+    p.add_argument("--live", choices=("auto", "on", "off"), default="auto",
+                   help="live view (auto: when the output is a terminal; otherwise a line every 5 s)")
+    p.add_argument("--no-quota", action="store_true", help="do not use the real cgroup CPU quota for the device "
+                                                          "(emulate the whole slowdown)")
+    p.add_argument("--synthetic-map", action="store_true",
+                   help="with --trace: build the maps from synthetic traces only (default: also the other files "
+                        "of the trace's folder)")
+    p.add_argument("--port", type=int, default=8470, help="edge port in the namespace (default 8470)")
+    p.set_defaults(func=_cmd)

@@ -1,0 +1,73 @@
+"""The weak device of the demo: the "device" role of :mod:`edgent.profile.throttle` applied to the device's
+compute only (not to its networking or to the live view).
+
+As root with a cgroup-v1 ``cpu`` controller, the calling thread moves into a cgroup with the role's real CPU
+quota (10% of one CPU) for the duration of each device computation and out again afterwards (cgroup v1 moves
+single threads through the ``tasks`` file); around that, the role's emulated slowdown (x8, a sleep after the
+work). Without root or cgroup v1, the quota cannot be real: the whole factor (1 / quota x slowdown = x80) is
+emulated by the sleep, and :meth:`DeviceThrottle.describe` says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterator
+
+from edgent.errors import ConfigError
+from edgent.profile.throttle import DeviceEmulation, QuotaCgroup, Slowdown, role_emulation
+
+
+class DeviceThrottle:
+    """``scope()`` around device compute (the ``slowdown`` hook of :class:`~edgent.runtime.client.DeviceClient`)."""
+
+    def __init__(self, role: DeviceEmulation | None = None, real_quota: bool = True) -> None:
+        self.role = role or role_emulation("device")
+        self.group: QuotaCgroup | None = None
+        self.why_emulated = ""
+        if self.role.cpu_quota and real_quota:
+            try:
+                self.group = QuotaCgroup(self.role.cpu_quota, self.role.period_us, cores=self.role.threads)
+            except ConfigError as exc:
+                self.why_emulated = str(exc)
+        elif self.role.cpu_quota:
+            self.why_emulated = "real quota switched off (--no-quota)"
+        factor = self.role.slowdown * (1.0 if self.group is not None else self.role.real_quota_factor)
+        self.slowdown = Slowdown(factor)
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[None]:
+        """Run the body as the device: inside the quota cgroup (this thread only), then the emulated wait."""
+        with self.slowdown.scope():
+            if self.group is None:
+                yield
+                return
+            tid = str(threading.get_native_id())
+            with self._lock:
+                (self.group.path / "tasks").write_text(tid)
+            try:
+                yield
+            finally:
+                with self._lock, contextlib.suppress(OSError):
+                    (self.group.parent / "tasks").write_text(tid)
+
+    def describe(self) -> str:
+        """What is real and what is emulated."""
+        if self.group is not None:
+            return (f"device = role 'device': 1 torch thread; real {self.group.describe()} on the device's compute "
+                    f"thread (kernel throttling), then an emulated x{self.slowdown.factor:g} slowdown (sleep)")
+        return (f"device = role 'device' EMULATED: x{self.slowdown.factor:g} slowdown by sleeping after the work "
+                f"(the role's {self.role.cpu_quota:g} CPU quota x{self.role.real_quota_factor:g} could not be real: "
+                f"{self.why_emulated})")
+
+    def close(self) -> None:
+        if self.group is not None:
+            self.group.close()
+            self.group = None
+
+    def __enter__(self) -> "DeviceThrottle":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
