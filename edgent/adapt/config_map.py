@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from edgent.jsonio import write_json_file
 from edgent.adapt.bocpd import BandwidthState
 from edgent.adapt.detectors import ChangeDetector
 from edgent.adapt.traces import BandwidthTrace
@@ -334,10 +335,8 @@ class ConfigurationMap:
         }
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        return path
+        """Write the map as JSON to ``path``."""
+        return write_json_file(path, self.to_json())
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "ConfigurationMap":

@@ -31,6 +31,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from edgent.jsonio import read_json_file
 from edgent.errors import DataError, ModelError
 from edgent.latency.features import (KNOWN_KINDS, check_kind, paper_feature_names, paper_features,
                                      rich_feature_names, rich_features, shape_key)
@@ -333,13 +334,7 @@ def load_predictor_json(d: dict[str, Any]) -> LatencyPredictor:
 
 def load_predictor(path: str | Path) -> LatencyPredictor:
     """Read a predictor saved with :meth:`LatencyPredictor.save`."""
-    path = Path(path)
-    try:
-        d = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise DataError(f"latency predictor file {path} does not exist; fit one with `edgent profile --fit`") from exc
-    except json.JSONDecodeError as exc:
-        raise DataError(f"latency predictor file {path} is not valid JSON: {exc}") from exc
+    d = read_json_file(path, "latency predictor file", "fit one with `edgent profile --fit`")
     try:
         return load_predictor_json(d)
     except (KeyError, TypeError, ValueError) as exc:

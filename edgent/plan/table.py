@@ -16,6 +16,7 @@ from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
+from edgent.jsonio import write_json_file
 from edgent.errors import ConfigError, DataError
 from edgent.plan.transfer import check_codec, payload_bytes, raw_input_bytes
 
@@ -139,10 +140,7 @@ class LatencyTable:
 
     def save(self, path: str | Path) -> Path:
         """Write the table as JSON to ``path``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        return path
+        return write_json_file(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyTable":

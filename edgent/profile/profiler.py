@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from edgent.jsonio import read_json_file
 from edgent.errors import DataError, ModelError
 from edgent.latency.features import check_kind, paper_feature_names, paper_features
 from edgent.model.chain import MultiExitChain
@@ -172,13 +173,7 @@ def profile_from_json(doc: dict[str, Any]) -> ModelProfile:
 
 def load_profile(path: str | Path) -> ModelProfile:
     """Read a profile written by ``edgent profile --model M --role R --out FILE``."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise DataError(f"profile {path} does not exist; make it with `edgent profile --model M --role R`") from exc
-    except json.JSONDecodeError as exc:
-        raise DataError(f"profile {path} is not valid JSON: {exc}") from exc
+    doc = read_json_file(path, "profile", "make it with `edgent profile --model M --role R`")
     try:
         return profile_from_json(doc)
     except (KeyError, TypeError, ValueError) as exc:

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
+from edgent.jsonio import read_json_file
 from edgent.errors import DataError
 from edgent.model.describe import LayerInfo, describe_layers
 from edgent.profile.throttle import DeviceEmulation
@@ -406,13 +407,7 @@ def save_sweep(doc: dict[str, Any], path: str | Path) -> Path:
 
 def load_sweep(path: str | Path) -> dict[str, Any]:
     """Read a sweep written by ``edgent profile --sweep``."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise DataError(f"sweep file {path} does not exist; make one with `edgent profile --sweep`") from exc
-    except json.JSONDecodeError as exc:
-        raise DataError(f"sweep file {path} is not valid JSON: {exc}") from exc
+    doc = read_json_file(path, "sweep file", "make one with `edgent profile --sweep`")
     if doc.get("format") != SWEEP_FORMAT:
         raise DataError(f"{path} is not an edgent sweep (format {doc.get('format')!r})")
     return doc
