@@ -193,3 +193,4 @@ def test_shipped_predictors_load_and_rank_roles():
     assert default_predictor("edge", "paper").name == "paper"
     with pytest.raises(ModelError):
         default_predictor("phone")
+

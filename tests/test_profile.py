@@ -17,9 +17,10 @@ from edgent.errors import ConfigError, DataError
 from edgent.latency.features import KNOWN_KINDS
 from edgent.model.chain import MultiExitChain
 from edgent.profile import DeviceEmulation, Slowdown, load_profile, profile_model, save_profile
+from edgent.profile.profiler import time_units_in_place
 from edgent.profile.sweep import sweep_cases
 from edgent.profile.throttle import CGROUP_CPU_ROOT, QuotaCgroup, cpu_quota, shortest_period_us
-from edgent.profile.timing import time_per_call, time_windows
+from edgent.profile.timing import time_interleaved, time_per_call, time_windows
 
 needs_root_cgroup = pytest.mark.skipif(
     not (hasattr(os, "geteuid") and os.geteuid() == 0 and (CGROUP_CPU_ROOT / "cpu.cfs_quota_us").is_file()),
@@ -191,3 +192,24 @@ def test_profile_cli_sweep_and_fit(tmp_path):
     pred = load_predictor(out)
     assert pred.role == "edge" and pred.emulation.threads == 1
     assert main(["profile", "--model", "alexnet-cifar10", "--out", str(out)]) == 2  # no --role: clear error
+
+
+def test_interleaved_timings_rank_work_by_duration():
+    fast, slow = (lambda: time.sleep(0.001)), (lambda: time.sleep(0.004))
+    a, b = time_interleaved([fast, slow], throttled=False, rounds=3, calls=2)
+    assert a.method == "interleaved per-call" and a.samples == 3 and a.calls == 6
+    assert 0.9 <= a.median_ms < b.median_ms and b.median_ms >= 3.9
+    seen = []
+    time_interleaved([fast], throttled=False, rounds=2, calls=2, warmup=1, before=lambda: seen.append(1))
+    assert len(seen) == 4  # once before every timed call, never before the warm-up
+    w = time_interleaved([fast, slow], throttled=True, rounds=2, window_s=0.01)
+    assert w[0].method == "interleaved window-mean" and w[0].median_ms < w[1].median_ms
+
+
+def test_units_are_timed_in_place_for_every_exit():
+    chain = tiny_chain()
+    x = torch.randn(1, *chain.input_shape)
+    with torch.no_grad():
+        got = time_units_in_place(chain, x, throttled=False, quick=True)
+    assert set(got) == {(ep.exit, i) for ep in chain.exit_points for i in range(ep.num_units)}
+    assert all(len(v) >= 6 and min(v) >= 0 for v in got.values())

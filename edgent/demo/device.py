@@ -3,7 +3,7 @@ compute only (not to its networking or to the live view).
 
 As root with a cgroup-v1 ``cpu`` controller, the calling thread moves into a cgroup with the role's real CPU
 quota (10% of one CPU) for the duration of each device computation and out again afterwards (cgroup v1 moves
-single threads through the ``tasks`` file); around that, the role's emulated slowdown (x8, a sleep after the
+single threads through the ``tasks`` file); around that, the role's emulated slowdown (x7, a sleep after the
 work). Without root or cgroup v1, the quota cannot be real: the whole factor (1 / quota x slowdown = x80) is
 emulated by the sleep, and :meth:`DeviceThrottle.describe` says so.
 """

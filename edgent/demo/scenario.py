@@ -7,7 +7,7 @@
   of random piecewise states in the same range and, with ``--trace FILE``, the other trace files of FILE's folder
   (same ``--scale``). The replayed trace is never used to build the maps.
 - Latency tables come from the fitted latency models (``edgent.latency.default_predictor("device"|"edge")``):
-  the device is the "device" role of :mod:`edgent.profile.throttle` (1 thread, 10% CPU quota, x8 emulated
+  the device is the "device" role of :mod:`edgent.profile.throttle` (1 thread, 10% CPU quota, x7 emulated
   slowdown), which :mod:`edgent.demo.device` reproduces while the demo runs.
 """
 

@@ -51,10 +51,10 @@ def fit_predictors(sweep: dict[str, Any], emulation: DeviceEmulation | None = No
 
 
 def _chain_samples(sweep: dict[str, Any], quota_factor: float) -> list[tuple[list[Any], float]]:
-    """(units, ms) of the sweep's synthetic-chain parts, in unthrottled base ms: for a role with a quota the
-    chains timed under the quota, divided by the quota factor (so that the chain correction carries what
-    throttling adds to back-to-back layers); else the unthrottled chains."""
-    chains = sweep.get("chains_throttled") or None
-    if chains is None:
-        chains, quota_factor = sweep.get("chains", []), 1.0
-    return [([unit_from_json(u) for u in c["units"]], float(c["ms"]) / quota_factor) for c in chains]
+    """(units, ms) of the sweep's unthrottled synthetic-chain parts, for the chain correction. None for a role
+    with a quota: its sweep times every layer after an idle gap, as cold as inside a throttled chain, so the
+    sum of the units is already the chain's CPU time (and the chains timed back to back without gaps would
+    teach the wrong correction)."""
+    if quota_factor != 1.0 or sweep.get("emulation", {}).get("cpu_quota"):
+        return []
+    return [([unit_from_json(u) for u in c["units"]], float(c["ms"])) for c in sweep.get("chains", [])]

@@ -2,8 +2,9 @@
 
 :func:`profile_model` times each unit of every exit's sub-model (the trunk units once, then each exit's branch
 units) at batch 1, on the tensor that really reaches it, with the role's thread count and (for a role with a
-CPU quota) inside the quota's cgroup. Unthrottled units are timed by the median of single calls after a
-warm-up; under a quota by the median of window means (see :mod:`edgent.profile.timing`). Each record keeps
+CPU quota) inside the quota's cgroup, in place: inside whole forwards of every exit, interleaved
+(:func:`time_units_in_place`); unthrottled by the median wall time, under a quota by the mean CPU time times
+the quota's measured wall/CPU factor. Each record keeps
 the paper's variables and the unit's features next to its timing. The emulated slowdown is a multiplicative
 factor: ``ms = measured_ms x slowdown``; both are recorded.
 
@@ -27,7 +28,7 @@ from edgent.latency.features import check_kind, paper_feature_names, paper_featu
 from edgent.model.chain import MultiExitChain
 from edgent.model.describe import UnitInfo, describe_chain
 from edgent.profile.throttle import DeviceEmulation
-from edgent.profile.timing import TimingStats, clock_name, time_callable
+from edgent.profile.timing import TimingStats, clock_name, stats_from_samples
 
 PROFILE_FORMAT = "edgent-profile"
 
@@ -43,14 +44,42 @@ def load_chain(name: str) -> MultiExitChain:
         return load_model(name, pretrained=False)
 
 
-def _unit_inputs(chain: MultiExitChain, exit: int, x: torch.Tensor) -> list[torch.Tensor]:
-    inputs = []
-    h = x
-    with torch.no_grad():
-        for unit in chain.units(exit):
-            inputs.append(h)
-            h = unit(h)
-    return inputs
+def time_units_in_place(chain: MultiExitChain, x: torch.Tensor, throttled: bool, quick: bool = False
+                        ) -> dict[tuple[int, int], list[float]]:
+    """Per-unit times (ms) of every exit's sub-model, taken inside whole forwards (a timestamp between units),
+    the forwards of all exits interleaved in rounds: a unit costs what it costs after the units before it,
+    not what it costs repeated alone (its weights and input are not hot). Returns ``{(exit, index): [ms...]}``.
+
+    Unthrottled: wall time. Throttled: the thread's CPU time (a unit is shorter than the quota's period, so
+    its wall time is bimodal, run or stopped; the CPU time times the quota's wall/CPU factor is its mean)."""
+    clk = time.thread_time if throttled else time.perf_counter
+    rounds = 6 if quick else 20
+    per_round = 1 if throttled else (2 if quick else 5)
+    out: dict[tuple[int, int], list[float]] = {}
+    exits = [ep.exit for ep in chain.exit_points]
+    for e in exits:  # warm-up
+        chain.forward(x, e)
+    for _ in range(rounds):
+        for e in exits:
+            units = chain.units(e)
+            for _ in range(per_round):
+                h = x
+                t_prev = clk()
+                for i, unit in enumerate(units):
+                    h = unit(h)
+                    t = clk()
+                    out.setdefault((e, i), []).append((t - t_prev) * 1e3)
+                    t_prev = t
+    return out
+
+
+def quota_wall_per_cpu(fn: Callable[[], Any], quick: bool = False) -> float:
+    """Wall time over process CPU time of ``fn`` run back to back for a while (call inside the quota)."""
+    fn()
+    t0, c0 = time.perf_counter(), time.process_time()
+    while time.perf_counter() - t0 < (0.3 if quick else 1.0):
+        fn()
+    return (time.perf_counter() - t0) / max(time.process_time() - c0, 1e-9)
 
 
 def unit_records(chain: MultiExitChain) -> list[tuple[int, UnitInfo, bool]]:
@@ -76,17 +105,21 @@ def profile_model(chain: MultiExitChain, role: str, emulation: DeviceEmulation, 
     records = []
     t_begin = time.perf_counter()
     units = unit_records(chain)
-    inputs = {ep.exit: _unit_inputs(chain, ep.exit, x) for ep in chain.exit_points}
+    say(f"profile {chain.name} {role}: timing {len(units)} units in place, in interleaved forwards of every exit")
     with emulation.real_part(), torch.no_grad():
-        for exit, info, trunk in units:
-            module = chain.units(exit)[info.index]
-            inp = inputs[exit][info.index]
-            st = time_callable(lambda m=module, t=inp: m(t), throttled=emulation.uses_quota, quick=quick)
-            records.append(_record(exit, info, trunk, st, emulation))
-            say(f"profile {chain.name} {role}: exit {exit} unit {info.index} {info.name}: {st.median_ms:.3f} ms")
+        samples = time_units_in_place(chain, x, emulation.uses_quota, quick)
+        factor = 1.0
+        if emulation.uses_quota:
+            factor = quota_wall_per_cpu(lambda: chain.forward(x), quick)
+    for exit, info, trunk in units:
+        st = stats_from_samples([v * factor for v in samples[(exit, info.index)]],
+                                "in place, thread CPU x quota wall/CPU" if emulation.uses_quota else "in place, per call",
+                                figure="mean" if emulation.uses_quota else "median")
+        records.append(_record(exit, info, trunk, st, emulation))
     return {
         "format": PROFILE_FORMAT, "model": chain.name, "clock": clock_name(), "role": role, "emulation": emulation.to_json(),
-        "timing": "window-mean under the CPU quota" if emulation.uses_quota else "per-call median",
+        "timing": ("in place: mean thread CPU time x the quota's measured wall/CPU factor" if emulation.uses_quota
+                   else "in place: median wall time over forwards"),
         "quick": quick, "seconds": round(time.perf_counter() - t_begin, 1),
         "exits": [{"exit": ep.exit, "after_trunk_units": ep.after_trunk_units, "num_units": ep.num_units}
                   for ep in chain.exit_points],

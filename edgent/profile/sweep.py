@@ -9,14 +9,16 @@ timed at batch 1 on this host with the role's thread count. The sweep also measu
 - model loading time against model size (safetensors files written and loaded with
   :func:`edgent.model.weights.load_weights`);
 - the constant overheads of calling a multi-layer unit and a ``run_device``/``run_edge`` part;
-- for a role with a CPU quota, the quota's time-averaged slowdown (``quota_factor``), calibrated on a subset of
-  the sweep layers timed with and without the quota (window means both ways).
+- for a role with a CPU quota, the quota's factor from CPU time to wall time (``quota_factor``), measured on
+  a subset of the sweep layers run under the quota (:func:`calibrate_quota`).
 
-The sweep itself runs without the quota (10x faster); predictors multiply by ``quota_factor``. For a role
-of one thread under a quota (the device) the sweep's per-call times are the thread's CPU time
-(``time.thread_time``) rather than wall time: a quota turns CPU time into wall time at a fixed rate, and CPU
-time does not count the waits for a core that a busy host adds to wall time (which would otherwise make the
-calibrated factor depend on the host's load). The quota factor is calibrated against the same clock.
+Cases are timed in interleaved rounds over chunks of :data:`SWEEP_CHUNK` cases
+(:func:`edgent.profile.timing.time_interleaved`). The sweep itself runs without the quota (10x faster);
+predictors multiply by ``quota_factor``. For a role of one thread under a quota (the device) the sweep's
+per-call times are the thread's CPU time (``time.thread_time``) rather than wall time: a quota turns CPU time
+into wall time at a fixed rate, and CPU time does not count the waits for a core that a busy host adds to
+wall time. Under a quota the work runs in slices separated by idle gaps, and on a virtual machine work after
+a gap runs on cold caches; so for such a role each timed call follows an idle gap (:func:`sweep_before`).
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ from torch import fx, nn
 from edgent.jsonio import read_json_file
 from edgent.errors import DataError
 from edgent.model.describe import LayerInfo, describe_layers
-from edgent.profile.throttle import DeviceEmulation
-from edgent.profile.timing import clock_name, time_callable, time_per_call, time_windows
+from edgent.profile.throttle import DeviceEmulation, shortest_period_us
+from edgent.profile.timing import clock_name, idle_gap, time_interleaved, time_per_call
 
 SWEEP_FORMAT = "edgent-sweep"
+#: Sweep cases timed together in interleaved rounds (all of them built at once: this bounds the memory).
+SWEEP_CHUNK = 40
 MAX_ELEMENTS = 3_300_000  # 64 x 224 x 224: the largest activation of the ImageNet CNNs
 MAX_CONV_FLOPS = 4.0e9    # about VGG-11's largest convolution
 SPATIAL = [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 160, 224]
@@ -292,42 +296,38 @@ def synthetic_chain(rng: np.random.Generator, index: int):
     return MultiExitChain(f"synthetic-{index}", units, [], (c0, h0, h0), 10).eval()
 
 
-def measure_chains(n: int = 24, quick: bool = False, seed: int = 0, clock: str | None = None,
-                   emulation: DeviceEmulation | None = None) -> list[dict[str, Any]]:
+def measure_chains(n: int = 24, quick: bool = False, seed: int = 0, clock: str | None = None
+                   ) -> list[dict[str, Any]]:
     """Device and edge parts of ``n`` random chains, each timed as one ``run_device``/``run_edge`` call, with
-    their unit descriptions: the data for the predictor's chain correction (run with the role's threads).
-
-    With ``emulation`` having a quota, the parts are timed under the real quota (window means): running layers
-    back to back under throttling costs more than the sum of the layers (caches go cold while throttled), and
-    this is where that is measured."""
-    from contextlib import nullcontext
-
+    their unit descriptions: the data for the predictor's chain correction (run with the role's threads,
+    unthrottled; see :func:`edgent.latency.fit.fit_predictors` for roles with a quota)."""
     from edgent.model.describe import describe_chain
 
     rng = np.random.default_rng(seed + 7)
-    out = []
-    throttled = bool(emulation and emulation.cpu_quota)
-    with (emulation.real_part() if throttled else nullcontext()), torch.no_grad():
+    out: list[dict[str, Any]] = []
+    fns: list[Callable[[], Any]] = []
+    parts: list[dict[str, Any]] = []
+    with torch.no_grad():
         for i in range(n):
             chain = synthetic_chain(rng, i)
             units = describe_chain(chain)
             x = torch.randn(1, *chain.input_shape)
             n_units = len(units)
             for p in sorted({n_units, max(1, n_units // 2), int(rng.integers(1, n_units + 1))}):
-                st = time_callable(lambda p=p: chain.run_device(x, None, p), throttled=throttled, quick=quick,
-                                   clock=clock)
-                out.append({"side": "device", "units": [u.to_json() for u in units[:p]], "ms": st.median_ms})
+                fns.append(lambda c=chain, x=x, p=p: c.run_device(x, None, p))
+                parts.append({"side": "device", "units": [u.to_json() for u in units[:p]]})
                 if p < n_units:
                     t = chain.run_device(x, None, p)
-                    st = time_callable(lambda p=p, t=t: chain.run_edge(t, None, p), throttled=throttled,
-                                       quick=quick, clock=clock)
-                    out.append({"side": "edge", "units": [u.to_json() for u in units[p:]], "ms": st.median_ms})
+                    fns.append(lambda c=chain, t=t, p=p: c.run_edge(t, None, p))
+                    parts.append({"side": "edge", "units": [u.to_json() for u in units[p:]]})
+        for part, st in zip(parts, time_interleaved(fns, throttled=False, quick=quick, clock=clock)):
+            out.append({**part, "ms": st.median_ms})
     return out
 
 
 # ---------------------------------------------------------------------------------------------------- the sweep
 def run_sweep(role: str, emulation: DeviceEmulation, scale: float = 1.0, quick: bool = False, seed: int = 0,
-              calibrate_layers: int = 16, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+              calibrate_layers: int = 32, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Time every sweep case with the role's threads (no quota), then the overheads, model loading and (for a
     role with a quota) the quota's slowdown. Returns the JSON-able sweep document."""
     cases = sweep_cases(scale, seed)
@@ -337,31 +337,48 @@ def run_sweep(role: str, emulation: DeviceEmulation, scale: float = 1.0, quick: 
     torch.set_num_threads(emulation.threads)
     t_begin = time.perf_counter()
     records = []
+    before = sweep_before(emulation)
+    # after an idle gap every call is as cold as the first: fewer calls suffice (and each costs a gap)
+    rounds = {"rounds": 4 if quick else 8, "calls": 3} if before is not None else {}
     try:
         with torch.no_grad():
-            for i, case in enumerate(cases):
-                layer, fn = case.build()
-                st = time_callable(fn, throttled=False, quick=quick, clock=clock)
-                records.append({"label": case.label, "layer": asdict(layer), "ms": st.median_ms,
-                                "stats": st.to_json()})
-                del fn
-                if i % 50 == 0:
-                    say(f"sweep {role}: {i}/{len(cases)} {case.label}: {st.median_ms:.3f} ms")
+            for start in range(0, len(cases), SWEEP_CHUNK):  # interleaved rounds over a chunk of cases
+                chunk = cases[start:start + SWEEP_CHUNK]
+                built = [case.build() for case in chunk]
+                stats = time_interleaved([fn for _, fn in built], throttled=False, quick=quick, clock=clock,
+                                         before=before, **rounds)
+                for case, (layer, _), st in zip(chunk, built, stats):
+                    records.append({"label": case.label, "layer": asdict(layer), "ms": st.median_ms,
+                                    "stats": st.to_json()})
+                del built
+                say(f"sweep {role}: {start + len(chunk)}/{len(cases)} ({chunk[-1].label}: "
+                    f"{stats[-1].median_ms:.3f} ms)")
             overheads = measure_overheads(clock)
-            chains = measure_chains(8 if quick else 24, quick, seed, clock)
-            chains_throttled = None
+            # the chain correction is fitted for roles without a quota only (edgent.latency.fit)
+            chains = [] if emulation.cpu_quota else measure_chains(8 if quick else 24, quick, seed, clock)
             loading = measure_loading((0.25, 1, 4) if quick else (0.25, 1, 4, 16, 64))
         calibration = None
         if emulation.cpu_quota:
             calibration = calibrate_quota(cases, emulation, calibrate_layers, quick, seed, clock)
-            chains_throttled = measure_chains(6 if quick else 16, quick, seed, clock, emulation)
             say(f"sweep {role}: quota factor {calibration['quota_factor']:.2f}")
     finally:
         torch.set_num_threads(old_threads)
     return {"format": SWEEP_FORMAT, "role": role, "clock": clock, "emulation": emulation.to_json(),
             "measured_without_quota": True, "seed": seed, "scale": scale, "quick": quick,
-            "seconds": round(time.perf_counter() - t_begin, 1), "records": records, "overheads": overheads, "chains": chains, "chains_throttled": chains_throttled,
+            "seconds": round(time.perf_counter() - t_begin, 1), "records": records, "overheads": overheads,
+            "chains": chains,
             "loading": loading, "quota_calibration": calibration}
+
+
+def sweep_before(emulation: DeviceEmulation) -> Callable[[], None] | None:
+    """What runs (untimed) before each timed sweep call: for a role under a CPU quota an idle gap as long as
+    the quota's throttled stretch (capped at 4 ms: longer gaps measured the same), since under the quota
+    every slice of work starts after one (:func:`edgent.profile.timing.idle_gap`); else nothing."""
+    if not emulation.cpu_quota:
+        return None
+    period_us = emulation.period_us or shortest_period_us(emulation.cpu_quota)
+    gap_s = min(0.004, period_us * (1.0 - float(emulation.cpu_quota)) / 1e6)
+    return lambda: idle_gap(gap_s)
 
 
 def sweep_clock(emulation: DeviceEmulation) -> str:
@@ -372,30 +389,55 @@ def sweep_clock(emulation: DeviceEmulation) -> str:
 
 def calibrate_quota(cases: list[SweepCase], emulation: DeviceEmulation, n: int = 16, quick: bool = False,
                     seed: int = 0, clock: str | None = None) -> dict[str, Any]:
-    """The quota's time-averaged slowdown: ``n`` sweep layers (spread over sizes) timed as the sweep times them
-    (per-call medians, no quota) and under the quota (window means); the factor is the median of the ratios."""
+    """The quota's factor from CPU time to wall time: ``n`` sweep layers (spread over sizes) run back to back
+    under the quota for a window each (in interleaved rounds), with the wall time and the process's CPU time
+    of every window; the factor is total wall over total CPU (1/fraction if the kernel is exact).
+
+    For the record, each layer's throttled window mean is also set against its sweep figure (the CPU time
+    after an idle gap, :func:`sweep_before`): single layers repeated back to back keep their data warm within
+    a slice, so these ratios scatter around the factor; the chain correction (fitted on chains timed under the
+    quota) carries what throttling adds to layers running one after the other."""
     rng = np.random.default_rng(seed + 1)
     idx = sorted(rng.choice(len(cases), size=min(n, len(cases)), replace=False).tolist())
-    window = 0.05 if quick else 0.12
-    rows = []
+    window = 0.03 if quick else 0.06
+    rounds = 3 if quick else 6
     with torch.no_grad():
         built = [cases[i].build()[1] for i in idx]
         old = torch.get_num_threads()
         torch.set_num_threads(emulation.threads)
         try:
-            for i, fn in zip(idx, built):  # the sweep's own statistic: the factor maps it to throttled time
-                rows.append([i, time_callable(fn, throttled=False, quick=quick, clock=clock).median_ms])
+            free = time_interleaved(built, throttled=False, quick=quick, clock=clock, before=sweep_before(emulation),
+                                    rounds=rounds, calls=3)
         finally:
             torch.set_num_threads(old)
+        wall = [0.0] * len(built)
+        cpu = [0.0] * len(built)
+        calls = [0] * len(built)
         with emulation.real_part():
-            for row, fn in zip(rows, built):
-                row.append(time_windows(fn, window_s=window, windows=3, warmup=1).median_ms)
-    ratios = [q / f for _, f, q in rows if f > 0]
-    return {"quota_factor": float(np.median(ratios)), "ratios_p10_p90": [float(np.percentile(ratios, 10)),
-                                                                         float(np.percentile(ratios, 90))],
-            "layers": [{"label": cases[i].label, "free_ms": f, "quota_ms": q} for i, f, q in rows],
-            "method": "quota: wall-clock window means (>= {:.0f} ms windows); free: per-call medians ({} clock); "
-                      "median ratio".format(window * 1e3, clock or clock_name())}
+            for fn in built:
+                fn()
+            for _ in range(rounds):
+                for i, fn in enumerate(built):
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    while True:
+                        fn()
+                        calls[i] += 1
+                        el = time.perf_counter() - t0
+                        if el >= window:
+                            break
+                    wall[i] += el
+                    cpu[i] += time.process_time() - c0
+    factor = sum(wall) / max(sum(cpu), 1e-9)
+    rows = [{"label": cases[i].label, "free_ms": f.median_ms, "quota_ms": w / c * 1e3,
+             "wall_over_cpu": w / max(cp, 1e-9)} for i, f, w, cp, c in zip(idx, free, wall, cpu, calls)]
+    ratios = [r["quota_ms"] / r["free_ms"] for r in rows if r["free_ms"] > 0]
+    return {"quota_factor": float(factor), "nominal_factor": emulation.real_quota_factor,
+            "ratios_p10_p90": [float(np.percentile(ratios, 10)), float(np.percentile(ratios, 90))],
+            "layers": rows,
+            "method": "total wall time / total process CPU time of {} layers run under the quota in interleaved "
+                      "windows of >= {:.0f} ms ({} rounds); per layer, quota_ms / free_ms sets the throttled "
+                      "window mean against the sweep figure ({} clock after an idle gap)".format(
+                          len(rows), window * 1e3, rounds, clock or clock_name())}
 
 
 def save_sweep(doc: dict[str, Any], path: str | Path) -> Path:

@@ -316,7 +316,7 @@ class DeviceEmulation:
 #: desktop PC): 1 thread under a real 10% quota, times an emulated slowdown that brings alexnet-cifar10 to the
 #: measured device/edge ratio recorded in docs/latency.md.
 EDGE = DeviceEmulation(threads=2)
-DEVICE = DeviceEmulation(threads=1, cpu_quota=0.1, slowdown=8.0)
+DEVICE = DeviceEmulation(threads=1, cpu_quota=0.1, slowdown=7.0)
 ROLES: dict[str, DeviceEmulation] = {"edge": EDGE, "device": DEVICE}
 
 

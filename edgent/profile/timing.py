@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -111,6 +111,28 @@ def time_windows(fn: Callable[[], Any], window_s: float = 0.1, windows: int = 3,
     return _stats(means, calls, "window-mean", window_s)
 
 
+def stats_from_samples(samples_ms: Sequence[float], method: str, figure: str = "median") -> TimingStats:
+    """:class:`TimingStats` of ``samples_ms`` (one sample per call); ``figure`` "median" or "mean" (the
+    figure for throttled work, whose single calls are bimodal)."""
+    st = _stats(list(samples_ms), len(samples_ms), method)
+    if figure == "mean":
+        st = TimingStats(st.mean_ms, st.p10_ms, st.p90_ms, st.mean_ms, st.samples, st.calls, method)
+    return st
+
+
+_GAP_WARM = np.zeros(16, dtype=np.float32)
+
+
+def idle_gap(gap_s: float = 0.004) -> None:
+    """Leave the CPU idle for ``gap_s`` seconds, then run a trivial operation (so that the interpreter's own
+    code is warm again). On a virtual machine the first work after an idle gap of a few milliseconds runs
+    on cold caches (measured on the development VM: an alexnet-cifar10 forward after a 3 ms sleep took 1.4x
+    the CPU time of back-to-back forwards, after a 1 ms sleep 1.0x). A role under a CPU quota runs in slices
+    separated by such gaps, so its layers are swept as they run after one."""
+    time.sleep(gap_s)
+    _GAP_WARM.sum()
+
+
 def time_callable(fn: Callable[[], Any], throttled: bool, quick: bool = False,
                   clock: str | None = None) -> TimingStats:
     """The profiler's standard measurement: per-call medians unthrottled, window means under a quota."""
@@ -118,3 +140,72 @@ def time_callable(fn: Callable[[], Any], throttled: bool, quick: bool = False,
         return time_windows(fn, window_s=0.06 if quick else 0.2, windows=3)
     return time_per_call(fn, reps=15 if quick else 30, min_total_s=0.02 if quick else 0.05,
                          max_total_s=0.3 if quick else 0.6, clock=clock)
+
+
+def time_interleaved(fns: Sequence[Callable[[], Any]], throttled: bool, quick: bool = False,
+                     clock: str | None = None, rounds: int | None = None, calls: int | None = None,
+                     window_s: float | None = None, warmup: int = 2, round_budget_s: float = 0.02,
+                     before: Callable[[], Any] | None = None) -> list[TimingStats]:
+    """Time several callables in interleaved rounds, so that the host's slow and fast phases (other tenants,
+    frequency changes: on a shared VM they last seconds and move a single-burst median by 30% or more) fall
+    on all of them alike.
+
+    Each round times every callable in turn: unthrottled, ``calls`` single calls (fewer for a callable slower
+    than ``round_budget_s / calls``, at least one; the round's figure is their median); under a CPU quota, a window of at least ``window_s`` seconds of back-to-back calls (the round's
+    figure is its mean call time, as single throttled calls are bimodal). The result per callable is the
+    median over the rounds (unthrottled), or total time over total calls (throttled: the time average the
+    quota guarantees), with the rounds' spread. ``before`` (unthrottled only) runs, untimed, before every
+    timed call: e.g. :func:`idle_gap`, to time work as it runs after the CPU has been idle.
+    """
+    fns = list(fns)
+    if not fns:
+        return []
+    rounds = rounds or (5 if quick else 15)
+    calls = calls or (3 if quick else 5)
+    window_s = window_s if window_s is not None else (0.03 if quick else 0.06)
+    clk = time.perf_counter if throttled else _clock(clock)
+    n_calls = []
+    for fn in fns:
+        for _ in range(max(warmup, 1)):
+            t0 = time.perf_counter()
+            fn()
+            last_s = time.perf_counter() - t0
+        # slow callables get fewer calls per round (at least one), so that a round stays short
+        n_calls.append(max(1, min(calls, int(round_budget_s / max(last_s, 1e-9)))))
+    per_round: list[list[float]] = [[] for _ in fns]
+    totals = [[0.0, 0] for _ in fns]
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            if throttled:
+                n = 0
+                t0 = clk()
+                while True:
+                    fn()
+                    n += 1
+                    el = clk() - t0
+                    if el >= window_s:
+                        break
+                per_round[i].append(el / n * 1e3)
+                totals[i][0] += el * 1e3
+                totals[i][1] += n
+            else:
+                ts = []
+                for _ in range(n_calls[i]):
+                    if before is not None:
+                        before()
+                    t0 = clk()
+                    fn()
+                    ts.append((clk() - t0) * 1e3)
+                per_round[i].append(float(np.median(ts)))
+                totals[i][1] += n_calls[i]
+    out = []
+    for i in range(len(fns)):
+        st = _stats(per_round[i], totals[i][1], "interleaved window-mean" if throttled else
+                    ("interleaved per-call" if clk is time.perf_counter else "interleaved per-call thread-cpu"),
+                    window_s if throttled else 0.0)
+        if throttled:
+            st = TimingStats(totals[i][0] / totals[i][1], st.p10_ms, st.p90_ms, st.mean_ms, st.samples, st.calls,
+                             st.method, st.window_s)
+        out.append(st)
+    return out
+
