@@ -11,6 +11,9 @@ For a link (uplink/downlink rate, round-trip time) and a latency requirement, Ed
                     + edge_queue )                                               queueing at a shared edge
 
 Nothing crosses the link at ``p = N_i`` (device only), so no transfer, round trip or serialization is paid there.
+With a shaper's burst on the link (``Link.burst_bytes``) or the transport's bytes counted
+(``OverheadModel.framing``), each transfer is ``max(wire_bytes - burst, 0) * 8 / rate``, where ``wire_bytes`` is
+the payload plus the message's framing plus the headers of its packets (:meth:`WireFraming.wire_bytes`).
 All pairs are evaluated at once with numpy on arrays precomputed per table (:class:`Planner`), so one decision
 costs time linear in the number of pairs (tens of microseconds for alexnet-cifar10).
 
@@ -161,9 +164,15 @@ class Planner:
     def totals(self, link: Link, *, edge_queue_ms: float = 0.0) -> np.ndarray:
         """Predicted total latency (ms) of every pair of :attr:`pairs` on ``link``."""
         ov = self.overhead
+        const = link.rtt_ms + 2.0 * ov.fixed_ms_per_message + edge_queue_ms
+        if link.burst_bytes or ov.framing.counted:  # the wire model (see the module docstring)
+            fr = ov.framing
+            transfer = (link.transfer_ms(fr.wire_bytes(self.tx_bytes, fr.request_bytes), link.uplink_bps)
+                        + link.transfer_ms(fr.wire_bytes(self.result_bytes, fr.response_bytes), link.downlink_bps))
+            return (self.compute_ms + self.crosses * (transfer + const)
+                    + ov.per_byte_ms * (self.tx_bytes + self._result_cross))
         up = BITS_PER_BYTE * 1000.0 / link.uplink_bps + ov.per_byte_ms
         down = BITS_PER_BYTE * 1000.0 / link.downlink_bps + ov.per_byte_ms
-        const = link.rtt_ms + 2.0 * ov.fixed_ms_per_message + edge_queue_ms
         return self.compute_ms + self.tx_bytes * up + self._result_cross * down + self.crosses * const
 
     def predict(self, link: Link, exit: int, partition: int, *, edge_queue_ms: float = 0.0) -> LatencyBreakdown:
@@ -183,8 +192,13 @@ class Planner:
         tx = float(self.tx_bytes[j])
         res = float(self.result_bytes[j])
         ov = self.overhead
-        upload = tx * BITS_PER_BYTE * 1000.0 / link.uplink_bps
-        download = res * BITS_PER_BYTE * 1000.0 / link.downlink_bps
+        if link.burst_bytes or ov.framing.counted:
+            fr = ov.framing
+            upload = link.transfer_ms(fr.wire_bytes(tx, fr.request_bytes), link.uplink_bps)
+            download = link.transfer_ms(fr.wire_bytes(res, fr.response_bytes), link.downlink_bps)
+        else:
+            upload = tx * BITS_PER_BYTE * 1000.0 / link.uplink_bps
+            download = res * BITS_PER_BYTE * 1000.0 / link.downlink_bps
         ser = 2.0 * ov.fixed_ms_per_message + ov.per_byte_ms * (tx + res)
         total = dev + upload + edge + download + link.rtt_ms + ser + edge_queue_ms
         return LatencyBreakdown(dev, upload, edge, download, float(link.rtt_ms), ser, float(edge_queue_ms), total)
