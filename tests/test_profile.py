@@ -213,3 +213,16 @@ def test_units_are_timed_in_place_for_every_exit():
         got = time_units_in_place(chain, x, throttled=False, quick=True)
     assert set(got) == {(ep.exit, i) for ep in chain.exit_points for i in range(ep.num_units)}
     assert all(len(v) >= 6 and min(v) >= 0 for v in got.values())
+
+
+def test_idle_bench_records_every_measurement():
+    from edgent.bench.idle import SLEEPS_MS, run
+
+    res = run(quick=True)
+    assert set(res["cpu_ms_after_sleep"]) == {f"{s:g}" for s in SLEEPS_MS}
+    assert all(v > 0 for v in res["cpu_ms_after_sleep"].values()) and res["cpu_ms_after_64mb_write"] > 0
+    assert "windows" in res["quota"] or "skipped" in res["quota"]
+    for w in res["quota"].get("windows", []):
+        assert 5 < w["wall_over_cpu"] < 20  # a 10% quota turns CPU time into ~10x wall time
+    edge = res["edge_threads_wall"]
+    assert edge["back_to_back"]["p10_ms"] <= edge["back_to_back"]["median_ms"] <= edge["back_to_back"]["p90_ms"]

@@ -28,7 +28,7 @@ from edgent.latency.features import check_kind, paper_feature_names, paper_featu
 from edgent.model.chain import MultiExitChain
 from edgent.model.describe import UnitInfo, describe_chain
 from edgent.profile.throttle import DeviceEmulation
-from edgent.profile.timing import TimingStats, clock_name, stats_from_samples
+from edgent.profile.timing import TimingStats, clock_name, run_window, stats_from_samples
 
 PROFILE_FORMAT = "edgent-profile"
 
@@ -76,10 +76,9 @@ def time_units_in_place(chain: MultiExitChain, x: torch.Tensor, throttled: bool,
 def quota_wall_per_cpu(fn: Callable[[], Any], quick: bool = False) -> float:
     """Wall time over process CPU time of ``fn`` run back to back for a while (call inside the quota)."""
     fn()
-    t0, c0 = time.perf_counter(), time.process_time()
-    while time.perf_counter() - t0 < (0.3 if quick else 1.0):
-        fn()
-    return (time.perf_counter() - t0) / max(time.process_time() - c0, 1e-9)
+    c0 = time.process_time()
+    wall_s, _ = run_window(fn, 0.3 if quick else 1.0)
+    return wall_s / max(time.process_time() - c0, 1e-9)
 
 
 def unit_records(chain: MultiExitChain) -> list[tuple[int, UnitInfo, bool]]:

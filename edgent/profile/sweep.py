@@ -39,7 +39,7 @@ from edgent.jsonio import read_json_file
 from edgent.errors import DataError
 from edgent.model.describe import LayerInfo, describe_layers
 from edgent.profile.throttle import DeviceEmulation, shortest_period_us
-from edgent.profile.timing import clock_name, idle_gap, time_interleaved, time_per_call
+from edgent.profile.timing import clock_name, idle_gap, run_window, time_interleaved, time_per_call
 
 SWEEP_FORMAT = "edgent-sweep"
 #: Sweep cases timed together in interleaved rounds (all of them built at once: this bounds the memory).
@@ -418,15 +418,11 @@ def calibrate_quota(cases: list[SweepCase], emulation: DeviceEmulation, n: int =
                 fn()
             for _ in range(rounds):
                 for i, fn in enumerate(built):
-                    t0, c0 = time.perf_counter(), time.process_time()
-                    while True:
-                        fn()
-                        calls[i] += 1
-                        el = time.perf_counter() - t0
-                        if el >= window:
-                            break
+                    c0 = time.process_time()
+                    el, n = run_window(fn, window)
                     wall[i] += el
                     cpu[i] += time.process_time() - c0
+                    calls[i] += n
     factor = sum(wall) / max(sum(cpu), 1e-9)
     rows = [{"label": cases[i].label, "free_ms": f.median_ms, "quota_ms": w / c * 1e3,
              "wall_over_cpu": w / max(cp, 1e-9)} for i, f, w, cp, c in zip(idx, free, wall, cpu, calls)]

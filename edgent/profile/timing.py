@@ -88,6 +88,19 @@ def time_per_call(fn: Callable[[], Any], warmup: int = 3, reps: int = 30, min_to
     return _stats(samples, len(samples), "per-call" if clock is time.perf_counter else "per-call thread-cpu")
 
 
+def run_window(fn: Callable[[], Any], window_s: float, min_calls: int = 1) -> tuple[float, int]:
+    """Call ``fn`` back to back for at least ``window_s`` seconds (and ``min_calls`` calls); returns the wall
+    time taken (s) and the number of calls."""
+    n = 0
+    t0 = time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        el = time.perf_counter() - t0
+        if el >= window_s and n >= min_calls:
+            return el, n
+
+
 def time_windows(fn: Callable[[], Any], window_s: float = 0.1, windows: int = 3, warmup: int = 1,
                  min_calls: int = 1) -> TimingStats:
     """Mean call time of ``fn`` over ``windows`` windows of at least ``window_s`` seconds (and ``min_calls``
@@ -96,16 +109,8 @@ def time_windows(fn: Callable[[], Any], window_s: float = 0.1, windows: int = 3,
         fn()
     means: list[float] = []
     calls = 0
-    clock = time.perf_counter
     for _ in range(windows):
-        n = 0
-        t0 = clock()
-        while True:
-            fn()
-            n += 1
-            el = clock() - t0
-            if el >= window_s and n >= min_calls:
-                break
+        el, n = run_window(fn, window_s, min_calls)
         means.append(el / n * 1e3)
         calls += n
     return _stats(means, calls, "window-mean", window_s)
@@ -125,21 +130,11 @@ _GAP_WARM = np.zeros(16, dtype=np.float32)
 
 def idle_gap(gap_s: float = 0.004) -> None:
     """Leave the CPU idle for ``gap_s`` seconds, then run a trivial operation (so that the interpreter's own
-    code is warm again). On a virtual machine the first work after an idle gap of a few milliseconds runs
-    on cold caches (measured on the development VM: an alexnet-cifar10 forward after a 3 ms sleep took 1.4x
-    the CPU time of back-to-back forwards, after a 1 ms sleep 1.0x). A role under a CPU quota runs in slices
-    separated by such gaps, so its layers are swept as they run after one."""
+    code is warm again). A role under a CPU quota runs in slices separated by such gaps, and on the
+    development VM work ran slower under the quota than back to back (``edgent bench idle``), so its layers
+    are swept as they run after a gap."""
     time.sleep(gap_s)
     _GAP_WARM.sum()
-
-
-def time_callable(fn: Callable[[], Any], throttled: bool, quick: bool = False,
-                  clock: str | None = None) -> TimingStats:
-    """The profiler's standard measurement: per-call medians unthrottled, window means under a quota."""
-    if throttled:
-        return time_windows(fn, window_s=0.06 if quick else 0.2, windows=3)
-    return time_per_call(fn, reps=15 if quick else 30, min_total_s=0.02 if quick else 0.05,
-                         max_total_s=0.3 if quick else 0.6, clock=clock)
 
 
 def time_interleaved(fns: Sequence[Callable[[], Any]], throttled: bool, quick: bool = False,
@@ -177,14 +172,7 @@ def time_interleaved(fns: Sequence[Callable[[], Any]], throttled: bool, quick: b
     for _ in range(rounds):
         for i, fn in enumerate(fns):
             if throttled:
-                n = 0
-                t0 = clk()
-                while True:
-                    fn()
-                    n += 1
-                    el = clk() - t0
-                    if el >= window_s:
-                        break
+                el, n = run_window(fn, window_s)
                 per_round[i].append(el / n * 1e3)
                 totals[i][0] += el * 1e3
                 totals[i][1] += n

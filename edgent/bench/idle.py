@@ -1,0 +1,141 @@
+"""``edgent bench idle``: how this host runs work after the CPU was idle, and under the device's CPU quota.
+
+The measurements behind the latency stage's account of the throttled device (``docs/latency.md``):
+
+- one alexnet-cifar10 forward (1 torch thread) back to back, and right after sleeps of 1, 3 and 9 ms, by the
+  thread's CPU time (a slower call after a sleep means the work itself ran slower, not that it waited);
+- the same forward after writing a 64 MB buffer (evicting the caches without idling);
+- under the device role's real CPU quota (root and cgroup v1 only): wall time over CPU time of windows of back
+  to back forwards (how exact the quota is), and the CPU time per forward;
+- the full forward with the edge role's 2 threads back to back and after 50 ms idle (wall time: what the edge
+  server's compute sees between requests).
+
+Results: ``benchmarks/results/idle.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+SLEEPS_MS = (0.0, 1.0, 3.0, 9.0)
+
+
+def _cpu_ms(fn: Callable[[], Any], before: Callable[[], Any] | None, reps: int) -> float:
+    """Median thread CPU time (ms) of ``fn``, with ``before`` run untimed before each call."""
+    out = []
+    for _ in range(reps):
+        if before is not None:
+            before()
+        c0 = time.thread_time()
+        fn()
+        out.append((time.thread_time() - c0) * 1e3)
+    return float(np.median(out))
+
+
+def _wall_ms(fn: Callable[[], Any], gap_s: float, reps: int) -> list[float]:
+    out = []
+    for _ in range(reps):
+        if gap_s:
+            time.sleep(gap_s)
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """The whole benchmark (see the module docstring); returns the result document."""
+    from edgent.errors import ConfigError
+    from edgent.profile.profiler import load_chain
+    from edgent.profile.throttle import QuotaCgroup, role_emulation
+    from edgent.profile.timing import run_window
+
+    reps = 10 if quick else 30
+    chain = load_chain("alexnet-cifar10").eval()
+    x = torch.randn(1, *chain.input_shape)
+    fwd = lambda: chain.forward(x)  # noqa: E731
+    old_threads = torch.get_num_threads()
+    out: dict[str, Any] = {"model": chain.name, "reps": reps}
+    try:
+        with torch.no_grad():
+            torch.set_num_threads(1)
+            for _ in range(5):
+                fwd()
+            out["cpu_ms_after_sleep"] = {f"{s:g}": _cpu_ms(fwd, (lambda s=s: time.sleep(s / 1e3)) if s else None, reps)
+                                         for s in SLEEPS_MS}
+            buf = torch.empty(64 * 2 ** 20 // 4)
+            out["cpu_ms_after_64mb_write"] = _cpu_ms(fwd, lambda: buf.add_(1.0), reps)
+            dev = role_emulation("device")
+            try:
+                group = QuotaCgroup(dev.cpu_quota, dev.period_us, cores=dev.threads)
+            except ConfigError as exc:
+                out["quota"] = {"skipped": str(exc)}
+            else:
+                windows = []
+                tid = threading.get_native_id()
+                try:
+                    group.add_pid(tid)
+                    fwd()
+                    for _ in range(2 if quick else 4):
+                        c0 = time.thread_time()
+                        wall_s, n = run_window(fwd, 0.5)
+                        cpu_s = time.thread_time() - c0
+                        windows.append({"wall_over_cpu": wall_s / cpu_s, "cpu_ms_per_call": cpu_s / n * 1e3,
+                                        "wall_ms_per_call": wall_s / n * 1e3})
+                finally:
+                    group.close()
+                out["quota"] = {"describe": dev.describe(), "windows": windows}
+            torch.set_num_threads(role_emulation("edge").threads)
+            for _ in range(5):
+                fwd()
+            edge = {}
+            for name, gap in (("back_to_back", 0.0), ("after_50ms_idle", 0.05)):
+                w = _wall_ms(fwd, gap, reps)
+                edge[name] = {"median_ms": float(np.median(w)), "p10_ms": float(np.percentile(w, 10)),
+                              "p90_ms": float(np.percentile(w, 90))}
+            out["edge_threads_wall"] = edge
+    finally:
+        torch.set_num_threads(old_threads)
+    return out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("idle", help="how work runs after the CPU was idle, and under the device's CPU quota")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions")
+    p.add_argument("--out-dir", default=None, help="results folder (default benchmarks/results)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    import sys
+
+    from edgent.bench.record import write_result
+
+    result = run(args.quick)
+    path = write_result("idle", result, args.out_dir)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        s = result["cpu_ms_after_sleep"]
+        print("alexnet-cifar10 forward, 1 thread, CPU ms: " + ", ".join(f"after {k} ms sleep {v:.2f}" for k, v in s.items())
+              + f"; after a 64 MB write {result['cpu_ms_after_64mb_write']:.2f}")
+        q = result["quota"]
+        if "windows" in q:
+            print("under the quota: " + "; ".join(f"wall/CPU {w['wall_over_cpu']:.2f}, CPU {w['cpu_ms_per_call']:.2f} ms"
+                                                   for w in q["windows"]))
+        else:
+            print(f"quota skipped: {q['skipped']}")
+        e = result["edge_threads_wall"]
+        print(f"edge threads, wall ms: back to back {e['back_to_back']['median_ms']:.2f}, after 50 ms idle "
+              f"{e['after_50ms_idle']['median_ms']:.2f} (p10-p90 {e['after_50ms_idle']['p10_ms']:.2f}-"
+              f"{e['after_50ms_idle']['p90_ms']:.2f})")
+    print(f"written: {path}", file=sys.stderr)
+    return 0
