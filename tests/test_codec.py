@@ -102,6 +102,10 @@ def test_clear_errors():
         get_codec("float32").decode(b"", (0, 3))
     with pytest.raises(InputError, match="integers"):
         get_codec("float32").decode(b"", ("a",))
+    get_codec("float32").decode(b"\0" * 40, (1, 10))  # a checked shape is cached: lookalikes must still fail
+    for lookalike in ((True, 10), (np.int64(1), 10.0), [1, 10.0]):
+        with pytest.raises(InputError, match="integers"):
+            get_codec("float32").decode(b"\0" * 40, lookalike)
     with pytest.raises(InputError, match="more than"):
         get_codec("float32").decode(b"", (1 << 20, 1 << 20))
     with pytest.raises(InputError, match="quantisation"):

@@ -101,6 +101,14 @@ def test_bad_requests_get_clear_errors_and_keep_the_connection(server, chain):
                 c._exchange(encode_frame(MsgType.INFER, {"id": 1, **meta}, payload), 5)
             assert c.connected  # not fatal
         c.health()
+        # the server caches checked requests: a cached exit 1 must not let exit true (== 1 in Python) through
+        good = {"model": MODEL, "exit": 1, "partition": 0, "shape": [1, 3, 32, 32], "codec": "uint8"}
+        assert c._exchange(encode_frame(MsgType.INFER, {"id": 2, **good}, bytes(3072)), 5).type == MsgType.RESULT
+        for field, bad in (("exit", True), ("partition", False), ("shape", [True, 3, 32, 32])):
+            with pytest.raises(RemoteError, match="out of range|integers"):
+                c._exchange(encode_frame(MsgType.INFER, {"id": 3, **good, field: bad}, bytes(3072)), 5)
+        with pytest.raises(RemoteError, match="does not fit"):  # the payload size is checked on every request
+            c._exchange(encode_frame(MsgType.INFER, {"id": 4, **good}, bytes(3071)), 5)
 
 
 def test_protocol_header_checks():
@@ -260,6 +268,30 @@ def test_eight_concurrent_devices(chain, images):
         assert not errors and served == [10] * 8
     finally:
         assert stop_process(proc) == 0  # SIGTERM: graceful shutdown exits 0
+
+
+@pytest.mark.parametrize("threads,inline_when_idle", [(1, True), (1, False), (0, True)])
+def test_hand_off_settings_give_the_same_answers(chain, images, threads, inline_when_idle):
+    """An idle edge computes on the event loop (no thread hand-off), a busy one hands requests to the workers,
+    and --threads 0 always computes inline: all three must answer alike, also to concurrent devices."""
+    with torch.inference_mode():
+        ref = chain(to_model_input(images), exit=2)
+    cfg = ServerConfig(port=0, threads=threads, inline_when_idle=inline_when_idle)
+    with ThreadedServer({MODEL: chain}, cfg) as s:
+        results = []
+
+        def device() -> None:
+            with DeviceClient("127.0.0.1", s.port, chain) as c:
+                results.extend(c.infer(images, 2, p, "float32") for p in (1, 3, 5, 7))
+
+        workers = [threading.Thread(target=device) for _ in range(3)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join(60)
+        assert len(results) == 12 and all(r.where == "edge" for r in results)
+        assert all(torch.allclose(r.logits, ref, atol=1e-4) for r in results)
+        assert s.server.requests_served == 12
 
 
 def test_overloaded_edge_answers_at_once(chain, images):

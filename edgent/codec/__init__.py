@@ -19,6 +19,7 @@ exact for the uncompressed fixed-size codecs and an upper bound for the others (
 from __future__ import annotations
 
 import io
+import math
 import re
 import struct
 import zlib
@@ -38,7 +39,11 @@ _INT8_HEADER = struct.Struct("<fi")
 
 
 def check_shape(shape: Sequence[int]) -> tuple[int, ...]:
-    """Validate a tensor shape (with batch) coming from a caller or the network; return it as a tuple."""
+    """Validate a tensor shape (with batch) coming from a caller or the network; return it as a tuple.
+
+    Called on every request on both ends, so it stays in plain Python (``math.prod`` on ints, not numpy)."""
+    if type(shape) is tuple and shape in _VALID_SHAPES and all(type(d) is int for d in shape):  # noqa: E721
+        return shape  # checked before (exact types: True == 1 and numpy ints would match the set too)
     try:
         dims = list(shape)
     except TypeError as exc:
@@ -50,14 +55,21 @@ def check_shape(shape: Sequence[int]) -> tuple[int, ...]:
         raise InputError(f"a tensor shape must have 1..8 dimensions, got {len(out)}")
     if any(d <= 0 for d in out):
         raise InputError(f"every dimension of a tensor shape must be a positive integer, got {shape!r}")
-    if int(np.prod(out, dtype=np.int64)) > MAX_ELEMENTS:
+    if math.prod(out) > MAX_ELEMENTS:
         raise InputError(f"shape {out} has more than {MAX_ELEMENTS} elements; codecs refuse it")
+    if len(_VALID_SHAPES) < _VALID_SHAPES_MAX:
+        _VALID_SHAPES.add(out)
     return out
+
+
+#: shapes already checked (a deployment uses a handful; bounded so that a stream of odd shapes cannot grow it)
+_VALID_SHAPES: set[tuple[int, ...]] = set()
+_VALID_SHAPES_MAX = 4096
 
 
 def numel(shape: Sequence[int]) -> int:
     """Number of elements of ``shape``."""
-    return int(np.prod(check_shape(shape), dtype=np.int64))
+    return math.prod(check_shape(shape))
 
 
 def _as_tensor(x: torch.Tensor | np.ndarray, what: str) -> torch.Tensor:
@@ -124,7 +136,9 @@ class Float32Codec(Codec):
 
     def encode(self, tensor):
         t = _float_tensor(tensor, self.name)
-        return t.to(torch.float32).contiguous().numpy().astype("<f4", copy=False).tobytes()
+        if t.dtype != torch.float32:
+            t = t.to(torch.float32)
+        return t.contiguous().numpy().astype("<f4", copy=False).tobytes()
 
     def decode(self, data, shape):
         shape = self._check_size(data, shape)

@@ -47,6 +47,8 @@ class RemoteError(EdgentError):
         self.meta = meta or {}
 
 
+_FLOAT32 = get_codec("float32")
+
 #: edge error codes after which the device computes the answer itself (the rest are the caller's mistakes)
 RECOVERABLE_CODES = frozenset({"overloaded", "shutting_down", "internal", "timeout", "too_many_connections"})
 
@@ -374,7 +376,7 @@ class DeviceClient:
         shape = reply.meta.get("shape")
         if not isinstance(shape, list) or len(shape) != 2 or shape[0] != h.shape[0] or shape[1] != chain.num_classes:
             raise ProtocolError("bad_reply", f"the edge's logits have shape {shape!r}")
-        logits = get_codec("float32").decode(reply.payload, shape)
+        logits = _FLOAT32.decode(reply.payload, (shape[0], shape[1]))
         timings = reply.meta.get("timings") or {}
         server_ms = float(timings.get("server_ms", 0.0))
         total_ms = (t_recv - t_send) * 1e3
@@ -388,7 +390,9 @@ class DeviceClient:
 
     def _finish(self, logits: torch.Tensor, exit: int, partition: int, codec: str | None, where: str, t0: float,
                 **kw: Any) -> InferenceResult:
-        logits = logits.detach().float()
+        logits = logits.detach()
+        if logits.dtype != torch.float32:
+            logits = logits.float()
         total_ms = (time.perf_counter() - t0) * 1e3
         return InferenceResult(logits=logits, classes=logits.argmax(dim=1).tolist(), exit=exit, partition=partition,
                                codec=codec, where=where, total_ms=total_ms, **kw)

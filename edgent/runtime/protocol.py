@@ -110,7 +110,7 @@ def parse_meta(data: bytes | bytearray) -> dict[str, Any]:
     if not data:
         return {}
     try:
-        meta = json.loads(bytes(data).decode("utf-8"))
+        meta = json.loads(str(data, "utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError("bad_meta", f"frame meta is not valid UTF-8 JSON: {exc}") from exc
     if not isinstance(meta, dict):
@@ -119,15 +119,18 @@ def parse_meta(data: bytes | bytearray) -> dict[str, Any]:
 
 
 async def read_frame(reader: asyncio.StreamReader, max_payload_bytes: int,
-                     body_timeout_s: float | None = 30.0) -> Frame:
-    """Read one frame (the header may wait indefinitely; the rest must arrive within ``body_timeout_s``).
+                     body_timeout_s: float | None = 30.0, header_timeout_s: float | None = None) -> Frame:
+    """Read one frame: the header within ``header_timeout_s`` (None: wait indefinitely), then the rest within
+    ``body_timeout_s`` of the header (one timer for both, rescheduled: this runs for every request).
 
     Raises ProtocolError for a bad frame, asyncio.IncompleteReadError when the peer closes mid-frame and
-    TimeoutError when the body is too slow. The meta of a well-framed frame with bad JSON raises
+    TimeoutError when the header or the body is too slow. The meta of a well-framed frame with bad JSON raises
     ProtocolError("bad_meta") only after the whole frame was read, so the connection stays usable."""
-    head = await reader.readexactly(HEADER_BYTES)
-    msg_type, meta_len, payload_len = parse_header(head, max_payload_bytes)
-    async with asyncio.timeout(body_timeout_s):
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout_at(None if header_timeout_s is None else loop.time() + header_timeout_s) as timer:
+        head = await reader.readexactly(HEADER_BYTES)
+        msg_type, meta_len, payload_len = parse_header(head, max_payload_bytes)
+        timer.reschedule(None if body_timeout_s is None else loop.time() + body_timeout_s)
         body = await reader.readexactly(meta_len + payload_len)
     frame = Frame(msg_type, {}, memoryview(body)[meta_len:] if payload_len else b"")
     frame._wire_bytes = HEADER_BYTES + meta_len + payload_len  # type: ignore[attr-defined]
