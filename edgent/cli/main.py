@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
-import edgent.cli
-from edgent.errors import EdgentError
+# Before torch loads its OpenMP runtime: worker threads that sleep at once instead of spinning first. Edgent's
+# work is single requests after idle spells, and with the default policy the edge role's 2 threads took 8-14 ms
+# (median; p90 17-23 ms) for a 4 ms forward after 50 ms idle on the 2-core VM, against 5.5-7 ms passive
+# (docs/latency.md). Set OMP_WAIT_POLICY yourself to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import edgent.cli  # noqa: E402
+from edgent.errors import EdgentError  # noqa: E402
 
 
 def command_modules() -> list[str]:
