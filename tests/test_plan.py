@@ -3,7 +3,9 @@ accounting, infeasible requests, transfer sizes and table building."""
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -341,13 +343,31 @@ def test_part_call_overhead_is_charged_once_per_non_empty_part():
     e = t.exits[1]
     assert e.device_part_ms == pytest.approx(2.0) and e.edge_part_ms == pytest.approx(0.3)
     link = Link(1e6, 1e6)
+    dev_prep, edge_prep = t.device_preprocess_ms, t.edge_preprocess_ms
+    assert dev_prep > 0.5 and edge_prep >= 0.0  # four elementwise passes, each >= the fake's 0.5 ms constant
     edge_only = predict_latency(t, link, 2, 0, overhead=NO_OVERHEAD)
-    assert edge_only.device_ms == 0.0 and edge_only.edge_ms == pytest.approx(sum(e.edge_unit_ms) + 0.3)
+    assert edge_only.device_ms == 0.0 and edge_only.edge_ms == pytest.approx(sum(e.edge_unit_ms) + 0.3 + edge_prep)
     device_only = predict_latency(t, link, 2, 5, overhead=NO_OVERHEAD)
-    assert device_only.edge_ms == 0.0 and device_only.device_ms == pytest.approx(sum(e.device_unit_ms) + 2.0)
+    assert device_only.edge_ms == 0.0
+    assert device_only.device_ms == pytest.approx(sum(e.device_unit_ms) + 2.0 + dev_prep)
     mid = predict_latency(t, link, 2, 2, overhead=NO_OVERHEAD)
-    assert mid.device_ms == pytest.approx(sum(e.device_unit_ms[:2]) + 2.0)
+    assert mid.device_ms == pytest.approx(sum(e.device_unit_ms[:2]) + 2.0 + dev_prep)
     assert mid.edge_ms == pytest.approx(sum(e.edge_unit_ms[2:]) + 0.3)
+
+
+def test_preprocessing_runs_where_the_input_is_first_computed_on():
+    """Raw pixels at point 0: the edge preprocesses. The model's float input at point 0: the device does, in one
+    device call. Either way the device preprocesses whenever it runs units."""
+    t = build_latency_table(tiny_chain(), [0.4, 0.6], PartPredictor(100.0, 0.5, 2.0), PartPredictor(1.0, 0.1, 0.3))
+    raw = predict_latency(t, Link(1e6, 1e6), 2, 0, overhead=NO_OVERHEAD)
+    cooked_table = replace(t, raw_input=False)
+    cooked = predict_latency(cooked_table, Link(1e6, 1e6), 2, 0, overhead=NO_OVERHEAD)
+    assert raw.device_ms == 0.0 and cooked.device_ms == pytest.approx(t.device_preprocess_ms + 2.0)
+    assert raw.edge_ms - cooked.edge_ms == pytest.approx(t.edge_preprocess_ms) and t.edge_preprocess_ms > 0
+    for table in (t, cooked_table):  # survives a save and load
+        assert LatencyTable.from_json(json.loads(json.dumps(table.to_json()))) == table
+    with pytest.raises(ConfigError, match="device_preprocess_ms"):
+        replace(t, device_preprocess_ms=-1.0)
 
 
 def test_table_of_chain_with_multi_layer_units():

@@ -226,3 +226,35 @@ def test_idle_bench_records_every_measurement():
         assert 5 < w["wall_over_cpu"] < 20  # a 10% quota turns CPU time into ~10x wall time
     edge = res["edge_threads_wall"]
     assert edge["back_to_back"]["p10_ms"] <= edge["back_to_back"]["median_ms"] <= edge["back_to_back"]["p90_ms"]
+
+
+@needs_root_cgroup
+@pytest.mark.root
+def test_device_throttle_limits_only_inside_its_scope():
+    """The device thread joins the quota group once and stays; the limit is on only inside scope(), so the
+    device's own networking runs at full speed, and the group is removed at the end."""
+    from edgent.demo.device import DeviceThrottle
+    from edgent.profile.throttle import DeviceEmulation
+
+    before = _edgent_cgroups()
+    own = Path("/proc/self/cgroup").read_text()
+    role = DeviceEmulation(threads=1, cpu_quota=0.1, slowdown=1.0)
+    with DeviceThrottle(role) as throttle:
+        group = throttle.group
+        assert group is not None and (group.path / "cpu.cfs_quota_us").read_text().strip() == "-1"
+        with throttle.scope():
+            assert (group.path / "cpu.cfs_quota_us").read_text().strip() == "1000"
+            t0 = time.perf_counter()
+            busy(0.02)
+            inside = time.perf_counter() - t0
+        assert (group.path / "cpu.cfs_quota_us").read_text().strip() == "-1"
+        assert group.path.name in Path("/proc/thread-self/cgroup").read_text()  # still a member
+        t0 = time.perf_counter()
+        busy(0.02)
+        outside = time.perf_counter() - t0
+        with throttle.scope():  # a second call: no second move, the limit is back on
+            assert (group.path / "cpu.cfs_quota_us").read_text().strip() == "1000"
+    # 20 ms of CPU at 1 ms per 10 ms period: at least ~10 periods whatever the load; unlimited far less
+    assert inside > 0.09 and outside < inside / 2, (inside, outside)
+    assert not group.path.exists() and _edgent_cgroups() == before
+    assert Path("/proc/self/cgroup").read_text() == own

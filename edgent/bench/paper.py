@@ -698,7 +698,7 @@ def run_paper(opts: PaperOptions, console: Any = None) -> dict[str, Any]:
 
     accs, acc_source = resolve_accuracies(DemoOptions(accuracies=opts.accuracies))
     base = table_for_model(MODEL, accuracies=accs)
-    tables = {v: with_input_bytes(base, VARIANTS[v][0]) for v in opts.variants}
+    tables = {v: with_input_bytes(base, VARIANTS[v][0], raw_input=VARIANTS[v][1] == "uint8") for v in opts.variants}
     torch.set_num_threads(1)  # the device role: one thread
     torch.manual_seed(opts.seed)
     weights_file = CARD_DIR / f"{MODEL}.safetensors"

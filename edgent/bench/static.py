@@ -37,10 +37,12 @@ RATE_C_KBIT = 400.0
 DEADLINES_C_MS: tuple[float, ...] = tuple(float(d) for d in range(100, 501, 100))
 
 
-def with_input_bytes(table: LatencyTable, input_bytes: int) -> LatencyTable:
-    """The same table with ``input_bytes`` sent at partition point 0 of every exit."""
-    return replace(table, exits=tuple(replace(e, transfer_bytes=(int(input_bytes), *e.transfer_bytes[1:]))
-                                      for e in table.exits))
+def with_input_bytes(table: LatencyTable, input_bytes: int, raw_input: bool = True) -> LatencyTable:
+    """The same table with ``input_bytes`` sent at partition point 0 of every exit: the raw input (preprocessed
+    on the edge) or, with ``raw_input=False``, the model's input (preprocessed on the device)."""
+    return replace(table, raw_input=raw_input,
+                   exits=tuple(replace(e, transfer_bytes=(int(input_bytes), *e.transfer_bytes[1:]))
+                               for e in table.exits))
 
 
 def _row(p: Plan, table: LatencyTable) -> dict[str, Any]:
@@ -139,8 +141,8 @@ def run_static(table: LatencyTable, *, rtt_ms: float = 0.0, overhead: OverheadMo
     first = table.exits[0].transfer_bytes[0]
     f32 = float32_input_bytes or 4 * first
     variants = {"as_sent": (table, measured),
-                "float32_input": (with_input_bytes(table, f32),
-                                  with_input_bytes(measured, f32) if measured is not None else None)}
+                "float32_input": (with_input_bytes(table, f32, raw_input=False),
+                                  with_input_bytes(measured, f32, raw_input=False) if measured is not None else None)}
     out: dict[str, Any] = {"model": table.model, "codec": table.codec, "rtt_ms": rtt_ms,
                            "overhead": {"fixed_ms_per_message": (overhead or OverheadModel()).fixed_ms_per_message,
                                         "per_byte_ms": (overhead or OverheadModel()).per_byte_ms},

@@ -124,8 +124,12 @@ class Planner:
             pts = np.arange(n + 1)
             exits.append(np.full(n + 1, e.exit))
             points.append(pts)
-            dev.append(d + e.device_part_ms * (pts > 0))  # one device call when it runs anything
-            edge.append(g[-1] - g + e.edge_part_ms * (pts < n))  # edge runs units [p, N): suffix sums
+            # the device makes one call when it runs any unit, or preprocesses the input for point 0
+            dev_call = (pts > 0) | (not table.raw_input)
+            dev.append(d + (e.device_part_ms + table.device_preprocess_ms) * dev_call)
+            # the edge runs units [p, N) (suffix sums), and preprocesses the raw input sent at point 0
+            edge.append(g[-1] - g + e.edge_part_ms * (pts < n)
+                        + table.edge_preprocess_ms * ((pts == 0) & table.raw_input))
             tx.append(np.asarray(e.transfer_bytes, dtype=float))
             res.append(np.full(n + 1, float(e.result_bytes)))
             cross.append((pts < n).astype(float))  # anything crosses the link unless device only

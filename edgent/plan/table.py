@@ -92,15 +92,28 @@ class ExitCosts:
 
 @dataclass(frozen=True)
 class LatencyTable:
-    """Per-exit costs of one model; ``codec`` is the codec the intermediate transfer sizes assume."""
+    """Per-exit costs of one model; ``codec`` is the codec the intermediate transfer sizes assume.
+
+    Preprocessing (raw pixels to the model's input) runs where the input is first computed on: on the edge when
+    point 0 sends the raw input (``raw_input``, e.g. uint8 pixels), else on the device before its units (at
+    point 0 too, when it sends the model's float input). ``device_preprocess_ms`` / ``edge_preprocess_ms`` are
+    its predicted cost on each side; a device that preprocesses makes one device call, so ``device_part_ms``
+    counts then too."""
 
     model: str
     exits: tuple[ExitCosts, ...]
     codec: str = "float32"
+    raw_input: bool = True
+    device_preprocess_ms: float = 0.0
+    edge_preprocess_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.exits:
             raise ConfigError(f"latency table of {self.model!r} has no exits")
+        for name in ("device_preprocess_ms", "edge_preprocess_ms"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ConfigError(f"latency table of {self.model!r}: {name} is {v!r}; it must be finite and >= 0 ms")
         for i, e in enumerate(self.exits, start=1):
             if e.exit != i:
                 raise ConfigError(f"latency table of {self.model!r}: exits must be 1..{len(self.exits)} in order, "
@@ -120,7 +133,8 @@ class LatencyTable:
 
     def to_json(self) -> dict[str, Any]:
         return {"table_version": TABLE_VERSION, "model": self.model, "codec": self.codec,
-                "exits": [asdict(e) for e in self.exits]}
+                "raw_input": self.raw_input, "device_preprocess_ms": self.device_preprocess_ms,
+                "edge_preprocess_ms": self.edge_preprocess_ms, "exits": [asdict(e) for e in self.exits]}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "LatencyTable":
@@ -132,7 +146,10 @@ class LatencyTable:
                                     result_bytes=int(e["result_bytes"]),
                                     device_part_ms=float(e.get("device_part_ms", 0.0)),
                                     edge_part_ms=float(e.get("edge_part_ms", 0.0))) for e in d["exits"])
-            return cls(model=str(d["model"]), exits=exits, codec=str(d.get("codec", "float32")))
+            return cls(model=str(d["model"]), exits=exits, codec=str(d.get("codec", "float32")),
+                       raw_input=bool(d.get("raw_input", True)),
+                       device_preprocess_ms=float(d.get("device_preprocess_ms", 0.0)),
+                       edge_preprocess_ms=float(d.get("edge_preprocess_ms", 0.0)))
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):
                 raise
@@ -185,14 +202,29 @@ def _part_overhead_ms(predictor: Any, units: list["UnitInfo"], unit_ms: tuple[fl
     return max(0.0, float(predict_units(units)) - sum(unit_ms))
 
 
+def preprocess_unit(input_shape: Sequence[int]) -> "UnitInfo":
+    """The input preprocessing as a unit the latency models can price: uint8 to float, / 255, - mean, / std, i.e.
+    four elementwise passes over the input (``edgent.runtime.preprocess``)."""
+    from edgent.model.describe import LayerInfo, UnitInfo
+
+    shape = tuple(int(d) for d in input_shape)
+    n = math.prod(shape)
+    layers = tuple(LayerInfo(kind=k, input_shape=shape, output_shape=shape, flops=n, detail=what)
+                   for k, what in (("mul", "to float"), ("mul", "/ 255"), ("add", "- mean"), ("mul", "/ std")))
+    return UnitInfo(index=-1, name="preprocess", kind="preprocess", input_shape=shape, output_shape=shape,
+                    output_bytes=4 * n, params=0, flops=4 * n, layers=layers)
+
+
 def build_latency_table(chain: "MultiExitChain", accuracies: Sequence[float],
                         device_predictor: UnitLatencyPredictor, edge_predictor: UnitLatencyPredictor,
                         codec: str = "float32", *, input_bytes: int | None = None,
-                        result_bytes: int | None = None) -> LatencyTable:
+                        result_bytes: int | None = None, raw_input: bool = True) -> LatencyTable:
     """Predict the cost table of ``chain`` with per-unit latency models of the device and the edge.
 
     ``accuracies`` is the top-1 of each exit (1..N). ``input_bytes`` is what is sent at point 0 (default: uint8
-    pixels, one byte per input element); ``result_bytes`` what the edge returns (default: float32 logits).
+    pixels, one byte per input element); ``raw_input`` says whether that is the raw input (preprocessed on the
+    edge) or the model's input (preprocessed on the device); ``result_bytes`` what the edge returns (default:
+    float32 logits). The preprocessing's cost on each side is predicted as :func:`preprocess_unit`.
     """
     from edgent.model.describe import describe_chain
 
@@ -210,7 +242,10 @@ def build_latency_table(chain: "MultiExitChain", accuracies: Sequence[float],
             device_part_ms=_part_overhead_ms(device_predictor, units, device_ms),
             edge_part_ms=_part_overhead_ms(edge_predictor, units, edge_ms),
         ))
-    return LatencyTable(model=chain.name, exits=tuple(exits), codec=codec)
+    prep = preprocess_unit(chain.input_shape)
+    return LatencyTable(model=chain.name, exits=tuple(exits), codec=codec, raw_input=raw_input,
+                        device_preprocess_ms=float(device_predictor.predict_unit_ms(prep)),
+                        edge_preprocess_ms=float(edge_predictor.predict_unit_ms(prep)))
 
 
 def table_from_measurements(chain: "MultiExitChain", accuracies: Sequence[float],

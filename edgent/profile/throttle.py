@@ -122,6 +122,15 @@ class QuotaCgroup:
         except OSError as exc:
             raise ConfigError(f"could not move pid {pid} into {self.path}: {exc}") from exc
 
+    def set_limited(self, limited: bool) -> None:
+        """Switch the quota on (``quota_us`` per period, with a full budget from now) or off (unlimited) for
+        everything in the group. Writing the quota costs ~0.03-0.2 ms here, against ~0.3-6 ms for moving a
+        thread into the group: a thread that is only sometimes throttled stays in and has the limit toggled."""
+        try:
+            (self.path / "cpu.cfs_quota_us").write_text(str(self.quota_us) if limited else "-1")
+        except OSError as exc:
+            raise ConfigError(f"could not set the CPU quota of {self.path}: {exc}") from exc
+
     def pids(self) -> list[int]:
         """Processes now in the group."""
         try:
