@@ -484,6 +484,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     lat = {m: raw[m].latency_ms[best] for m in METHODS}
     plot = plot_trace(decisions[best], lat, cands, deadline, out_dir / f"{name}.png",
                       f"{args.model} on {decisions[best].trace.name} (scale x{args.scale:g}), deadline {deadline:g} ms")
+    testbed = None
+    if args.testbed_seconds > 0:
+        testbed = run_on_testbed(args, cands, decisions[best], {m: raw[m].latency_ms[best] for m in METHODS},
+                                 deadline, out_dir / f"{name}-testbed")
     o, dyn = summary["oracle"], summary["edgent-dynamic"]
     done = {
         "dynamic_met_where_oracle_meets": dyn["met_share_where_oracle_meets"],
@@ -525,7 +529,43 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "step_cost": step_cost_us(maps["bocpd"], cands, test),
         "plot": str(plot),
     }
+    if testbed is not None:
+        result["testbed"] = testbed
     return result
+
+
+def run_on_testbed(args: argparse.Namespace, cands: Candidates, dec: TraceDecisions,
+                   sim_latency: dict[str, np.ndarray], deadline_ms: float, raw_dir: Path) -> dict[str, Any]:
+    """Execute the first ``--testbed-seconds`` of one held-out trace's decisions on the real testbed, method by
+    method (the oracle stays simulated: it needs the future), and compare with the simulation request by
+    request (:mod:`edgent.bench.dynamic_testbed`)."""
+    import sys
+
+    from edgent.bench.dynamic_testbed import TestbedExecutor, compare
+    from edgent.jsonio import write_json_file
+
+    t = dec.times_s
+    n = int(np.searchsorted(t, t[0] + args.testbed_seconds, side="right"))
+    times = t[:n]
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    real: dict[str, np.ndarray] = {}
+    t_wall = time.perf_counter()
+    with TestbedExecutor(cands, deadline_ms, args.rtt_ms, emulate=True if args.emulate else None,
+                         raw_dir=raw_dir) as ex:
+        for m in METHODS:
+            if m == "oracle":
+                continue
+            print(f"testbed: {m} on {dec.trace.name}, {n} requests over {times[-1] - times[0]:.0f} s of trace",
+                  file=sys.stderr, flush=True)
+            real[m] = ex.run(dec.trace, times, dec.choice[m][:n], method=m)
+        records = ex.records
+        described = ex.describe
+    write_json_file(raw_dir / "records.json", records)
+    sim = {m: v[:n] for m, v in sim_latency.items()}
+    return {"trace": dec.trace.name, "scale": dec.trace.scale, "from_s": float(times[0]), "to_s": float(times[-1]),
+            "requests_per_method": n, "wall_s": round(time.perf_counter() - t_wall, 1), **described,
+            "oracle": {"met_share_simulated": float(np.mean(sim["oracle"] <= deadline_ms))},
+            "methods": compare(sim, real, deadline_ms, records), "records": str(raw_dir / "records.json")}
 
 
 def _merge(ds: list[dict[str, int]]) -> dict[str, int]:
@@ -615,6 +655,11 @@ def register(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hysteresis", type=float, default=0.5, help="bin widths a state may stray (default 0.5)")
     p.add_argument("--name", default="", help="result name (default dynamic-<traces folder>)")
     p.add_argument("--out-dir", default="benchmarks/results", help="where results, map and plot go")
+    p.add_argument("--testbed-seconds", type=float, default=0.0,
+                   help="also run the first S seconds of one held-out trace on the real testbed (shaped link, "
+                        "edge server, slowed device), every method, and compare with the simulation (default 0: "
+                        "simulation only)")
+    p.add_argument("--emulate", action="store_true", help="with --testbed-seconds: the emulated link even as root")
     p.add_argument("--json", action="store_true", help="print the result JSON")
     p.set_defaults(func=_cmd)
 
