@@ -126,7 +126,10 @@ class Planner:
             points.append(pts)
             # the device makes one call when it runs any unit, or preprocesses the input for point 0
             dev_call = (pts > 0) | (not table.raw_input)
-            dev.append(d + (e.device_part_ms + table.device_preprocess_ms) * dev_call)
+            dev_ms = d + (e.device_part_ms + table.device_preprocess_ms) * dev_call
+            if table.device_quota is not None:  # one call after idle under the quota (edgent.plan.quota)
+                dev_ms = table.device_quota.call_ms(dev_ms)
+            dev.append(dev_ms)
             # the edge runs units [p, N) (suffix sums), and preprocesses the raw input sent at point 0
             edge.append(g[-1] - g + e.edge_part_ms * (pts < n)
                         + table.edge_preprocess_ms * ((pts == 0) & table.raw_input))

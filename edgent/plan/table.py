@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from edgent.jsonio import write_json_file
 from edgent.errors import ConfigError, DataError
+from edgent.plan.quota import QuotaModel
 from edgent.plan.transfer import check_codec, payload_bytes, raw_input_bytes
 
 if TYPE_CHECKING:
@@ -98,7 +99,9 @@ class LatencyTable:
     point 0 sends the raw input (``raw_input``, e.g. uint8 pixels), else on the device before its units (at
     point 0 too, when it sends the model's float input). ``device_preprocess_ms`` / ``edge_preprocess_ms`` are
     its predicted cost on each side; a device that preprocesses makes one device call, so ``device_part_ms``
-    counts then too."""
+    counts then too. ``device_quota``: when the device's unit times are priced by a CPU quota's time-averaged
+    factor, the planner turns each device call's total into the expected time of one call after idle
+    (:mod:`edgent.plan.quota`); None for tables of measured call times."""
 
     model: str
     exits: tuple[ExitCosts, ...]
@@ -106,6 +109,7 @@ class LatencyTable:
     raw_input: bool = True
     device_preprocess_ms: float = 0.0
     edge_preprocess_ms: float = 0.0
+    device_quota: QuotaModel | None = None
 
     def __post_init__(self) -> None:
         if not self.exits:
@@ -134,7 +138,9 @@ class LatencyTable:
     def to_json(self) -> dict[str, Any]:
         return {"table_version": TABLE_VERSION, "model": self.model, "codec": self.codec,
                 "raw_input": self.raw_input, "device_preprocess_ms": self.device_preprocess_ms,
-                "edge_preprocess_ms": self.edge_preprocess_ms, "exits": [asdict(e) for e in self.exits]}
+                "edge_preprocess_ms": self.edge_preprocess_ms,
+                "device_quota": None if self.device_quota is None else self.device_quota.to_json(),
+                "exits": [asdict(e) for e in self.exits]}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "LatencyTable":
@@ -149,7 +155,8 @@ class LatencyTable:
             return cls(model=str(d["model"]), exits=exits, codec=str(d.get("codec", "float32")),
                        raw_input=bool(d.get("raw_input", True)),
                        device_preprocess_ms=float(d.get("device_preprocess_ms", 0.0)),
-                       edge_preprocess_ms=float(d.get("edge_preprocess_ms", 0.0)))
+                       edge_preprocess_ms=float(d.get("edge_preprocess_ms", 0.0)),
+                       device_quota=QuotaModel.from_json(d.get("device_quota")))
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):
                 raise
@@ -245,7 +252,8 @@ def build_latency_table(chain: "MultiExitChain", accuracies: Sequence[float],
     prep = preprocess_unit(chain.input_shape)
     return LatencyTable(model=chain.name, exits=tuple(exits), codec=codec, raw_input=raw_input,
                         device_preprocess_ms=float(device_predictor.predict_unit_ms(prep)),
-                        edge_preprocess_ms=float(edge_predictor.predict_unit_ms(prep)))
+                        edge_preprocess_ms=float(edge_predictor.predict_unit_ms(prep)),
+                        device_quota=QuotaModel.from_predictor(device_predictor))
 
 
 def table_from_measurements(chain: "MultiExitChain", accuracies: Sequence[float],
