@@ -126,12 +126,19 @@ def findings(a: list[dict[str, Any]], b: list[dict[str, Any]], c: list[dict[str,
 
 
 def compute_ratio(table: LatencyTable) -> dict[str, float]:
-    """Predicted compute of the full model all on the device vs all on the edge."""
+    """Predicted compute of the full model all on the device vs all on the edge, as the planner prices them
+    (with the input's preprocessing, and for a device under a CPU quota one call after idle)."""
+    from edgent.plan.planner import Planner
+
+    pl = Planner(table)
     main = table.exits[-1]
-    device = sum(main.device_unit_ms) + main.device_part_ms
-    edge = sum(main.edge_unit_ms) + main.edge_part_ms
+    j_edge = int(np.flatnonzero((pl.pair_exit == main.exit) & (pl.pair_point == 0))[0])
+    j_dev = int(np.flatnonzero((pl.pair_exit == main.exit) & (pl.pair_point == main.num_units))[0])
+    device, edge = float(pl.device_ms[j_dev]), float(pl.edge_ms[j_edge])
+    linear = sum(main.device_unit_ms) + main.device_part_ms + table.device_preprocess_ms
     return {"device_only_compute_ms": device, "edge_only_compute_ms": edge,
-            "device_to_edge_ratio": device / edge if edge > 0 else float("inf")}
+            "device_to_edge_ratio": device / edge if edge > 0 else float("inf"),
+            "device_only_time_averaged_quota_ms": linear}
 
 
 def run_static(table: LatencyTable, *, rtt_ms: float = 0.0, overhead: OverheadModel | None = None,
