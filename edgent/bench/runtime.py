@@ -198,11 +198,11 @@ def codec_accuracy(model: str, random_weights: bool, n_images: int = 500) -> dic
 
 def compare_grpc(requests: int = 300) -> dict[str, Any] | None:
     """gRPC unary (raw bytes, no protobuf) against this protocol's PROBE frames, same payload sizes, loopback."""
-    try:
-        import grpc  # noqa: F401
-    except ImportError:
-        return None
+    import importlib.util
     import subprocess
+
+    if importlib.util.find_spec("grpc") is None:  # optional: pip install grpcio
+        return None
 
     from edgent.runtime import DeviceClient
     from edgent.runtime.local import free_port, serve_process, stop_process
