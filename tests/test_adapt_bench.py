@@ -86,3 +86,13 @@ def test_bench_dynamic_replays_decisions_on_the_testbed(tmp_path):
     assert 0.5 < methods["edge-only"]["median_real_over_simulated"] < 2.0, methods["edge-only"]
     assert 0.3 < methods["device-only"]["median_real_over_simulated"] < 2.0, methods["device-only"]
     assert all(r["where"] in ("edge", "device", "fallback") for r in records)
+
+
+def test_replay_steps_start_at_the_rate_in_force_and_floor_outages():
+    from edgent.adapt.traces import BandwidthTrace
+    from edgent.bench.dynamic_testbed import MIN_REPLAY_BPS, replay_steps
+
+    tr = BandwidthTrace("t", np.array([0.0, 1.0, 2.0, 3.0, 4.0]), np.array([1e6, 2e6, 0.0, 3e6, 4e6]), 5.0)
+    steps = replay_steps(tr, 1.5, 3.2)
+    assert [(s.time_s, s.rate_bps) for s in steps] == [(0.0, 2e6), (0.5, MIN_REPLAY_BPS), (1.5, 3e6)]
+    assert replay_steps(tr, 0.0, 0.5)[0].rate_bps == 1e6 and len(replay_steps(tr, 0.0, 0.5)) == 1

@@ -106,19 +106,9 @@ class TestbedExecutor:
     def run(self, trace: BandwidthTrace, times_s: np.ndarray, choice: np.ndarray, method: str = "") -> np.ndarray:
         """Replay ``trace`` from shortly before ``times_s[0]`` and send request ``i`` at ``times_s[i]`` with
         configuration ``choice[i]``; return the measured latencies (ms)."""
-        from edgent.testbed import TraceStep
-
         lead_s = 2.0  # the link settles on the trace's rate before the first request
         t_begin = max(0.0, float(times_s[0]) - lead_s)
-        steps = []
-        for t, r in zip(trace.time_s, trace.rate_bps):
-            if t + 1e-9 < t_begin and steps:
-                continue
-            steps.append(TraceStep(max(0.0, float(t) - t_begin), max(float(r), MIN_REPLAY_BPS)))
-        # the sample in force at t_begin starts the replay at 0
-        first = int(np.searchsorted(trace.time_s, t_begin, side="right") - 1)
-        steps = [TraceStep(0.0, max(float(trace.rate_bps[first]), MIN_REPLAY_BPS))] + [
-            s for s in steps if s.time_s > 0.0 and float(s.time_s) + t_begin <= float(times_s[-1]) + 5.0]
+        steps = replay_steps(trace, t_begin, float(times_s[-1]) + 5.0)  # + the last request's transfers
         out = np.empty(times_s.size)
         replayer = self.tb.replay(steps)
         t0 = time.monotonic()
@@ -142,6 +132,19 @@ class TestbedExecutor:
         finally:
             replayer.stop()
         return out
+
+
+def replay_steps(trace: BandwidthTrace, t_begin: float, t_end: float) -> list:
+    """The testbed rate changes that replay ``trace`` from ``t_begin`` to ``t_end`` (seconds of the trace): a
+    first step at 0 with the rate in force at ``t_begin``, then one per later sample; rates below
+    ``MIN_REPLAY_BPS`` (outages) are replayed at it."""
+    from edgent.testbed import TraceStep
+
+    first = max(0, int(np.searchsorted(trace.time_s, t_begin, side="right") - 1))
+    steps = [TraceStep(0.0, max(float(trace.rate_bps[first]), MIN_REPLAY_BPS))]
+    steps += [TraceStep(float(t) - t_begin, max(float(r), MIN_REPLAY_BPS))
+              for t, r in zip(trace.time_s[first + 1:], trace.rate_bps[first + 1:]) if t <= t_end]
+    return steps
 
 
 def compare(sim: dict[str, np.ndarray], real: dict[str, np.ndarray], deadline_ms: float,
