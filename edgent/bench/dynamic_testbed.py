@@ -52,7 +52,7 @@ class TestbedExecutor:
         from edgent.demo.device import DeviceThrottle
         from edgent.demo.run import DemoOptions, load_inputs
         from edgent.runtime import DeviceClient
-        from edgent.testbed import open_testbed, serve_argv, temp_ready_file
+        from edgent.testbed import open_testbed, start_edge_server
 
         import torch
 
@@ -63,20 +63,8 @@ class TestbedExecutor:
             throttle = stack.enter_context(DeviceThrottle())
             torch.set_num_threads(1)  # the device role: one thread
             chain = load_runtime_model(model, random_weights=False, seed=self.seed)
-            port = 8473
-            if tb.kind != "netns":
-                from edgent.runtime.local import free_port
-
-                port = free_port()
-            ready = temp_ready_file()
-            log = stack.enter_context(open(self.raw_dir / "edge.log", "w")) if self.raw_dir else None
-            try:
-                proc = tb.start_edge(serve_argv(model, port, ready,
-                                                host="0.0.0.0" if tb.kind == "netns" else "127.0.0.1",
-                                                extra=["--threads", "0", "--torch-threads", "2"]),
-                                     stdout=log, stderr=log)
-            finally:
-                Path(ready).unlink(missing_ok=True)
+            proc, port = start_edge_server(tb, model, 8473, self.raw_dir / "edge.log" if self.raw_dir else None,
+                                           ["--threads", "0", "--torch-threads", "2"])
             stack.callback(tb.stop_process, proc)
             table = self.cands.tables[0]
             device_ms = {e.exit: float(sum(e.device_unit_ms) + e.device_part_ms) for e in table.exits}
@@ -135,16 +123,11 @@ class TestbedExecutor:
 
 
 def replay_steps(trace: BandwidthTrace, t_begin: float, t_end: float) -> list:
-    """The testbed rate changes that replay ``trace`` from ``t_begin`` to ``t_end`` (seconds of the trace): a
-    first step at 0 with the rate in force at ``t_begin``, then one per later sample; rates below
-    ``MIN_REPLAY_BPS`` (outages) are replayed at it."""
-    from edgent.testbed import TraceStep
+    """:func:`edgent.testbed.replay_steps` of ``trace`` from ``t_begin`` to ``t_end``, outages at
+    ``MIN_REPLAY_BPS``."""
+    from edgent.testbed import replay_steps as steps
 
-    first = max(0, int(np.searchsorted(trace.time_s, t_begin, side="right") - 1))
-    steps = [TraceStep(0.0, max(float(trace.rate_bps[first]), MIN_REPLAY_BPS))]
-    steps += [TraceStep(float(t) - t_begin, max(float(r), MIN_REPLAY_BPS))
-              for t, r in zip(trace.time_s[first + 1:], trace.rate_bps[first + 1:]) if t <= t_end]
-    return steps
+    return steps(trace.time_s, trace.rate_bps, t_begin, t_end, MIN_REPLAY_BPS)
 
 
 def compare(sim: dict[str, np.ndarray], real: dict[str, np.ndarray], deadline_ms: float,

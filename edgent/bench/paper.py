@@ -54,7 +54,7 @@ from typing import IO, Any, Sequence
 import numpy as np
 
 from edgent.bench.static import (BANDWIDTHS_KBIT, DEADLINE_A_MS, DEADLINES_B_MS, DEADLINES_C_MS, RATE_B_KBIT,
-                                 RATE_C_KBIT, compute_ratio, with_input_bytes)
+                                 RATE_C_KBIT, accuracy_bars, compute_ratio, with_input_bytes)
 from edgent.errors import ConfigError, EdgentError
 from edgent.plan.link import Link
 from edgent.plan.overhead import OverheadModel, WireFraming
@@ -568,23 +568,8 @@ def plot_paper(result: dict[str, Any], out_dir: str | Path, prefix: str = "paper
     for col, (vname, v) in enumerate(variants.items()):
         ax = axes[0, col]
         rows = v["c_policies"]["rows"]
-        deadlines = sorted({r["deadline_ms"] for r in rows})
-        policies = list(dict.fromkeys(r["policy"] for r in rows))
-        width = 0.8 / len(policies)
         floor = max(0.0, min(r["accuracy"] for r in rows) - 0.1)
-        for k, policy in enumerate(policies):
-            for i, d in enumerate(deadlines):
-                r = next(r for r in rows if r["policy"] == policy and r["deadline_ms"] == d)
-                x = i + (k - (len(policies) - 1) / 2) * width
-                lab = policy if i == 0 else None
-                if r["met"]:
-                    ax.bar(x, r["accuracy"] - floor, width, bottom=floor, color=f"C{k}", label=lab)
-                else:
-                    ax.bar(x, r["accuracy"] - floor, width, bottom=floor, color="white", edgecolor=f"C{k}",
-                           hatch="//", label=lab)
-                    ax.text(x, floor + 0.005, "x", ha="center", fontsize=9, color=f"C{k}", fontweight="bold")
-        ax.set_xticks(range(len(deadlines)), [f"{d:g}" for d in deadlines])
-        ax.set_xlabel("latency requirement (ms)")
+        accuracy_bars(ax, rows, floor)
         ax.set_ylabel("accuracy of the exit used (model card)")
         ax.set_ylim(floor, min(1.0, max(r["accuracy"] for r in rows) + 0.06))
         ax.set_title(f"(c) {v['c_policies']['bandwidth_kbit']:g} kbit/s, input {v['input_bytes']} B ({vname}); "
@@ -678,7 +663,7 @@ def run_paper(opts: PaperOptions, console: Any = None) -> dict[str, Any]:
     from edgent.demo.run import CARD_DIR, DemoOptions, load_inputs, resolve_accuracies
     from edgent.plan.sources import table_for_model
     from edgent.runtime.client import DeviceClient
-    from edgent.testbed import open_testbed, serve_argv, temp_ready_file
+    from edgent.testbed import open_testbed, start_edge_server
 
     console = console or Console()
     if opts.requests < 1:
@@ -732,27 +717,10 @@ def run_paper(opts: PaperOptions, console: Any = None) -> dict[str, Any]:
             console.print(("testbed: " if tb.kind == "netns" else "") + tb.describe(), highlight=False)
             console.print(throttle.describe(), highlight=False)
             console.print(f"inputs: {input_source}", highlight=False)
-            port = opts.port
-            edge_proc = None
-            if tb.kind != "netns":
-                from edgent.runtime.local import free_port
-
-                port = free_port()
             extra = ["--threads", "0", "--torch-threads", "2"]
             if random_weights:
                 extra += ["--random-weights", "--seed", str(opts.seed)]
-            ready = temp_ready_file()
-            edge_log = stack.enter_context(open(raw / "edge.log", "w"))
-            try:
-                edge_proc = tb.start_edge(serve_argv(MODEL, port, ready,
-                                                     host="0.0.0.0" if tb.kind == "netns" else "127.0.0.1",
-                                                     extra=extra), stdout=edge_log, stderr=edge_log)
-            except EdgentError as exc:
-                edge_log.flush()
-                raise EdgentError(f"{exc}; edge log ({raw / 'edge.log'}):\n"
-                                  f"{(raw / 'edge.log').read_text()[-1500:]}") from exc
-            finally:
-                Path(ready).unlink(missing_ok=True)
+            edge_proc, port = start_edge_server(tb, MODEL, opts.port, raw / "edge.log", extra)
             device_ms = {e.exit: float(sum(e.device_unit_ms) + e.device_part_ms) for e in base.exits}
             client = DeviceClient(tb.edge_host, port, chain, link=tb.link, slowdown=throttle,
                                   exit_accuracy={i + 1: a for i, a in enumerate(accs)}, device_exit_ms=device_ms,

@@ -37,6 +37,7 @@ def machine_details() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY") or "(torch's default)",
         "is_root": hasattr(os, "geteuid") and os.geteuid() == 0,
         "git_commit": commit,
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

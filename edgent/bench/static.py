@@ -246,22 +246,7 @@ def plot_static(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     fig, axes = plt.subplots(1, len(variants), figsize=(6.5 * len(variants), 4), squeeze=False)
     for col, (vname, v) in enumerate(variants.items()):
         ax = axes[0, col]
-        rows = v["c_policies"]["rows"]
-        deadlines = sorted({r["deadline_ms"] for r in rows})
-        policies = list(dict.fromkeys(r["policy"] for r in rows))
-        width = 0.8 / len(policies)
-        for k, policy in enumerate(policies):
-            for i, d in enumerate(deadlines):
-                r = next(r for r in rows if r["policy"] == policy and r["deadline_ms"] == d)
-                x = i + (k - (len(policies) - 1) / 2) * width
-                if r["met"]:
-                    ax.bar(x, r["accuracy"], width, color=f"C{k}", label=policy if i == 0 else None)
-                else:
-                    ax.bar(x, r["accuracy"], width, color="white", edgecolor=f"C{k}", hatch="//",
-                           label=policy if i == 0 else None)
-                    ax.text(x, 0.02, "x", ha="center", fontsize=8, color=f"C{k}")
-        ax.set_xticks(range(len(deadlines)), [f"{d:g}" for d in deadlines])
-        ax.set_xlabel("latency requirement (ms)")
+        accuracy_bars(ax, v["c_policies"]["rows"])
         ax.set_ylabel("accuracy of the chosen configuration")
         ax.set_ylim(0, 1)
         ax.set_title(f"(c) {RATE_C_KBIT:g} kbit/s, input {v['input_bytes']} B ({vname}); hatched/x = misses")
@@ -272,6 +257,25 @@ def plot_static(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     plt.close(fig)
     paths.append(path)
     return paths
+
+
+def accuracy_bars(ax: Any, rows: list[dict[str, Any]], floor: float = 0.0) -> None:
+    """Experiment (c) on ``ax``: per latency requirement, one bar per policy at the accuracy of the exit it used
+    (bars start at ``floor``); a missed requirement is hatched and marked x."""
+    deadlines = sorted({r["deadline_ms"] for r in rows})
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    width = 0.8 / len(policies)
+    for k, policy in enumerate(policies):
+        for i, d in enumerate(deadlines):
+            r = next(r for r in rows if r["policy"] == policy and r["deadline_ms"] == d)
+            x = i + (k - (len(policies) - 1) / 2) * width
+            style = ({"color": f"C{k}"} if r["met"]
+                     else {"color": "white", "edgecolor": f"C{k}", "hatch": "//"})
+            ax.bar(x, r["accuracy"] - floor, width, bottom=floor, label=policy if i == 0 else None, **style)
+            if not r["met"]:
+                ax.text(x, floor + 0.005, "x", ha="center", fontsize=9, color=f"C{k}", fontweight="bold")
+    ax.set_xticks(range(len(deadlines)), [f"{d:g}" for d in deadlines])
+    ax.set_xlabel("latency requirement (ms)")
 
 
 # ------------------------------------------------------------------ command

@@ -278,7 +278,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "for one device, no health answers during a computation)")
     p.add_argument("--always-hand-off", action="store_true",
                    help="hand every request to a worker thread, also when the edge is idle (by default an idle "
-                   "edge computes on the event loop and saves the thread hand-off, about 0.2 ms each way)")
+                   "edge computes on the event loop and saves the thread hand-off and back: 0.24-0.25 ms per request "
+                   "measured by `edgent bench runtime`)")
     p.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument("--max-payload-mb", type=float, default=64.0, help="largest accepted payload")
     p.add_argument("--max-connections", type=int, default=256)

@@ -45,9 +45,11 @@ class DeviceThrottle:
 
         The calling thread joins the quota group once, on its first scope, and stays; the group's limit is on
         only inside a scope (``QuotaCgroup.set_limited``), so the device's networking and bookkeeping run at the
-        host's speed as before. Switching the limit costs ~0.03 ms, where moving the thread in and out on every
-        call cost 0.3-5.7 ms of emulation overhead; and every call now starts with the quota's full budget
-        instead of whatever debt the previous call left. Both happen outside the timed, slowed-down part."""
+        host's speed as before. Switching the limit is cheaper than moving the thread in and out on every call
+        (figures in ``QuotaCgroup.set_limited``); both happen outside the timed, slowed-down part. The cost: every
+        call starts with the quota's full budget and the previous call's overrun forgiven, so single calls spread
+        wider than when the thread moved in per call (device records of `edgent bench paper`, table in
+        docs/planner.md: full model p5 161-215 ms against 201-205 ms, p95 474-565 against 505-512 ms)."""
         if self.group is None:
             with self.slowdown.scope():
                 yield

@@ -230,7 +230,7 @@ def run_demo(opts: DemoOptions, console: Any = None) -> Path:
     from edgent.demo.scenario import build_scenario, default_trace, file_trace
     from edgent.runtime.client import DeviceClient
     from edgent.runtime.session import DeviceRuntime
-    from edgent.testbed import TraceStep, open_testbed, serve_argv, temp_ready_file
+    from edgent.testbed import open_testbed, replay_steps, start_edge_server
 
     console = console or Console()
     if not opts.duration_s > 0:
@@ -299,27 +299,11 @@ def run_demo(opts: DemoOptions, console: Any = None) -> Path:
             tb_desc, dev_desc = tb.describe(), throttle.describe()
             say(("testbed: " if tb.kind == "netns" else "") + tb_desc)
             say(dev_desc)
-            ready = temp_ready_file()
-            bind = "0.0.0.0" if tb.kind == "netns" else "127.0.0.1"
-            port = opts.port
-            if tb.kind != "netns":
-                from edgent.runtime.local import free_port
-
-                port = free_port()
             extra = ["--threads", "0", "--torch-threads", "2"]
             if random_weights:
                 extra += ["--random-weights", "--seed", str(opts.seed)]
-            edge_log = open(out / "edge.log", "w")
-            try:
-                with console.status("starting the edge server ..."):
-                    st.edge_proc = tb.start_edge(serve_argv(MODEL, port, ready, host=bind, extra=extra), stdout=edge_log,
-                                  stderr=edge_log)
-            except EdgentError as exc:
-                edge_log.close()
-                tail = (out / "edge.log").read_text()[-1500:]
-                raise EdgentError(f"{exc}; edge log ({out / 'edge.log'}):\n{tail}") from exc
-            finally:
-                Path(ready).unlink(missing_ok=True)
+            with console.status("starting the edge server ..."):
+                st.edge_proc, port = start_edge_server(tb, MODEL, opts.port, out / "edge.log", extra)
             say(f"edge server: edgent serve in {'the namespace' if tb.kind == 'netns' else 'a process on loopback'}"
                 f" at {tb.edge_host}:{port} (2 torch threads, inline)")
             device_ms = {e.exit: float(sum(e.device_unit_ms) + e.device_part_ms) for e in sc.tables[0].exits}
@@ -332,21 +316,17 @@ def run_demo(opts: DemoOptions, console: Any = None) -> Path:
             conf = DynamicConfigurator(sc.maps["bocpd"], sc.candidates, make_detector("bocpd"))
             hook = _Configurator(conf, sc.candidates, opts.rtt_ms)
             # outages (rate 0 in the traces) become 1 kbit/s on the link: tc tbf needs a rate > 0
-            steps = [TraceStep(float(t), max(float(r), MIN_LINK_BPS)) for t, r in zip(trace.time_s, trace.rate_bps)
-                     if t < duration_s]
+            steps = replay_steps(trace.time_s, trace.rate_bps, 0.0, duration_s, MIN_LINK_BPS)
             if any(r < MIN_LINK_BPS for r in trace.rate_bps):
                 say(f"note: the trace's outages (0 bit/s) run at {MIN_LINK_BPS / 1e3:g} kbit/s on the link")
             setup_s = time.perf_counter() - t_setup
             say(f"set-up took {setup_s:.1f} s; running {duration_s:g} s, one request every {opts.period_ms:g} ms")
-            try:
-                with client, DeviceRuntime(client, hook, opts.deadline_ms, records=out / "records.jsonl") as rt:
-                    if not client.connect(force=True):
-                        raise EdgentError(f"the device cannot reach the edge at {tb.edge_host}:{port}: "
-                                          f"{getattr(client, 'last_connect_error', '?')}")
-                    _run_loop(opts, st, tb, client, rt, conf, hook, sc, trace, steps, duration_s, images, labels,
-                              accs, console, tb.kind)
-            finally:
-                edge_log.close()
+            with client, DeviceRuntime(client, hook, opts.deadline_ms, records=out / "records.jsonl") as rt:
+                if not client.connect(force=True):
+                    raise EdgentError(f"the device cannot reach the edge at {tb.edge_host}:{port}: "
+                                      f"{getattr(client, 'last_connect_error', '?')}")
+                _run_loop(opts, st, tb, client, rt, conf, hook, sc, trace, steps, duration_s, images, labels,
+                          accs, console, tb.kind)
     except KeyboardInterrupt:
         st.interrupted = True
         console.print("[yellow]interrupted: the testbed and the edge server were removed; writing the report "

@@ -16,8 +16,8 @@ than the linear model says (a 0.2 ms call: ~0.2 ms, not 1.9 ms), long ones a lit
 saves about ``(P - q) / 2`` against ``c x P / q``). Measured on the testbed: ``docs/planner.md``.
 
 Not modelled: the scheduler notices an overrun only at its next tick (4 ms at HZ=250), so a call may overrun its
-budget and pay later; and the phase makes single calls spread widely around this mean (a 2.5 ms call measured
-10-30 ms at one fixed phase), which no single prediction can follow.
+budget and pay later; and the phase makes single calls spread widely around this mean (ad hoc: a 2.5 ms call
+measured 10-30 ms at one fixed phase, docs/planner.md), which no single prediction can follow.
 """
 
 from __future__ import annotations

@@ -276,8 +276,9 @@ class EdgeServer:
             meta_err = error_meta("overloaded", f"the edge queue is full ({self.config.max_queue} waiting)", rid)
             meta_err["load"] = self.load().to_dict()
             return MsgType.ERROR, meta_err, b""
-        # Inline when nothing else is queued or in service (and always with --threads 0): a thread hand-off costs
-        # about 0.2 ms each way on a small VM, and with the edge idle no other request can use a worker meanwhile.
+        # Inline when nothing else is queued or in service (and always with --threads 0): with the edge idle no
+        # other request can use a worker meanwhile, and the hand-off to it and back cost 0.24-0.25 ms per request
+        # on the 2-core VM (`edgent bench runtime`: the always_hand_off setting against the default).
         inline = self.config.threads == 0 or (self.config.inline_when_idle and not self._waiting
                                               and not self._in_service)
         with self._lock:

@@ -11,6 +11,7 @@ this module created are ever touched.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import random
@@ -387,3 +388,46 @@ def temp_ready_file() -> str:
     os.close(fd)
     os.unlink(path)
     return path
+
+
+def start_edge_server(tb: "Testbed", model: str, port: int, log_path: str | Path | None = None,
+                      extra: Sequence[str] = ()) -> tuple[subprocess.Popen, int]:
+    """Start ``edgent serve --model MODEL`` on the edge side of ``tb`` and wait until it is ready.
+
+    In the namespace it binds every address on ``port``; on the emulated link it binds loopback on a free port.
+    Its output goes to ``log_path`` (when given), whose tail a failed start quotes. Returns the process (which
+    ``tb`` stops on close) and the port it listens on."""
+    from edgent.runtime.local import free_port
+
+    netns = tb.kind == "netns"
+    if not netns:
+        port = free_port()
+    ready = temp_ready_file()
+    log = open(log_path, "w") if log_path is not None else None
+    try:
+        proc = tb.start_edge(serve_argv(model, port, ready, host="0.0.0.0" if netns else "127.0.0.1", extra=extra),
+                             stdout=log, stderr=log)
+    except EdgentError as exc:
+        if log is None:
+            raise
+        log.close()
+        raise EdgentError(f"{exc}; edge log ({log_path}):\n{Path(log_path).read_text()[-1500:]}") from exc
+    finally:
+        Path(ready).unlink(missing_ok=True)
+        if log is not None:
+            log.close()  # the server writes through its own copy of the descriptor
+    return proc, port
+
+
+def replay_steps(time_s: Sequence[float], rate_bps: Sequence[float], t_begin: float = 0.0,
+                 t_end: float = float("inf"), min_rate_bps: float = 1000.0) -> list[TraceStep]:
+    """The rate changes that replay a trace (samples ``time_s``, ``rate_bps``) from ``t_begin`` to ``t_end``
+    (seconds of the trace) with :meth:`Testbed.replay`: a first step at 0 with the rate in force at ``t_begin``,
+    then one per later sample before ``t_end``; rates under ``min_rate_bps`` (outages: ``tc tbf`` cannot shape to
+    0 bit/s) are replayed at it."""
+    times = [float(t) for t in time_s]
+    first = max(0, bisect.bisect_right(times, t_begin) - 1)  # the sample in force at t_begin
+    steps = [TraceStep(0.0, max(float(rate_bps[first]), min_rate_bps))]
+    steps += [TraceStep(t - t_begin, max(float(r), min_rate_bps))
+              for t, r in zip(times[first + 1:], list(rate_bps)[first + 1:]) if t < t_end]
+    return steps
