@@ -148,7 +148,7 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "edgent.cli.main", "bench", "paper", "--quick", "--synthetic-inputs",
            "--out-dir", str(out), "--raw-dir", str(raw)]
     if not IS_ROOT:
-        cmd += ["--emulate", "--no-quota"]
+        cmd += ["--emulate"]
     if not (ROOT / "edgent" / "model" / "weights" / "alexnet-cifar10.card.json").is_file():
         cmd += ["--accuracies", "0.70,0.74,0.76,0.77,0.78"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=ROOT)

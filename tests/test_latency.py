@@ -189,8 +189,40 @@ def test_shipped_predictors_load_and_rank_roles():
     e, d = edge.predict_units_ms(units), device.predict_units_ms(units)
     assert 0 < e < d
     assert d / e > 30, "the device role emulates a Raspberry Pi 3 against a desktop PC (some 100x)"
-    assert "emulated" in device.emulation.describe() and device.emulation.cpu_quota
+    assert "emulated" in device.emulation.describe() and device.emulation.clock == "thread-cpu"
+    for pred in (edge, device):  # the real preprocessing was timed: more than its elementwise passes
+        ms = pred.predict_preprocess_ms("cifar10", (3, 32, 32))
+        assert ms is not None and ms > 0
     assert default_predictor("edge", "paper").name == "paper"
     with pytest.raises(ModelError):
         default_predictor("phone")
 
+
+
+def test_preprocessing_is_fitted_from_the_sweep_and_priced_in_the_table(tmp_path):
+    from edgent.latency.fit import fit_predictors, preprocess_fits
+    from edgent.plan.table import preprocess_ms
+
+    emu = DeviceEmulation(threads=1, slowdown=10.0, clock="thread-cpu")
+    rng = np.random.default_rng(0)
+    records = [{"layer": {**layer.__dict__}, "ms": true_ms(layer)} for layer in random_layers(rng, 20)
+               if layer.kind in TRUE]
+    # the real function: 0.3 ms to start, 1 ns per input element
+    prep = [{"name": "cifar10", "shape": [3, h, h], "numel": 3 * h * h, "ms": 0.3 + 1e-6 * 3 * h * h}
+            for h in (32, 64, 128)] + [{"name": "odd", "shape": [3, 8, 8], "numel": 192, "ms": 0.1}]
+    sweep = {"role": "device", "emulation": emu.to_json(), "records": records, "preprocess": prep}
+    fits = preprocess_fits(sweep)
+    assert set(fits) == {"cifar10"}  # one size cannot be fitted
+    preds = fit_predictors(sweep)
+    for pred in preds.values():
+        assert pred.predict_preprocess_ms("cifar10", (3, 32, 32)) == pytest.approx(10 * (0.3 + 3072e-6), rel=1e-6)
+        assert pred.predict_preprocess_ms("imagenet", (3, 32, 32)) is None
+        back = load_predictor(pred.save(tmp_path / f"{pred.name}.json"))
+        assert back.predict_preprocess_ms("cifar10", (3, 64, 64)) == pytest.approx(
+            pred.predict_preprocess_ms("cifar10", (3, 64, 64)), rel=1e-9)
+    paper = preds["paper"]
+    # without a timing of the function the price would be the four elementwise passes, which this fit (no
+    # elementwise kinds) cannot price: a clear error, not a silent 0
+    with pytest.raises(ModelError, match="'mul'"):
+        preprocess_ms(paper, "imagenet", (3, 32, 32))
+    assert preprocess_ms(paper, "cifar10", (3, 32, 32)) == pytest.approx(10 * (0.3 + 3072e-6), rel=1e-6)

@@ -357,13 +357,14 @@ def test_part_call_overhead_is_charged_once_per_non_empty_part():
 
 
 def test_preprocessing_runs_where_the_input_is_first_computed_on():
-    """Raw pixels at point 0: the edge preprocesses. The model's float input at point 0: the device does, in one
-    device call. Either way the device preprocesses whenever it runs units."""
+    """Raw pixels at point 0: the edge preprocesses. The model's float input at point 0: the device does, and
+    pays only the preprocessing (the part's constant cost comes with units to run). Either way the device
+    preprocesses whenever it runs units."""
     t = build_latency_table(tiny_chain(), [0.4, 0.6], PartPredictor(100.0, 0.5, 2.0), PartPredictor(1.0, 0.1, 0.3))
     raw = predict_latency(t, Link(1e6, 1e6), 2, 0, overhead=NO_OVERHEAD)
     cooked_table = replace(t, raw_input=False)
     cooked = predict_latency(cooked_table, Link(1e6, 1e6), 2, 0, overhead=NO_OVERHEAD)
-    assert raw.device_ms == 0.0 and cooked.device_ms == pytest.approx(t.device_preprocess_ms + 2.0)
+    assert raw.device_ms == 0.0 and cooked.device_ms == pytest.approx(t.device_preprocess_ms)
     assert raw.edge_ms - cooked.edge_ms == pytest.approx(t.edge_preprocess_ms) and t.edge_preprocess_ms > 0
     for table in (t, cooked_table):  # survives a save and load
         assert LatencyTable.from_json(json.loads(json.dumps(table.to_json()))) == table
@@ -407,3 +408,53 @@ def test_quota_model_of_one_call_after_idle():
     assert np.allclose(quota.device_ms, m.call_ms(plain.device_ms)) and np.allclose(quota.edge_ms, plain.edge_ms)
     with pytest.raises(ConfigError, match="exceeds its period"):
         QuotaModel(quota_ms=20.0, period_ms=10.0, wall_per_cpu=1.0)
+
+
+def test_compute_calibration_learns_each_side_from_past_requests_only():
+    from edgent.plan.calibration import ComputeCalibration
+
+    cal = ComputeCalibration(window=4, min_samples=2, min_predicted_ms=1.0)
+    assert cal.factor("device") == 1.0 and cal.predict_total_ms(100.0, 60.0, 10.0) == 100.0
+    assert cal.observe("device", 50.0, 75.0)  # the host runs 1.5x slower than the fit
+    assert cal.factor("device") == 1.0  # one ratio is not enough
+    assert cal.observe("device", 20.0, 30.0)
+    assert cal.factor("device") == pytest.approx(1.5) and cal.factor("edge") == 1.0  # each side on its own
+    assert cal.predict_total_ms(100.0, 60.0, 10.0) == pytest.approx(130.0)
+    # parts predicted shorter than min_predicted_ms, and nonsense, teach nothing
+    for p, m in ((0.5, 5.0), (10.0, float("nan")), (10.0, 0.0), (float("inf"), 3.0)):
+        assert not cal.observe("device", p, m)
+    assert cal.factor("device") == pytest.approx(1.5)
+    for _ in range(4):  # the window forgets: the host sped up again
+        cal.observe("device", 10.0, 9.0)
+    assert cal.factor("device") == pytest.approx(0.9)
+    cal.observe("edge", 4.0, 6.0)
+    cal.observe("edge", 4.0, 2.0)
+    assert cal.factor("edge") == pytest.approx(1.0)  # the median of 1.5 and 0.5
+    doc = cal.to_json()
+    assert doc["samples"] == {"device": 4, "edge": 2} and doc["factor"]["device"] == pytest.approx(0.9)
+    with pytest.raises(ConfigError, match="side"):
+        cal.observe("cloud", 1.0, 1.0)
+    # per configuration: its own ratios once it has enough, else the side's
+    cal.observe("device", 10.0, 5.0, key=(1, 0))
+    assert cal.factor("device", (1, 0)) == pytest.approx(cal.factor("device"))  # one ratio: the side's
+    cal.observe("device", 10.0, 5.0, key=(1, 0))
+    assert cal.factor("device", (1, 0)) == pytest.approx(0.5)
+    assert cal.factor("device", (5, 22)) == pytest.approx(cal.factor("device"))  # never seen: the side's
+    assert cal.predict_total_ms(100.0, 60.0, 0.0, key=(1, 0)) == pytest.approx(70.0)
+    for bad in ({"window": 0}, {"min_samples": 5, "window": 4}, {"min_predicted_ms": float("nan")}):
+        with pytest.raises(ConfigError, match="calibration"):
+            ComputeCalibration(**bad)
+
+
+def test_latency_table_prices_the_timed_preprocessing_of_the_models_own_kind():
+    class Timed(FlopsPredictor):
+        def predict_preprocess_ms(self, name, input_shape):
+            return {"cifar10": 7.0, "imagenet": 3.0}.get(name)
+
+    chain = tiny_chain()  # "tiny": not a CIFAR-10 model, so ImageNet statistics
+    t = build_latency_table(chain, [0.4, 0.6], Timed(1.0, 0.0), FlopsPredictor(1.0, 0.0))
+    assert t.device_preprocess_ms == 3.0
+    assert build_latency_table(chain, [0.4, 0.6], Timed(1.0, 0.0), Timed(1.0, 0.0),
+                               preprocess="cifar10").edge_preprocess_ms == 7.0
+    # no timing of the function: the elementwise passes, priced like any unit (4 passes over 192 elements)
+    assert 0 < t.edge_preprocess_ms < 1.0

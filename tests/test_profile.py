@@ -62,6 +62,77 @@ def test_slowdown_emulation_multiplies_elapsed_time():
         Slowdown(0.5)
 
 
+def test_slowdown_on_the_cpu_clock_multiplies_work_not_waiting():
+    # the device role's clock: a call takes factor x the CPU time its thread spent, however long it waited
+    t0 = time.perf_counter()
+    with Slowdown(5.0, clock="thread-cpu").scope():
+        busy(0.02)
+    assert 0.099 <= time.perf_counter() - t0 < 0.6
+    t0 = time.perf_counter()
+    with Slowdown(50.0, clock="thread-cpu").scope():
+        time.sleep(0.03)  # waiting, no work: 50 x the wall time would be 1.5 s
+    assert time.perf_counter() - t0 < 0.4
+    assert "thread's CPU time" in Slowdown(5.0, clock="thread-cpu").describe()
+    with pytest.raises(ConfigError, match="clock"):
+        Slowdown(2.0, clock="cycles")
+
+
+def test_device_role_is_one_thread_slowed_on_its_cpu_clock():
+    from edgent.profile.throttle import DEVICE_QUOTA, role_emulation
+    from edgent.profile.sweep import sweep_before, sweep_clock
+
+    dev = role_emulation("device")
+    assert dev.threads == 1 and dev.cpu_quota is None and dev.clock == "thread-cpu" and dev.slowdown > 1
+    assert "x100 slowdown" in dev.describe() and "the thread's CPU time" in dev.describe()
+    assert DeviceEmulation.from_json(json.loads(json.dumps(dev.to_json()))) == dev
+    assert DeviceEmulation.from_json({"threads": 1, "cpu_quota": 0.1, "slowdown": 7.0}).clock == "wall"  # old files
+    assert sweep_clock(dev) == "thread-cpu" and sweep_before(dev) is None
+    assert sweep_clock(DEVICE_QUOTA) == "thread-cpu" and sweep_before(DEVICE_QUOTA) is not None
+    for bad in ({"clock": "cycles"}, {"clock": "thread-cpu", "threads": 2},
+                {"clock": "thread-cpu", "cpu_quota": 0.1}):
+        with pytest.raises(ConfigError, match="clock"):
+            DeviceEmulation(**bad)
+
+
+def test_device_throttle_of_the_device_role_slows_work_only():
+    from edgent.demo.device import DeviceThrottle
+
+    with DeviceThrottle() as throttle:
+        assert throttle.group is None and "thread's CPU time" in throttle.describe()
+        t0 = time.perf_counter()
+        with throttle.scope():
+            busy(0.002)
+        assert time.perf_counter() - t0 >= 0.2  # x100 of 2 ms of work
+        t0 = time.perf_counter()
+        with throttle.scope():
+            time.sleep(0.01)
+        assert time.perf_counter() - t0 < 0.3
+
+
+def test_cpus_awake_holds_a_wakeup_latency_request_and_says_when_it_cannot(tmp_path):
+    from edgent.profile.cpuidle import PM_QOS_PATH, cpus_awake, current_state
+
+    target = tmp_path / "cpu_dma_latency"  # stands in for the kernel's file: the request is 4 bytes, value 0
+    target.write_bytes(b"")
+    assert not current_state().awake
+    with cpus_awake(path=target) as st:
+        assert st.awake and current_state() is st and "kept awake" in st.describe()
+        assert target.read_bytes() == (0).to_bytes(4, "little", signed=True)
+        with cpus_awake(enabled=False) as inner:
+            assert not inner.awake and "--allow-cpu-sleep" in inner.why and current_state() is inner
+        assert current_state() is st
+    assert not current_state().awake
+    with cpus_awake(path=tmp_path / "missing") as st:
+        assert not st.awake and "has no" in st.why and "may sleep" in st.describe()
+    with pytest.raises(RuntimeError):  # the state unwinds on error
+        with cpus_awake(path=target):
+            raise RuntimeError("boom")
+    assert not current_state().awake
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and PM_QOS_PATH.exists():
+        with cpus_awake() as st:
+            assert st.awake, st.why
+
+
 def test_device_emulation_describes_real_and_emulated():
     emu = DeviceEmulation(threads=1, cpu_quota=0.1, slowdown=8.0)
     text = emu.describe()
@@ -226,6 +297,10 @@ def test_idle_bench_records_every_measurement():
         assert 5 < w["wall_over_cpu"] < 20  # a 10% quota turns CPU time into ~10x wall time
     edge = res["edge_threads_wall"]
     assert edge["back_to_back"]["p10_ms"] <= edge["back_to_back"]["median_ms"] <= edge["back_to_back"]["p90_ms"]
+    states = res["cpu_state_after_100ms_idle"]
+    for k in ("may_sleep", "awake"):
+        assert states[k]["calls"] >= 3 and states[k]["p10_ms"] <= states[k]["median_ms"] <= states[k]["p90_ms"]
+        assert 0 < states[k]["within_10pct_of_median"] <= 1
 
 
 @needs_root_cgroup

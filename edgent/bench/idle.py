@@ -8,7 +8,13 @@ The measurements behind the latency stage's account of the throttled device (``d
 - under the device role's real CPU quota (root and cgroup v1 only): wall time over CPU time of windows of back
   to back forwards (how exact the quota is), and the CPU time per forward;
 - the full forward with the edge role's 2 threads back to back and after 50 ms idle (wall time: what the edge
-  server's compute sees between requests).
+  server's compute sees between requests);
+- the 1-thread forward after 100 ms idle with the CPUs allowed to sleep and kept awake
+  (:mod:`edgent.profile.cpuidle`), in alternating blocks: its CPU time and how steady it is (the share of
+  calls within +-10 % of the median), which is what the device role's x100 makes of every request.
+
+Everything but that comparison runs as the other commands do: with the CPUs kept awake where root can, unless
+``edgent --allow-cpu-sleep``.
 
 Results: ``benchmarks/results/idle.json``.
 """
@@ -50,11 +56,42 @@ def _wall_ms(fn: Callable[[], Any], gap_s: float, reps: int) -> list[float]:
     return out
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def after_idle_by_cpu_state(fn: Callable[[], Any], reps: int, gap_s: float = 0.1, blocks: int = 3
+                            ) -> dict[str, Any]:
+    """Thread CPU time of ``fn`` right after ``gap_s`` of idle, with the CPUs allowed to sleep and kept awake,
+    ``blocks`` alternating blocks of ``reps // blocks`` calls each; per state the median, p10, p90 and the
+    share of calls within +-10 % of that state's median (how steady a x100 device built on it is)."""
+    from edgent.profile.cpuidle import cpus_awake
+
+    samples: dict[str, list[float]] = {"may_sleep": [], "awake": []}
+    why = ""
+    for _ in range(blocks):
+        for state in samples:
+            with cpus_awake(enabled=state == "awake") as st:
+                if state == "awake" and not st.awake:
+                    why = st.why
+                for _ in range(max(1, reps // blocks)):
+                    time.sleep(gap_s)
+                    c0 = time.thread_time()
+                    fn()
+                    samples[state].append((time.thread_time() - c0) * 1e3)
+    out: dict[str, Any] = {"gap_ms": gap_s * 1e3, "blocks": blocks}
+    if why:
+        out["awake_not_held"] = why
+    for state, v in samples.items():
+        a = np.asarray(v)
+        med = float(np.median(a))
+        out[state] = {"median_ms": med, "p10_ms": float(np.percentile(a, 10)), "p90_ms": float(np.percentile(a, 90)),
+                      "within_10pct_of_median": float(np.mean(np.abs(a - med) <= 0.1 * med)), "calls": len(v)}
+    return out
+
+
+def run(quick: bool = False, allow_cpu_sleep: bool = False) -> dict[str, Any]:
     """The whole benchmark (see the module docstring); returns the result document."""
     from edgent.errors import ConfigError
+    from edgent.profile.cpuidle import cpus_awake
     from edgent.profile.profiler import load_chain
-    from edgent.profile.throttle import QuotaCgroup, role_emulation
+    from edgent.profile.throttle import DEVICE_QUOTA, QuotaCgroup, role_emulation
     from edgent.profile.timing import run_window
 
     reps = 10 if quick else 30
@@ -68,11 +105,14 @@ def run(quick: bool = False) -> dict[str, Any]:
             torch.set_num_threads(1)
             for _ in range(5):
                 fwd()
+            out["cpu_state_after_100ms_idle"] = after_idle_by_cpu_state(fwd, reps)
+        with torch.no_grad(), cpus_awake(not allow_cpu_sleep) as cpu:
+            out["cpu_idle"] = cpu.describe()
             out["cpu_ms_after_sleep"] = {f"{s:g}": _cpu_ms(fwd, (lambda s=s: time.sleep(s / 1e3)) if s else None, reps)
                                          for s in SLEEPS_MS}
             buf = torch.empty(64 * 2 ** 20 // 4)
             out["cpu_ms_after_64mb_write"] = _cpu_ms(fwd, lambda: buf.add_(1.0), reps)
-            dev = role_emulation("device")
+            dev = DEVICE_QUOTA  # the former device role: 1 thread under a 10 % quota
             try:
                 group = QuotaCgroup(dev.cpu_quota, dev.period_us, cores=dev.threads)
             except ConfigError as exc:
@@ -111,7 +151,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
     p.add_argument("--out-dir", default=None, help="results folder (default benchmarks/results)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=_cmd)
+    p.set_defaults(func=_cmd, manages_cpu_idle=True)
 
 
 def _cmd(args: argparse.Namespace) -> int:
@@ -119,7 +159,7 @@ def _cmd(args: argparse.Namespace) -> int:
 
     from edgent.bench.record import write_result
 
-    result = run(args.quick)
+    result = run(args.quick, getattr(args, "allow_cpu_sleep", False))
     path = write_result("idle", result, args.out_dir)
     if args.json:
         print(json.dumps(result, indent=1))
@@ -133,6 +173,10 @@ def _cmd(args: argparse.Namespace) -> int:
                                                    for w in q["windows"]))
         else:
             print(f"quota skipped: {q['skipped']}")
+        c = result["cpu_state_after_100ms_idle"]
+        print("1 thread after 100 ms idle, CPU ms median (p10-p90, share within 10 % of the median): " + "; ".join(
+            f"{k} {c[k]['median_ms']:.2f} ({c[k]['p10_ms']:.2f}-{c[k]['p90_ms']:.2f}, "
+            f"{c[k]['within_10pct_of_median']:.0%})" for k in ("may_sleep", "awake")))
         e = result["edge_threads_wall"]
         print(f"edge threads, wall ms: back to back {e['back_to_back']['median_ms']:.2f}, after 50 ms idle "
               f"{e['after_50ms_idle']['median_ms']:.2f} (p10-p90 {e['after_50ms_idle']['p10_ms']:.2f}-"

@@ -32,7 +32,7 @@ from edgent.latency.regression import summarise_errors
 from edgent.model.chain import MultiExitChain
 from edgent.model.describe import describe_chain
 from edgent.profile.profiler import load_chain, profile_model
-from edgent.profile.sweep import run_sweep
+from edgent.profile.sweep import after_idle_timing, run_sweep, sweep_clock
 from edgent.profile.throttle import DeviceEmulation, role_emulation
 from edgent.profile.timing import time_interleaved
 
@@ -42,7 +42,9 @@ DEFAULT_MODELS = ("alexnet-cifar10", "resnet18", "mobilenet_v2", "vgg11")
 def measure_parts(chain: MultiExitChain, emulation: DeviceEmulation, quick: bool = False,
                   progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Measure every device part and every edge part of every (exit, point) pair of ``chain`` as a whole
-    ``run_device``/``run_edge`` call (identical device parts shared between exits are measured once)."""
+    ``run_device``/``run_edge`` call (identical device parts shared between exits are measured once), as the
+    runtime calls them: once per request, after an idle spell (:func:`edgent.profile.sweep.after_idle_timing`;
+    under a quota, by window means), on the role's clock."""
     say = progress or (lambda s: None)
     chain.eval()
     torch.manual_seed(0)
@@ -68,8 +70,9 @@ def measure_parts(chain: MultiExitChain, emulation: DeviceEmulation, quick: bool
     say(f"parts {chain.name}: timing {len(fns)} distinct parts in interleaved rounds")
     keys = list(fns)
     with emulation.real_part(), torch.no_grad():
+        how = {} if emulation.uses_quota else {"clock": sweep_clock(emulation), **after_idle_timing(quick)}
         stats = dict(zip(keys, time_interleaved([fns[k] for k in keys], throttled=emulation.uses_quota,
-                                                quick=quick)))
+                                                quick=quick, **how)))
     for r in rows:
         r["measured_ms"] = stats[r.pop("key")].median_ms
     return rows
@@ -222,8 +225,10 @@ def _cmd(args: argparse.Namespace) -> int:
         emulations["edge"] = replace(role_emulation("edge"), threads=args.edge_threads)
     if args.device_threads is not None or args.cpu_quota is not None:
         dev = role_emulation("device")
-        emulations["device"] = replace(dev, threads=args.device_threads or dev.threads,
-                                       cpu_quota=args.cpu_quota if args.cpu_quota is not None else dev.cpu_quota)
+        threads = args.device_threads or dev.threads
+        quota = (args.cpu_quota or None) if args.cpu_quota is not None else dev.cpu_quota
+        emulations["device"] = replace(dev, threads=threads, cpu_quota=quota,
+                                       clock=dev.clock if threads == 1 and not quota else "wall")
     t0 = time.perf_counter()
     result = run_bench(roles, models, args.quick, scale, Path(args.save_fits) if args.save_fits else None, progress,
                        emulations)

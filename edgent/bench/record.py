@@ -17,6 +17,8 @@ def machine_details() -> dict[str, Any]:
     """What a reader needs to judge a timing: CPU model and count, OS, Python and torch versions, threads."""
     import torch
 
+    from edgent.profile.cpuidle import current_state
+
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -38,6 +40,7 @@ def machine_details() -> dict[str, Any]:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY") or "(torch's default)",
+        "cpu_idle": current_state().describe(),
         "is_root": hasattr(os, "geteuid") and os.geteuid() == 0,
         "git_commit": commit,
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -144,7 +144,7 @@ def codec_accuracy(model: str, random_weights: bool, n_images: int = 500) -> dic
     """Top-1 agreement of each codec with float32 at several partition points of the main exit (and accuracy
     against the labels when CIFAR-10 is available)."""
     from edgent.cli.runtime_cmds import load_runtime_model
-    from edgent.runtime.preprocess import default_preprocess, get_preprocess
+    from edgent.model.preprocess import default_preprocess, get_preprocess
 
     chain = load_runtime_model(model, random_weights=random_weights, seed=0)
     labels = None

@@ -27,7 +27,7 @@ def _cmd(args: argparse.Namespace) -> int:
         trace_start_s=args.trace_start, period_ms=args.period, rtt_ms=args.rtt, seed=args.seed,
         emulate=args.emulate, out_dir=args.out, accuracies=_accuracies(args.accuracies),
         random_weights=args.random_weights, synthetic_inputs=args.synthetic_inputs,
-        live={"auto": None, "on": True, "off": False}[args.live], no_quota=args.no_quota,
+        live={"auto": None, "on": True, "off": False}[args.live],
         synthetic_map=args.synthetic_map, port=args.port)
     run_demo(opts)
     return 0
@@ -56,8 +56,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--synthetic-inputs", action="store_true", help="random images instead of CIFAR-10")
     p.add_argument("--live", choices=("auto", "on", "off"), default="auto",
                    help="live view (auto: when the output is a terminal; otherwise a line every 5 s)")
-    p.add_argument("--no-quota", action="store_true", help="do not use the real cgroup CPU quota for the device "
-                                                          "(emulate the whole slowdown)")
     p.add_argument("--synthetic-map", action="store_true",
                    help="with --trace: build the maps from synthetic traces only (default: also the other files "
                         "of the trace's folder)")

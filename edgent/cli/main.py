@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgent",
         description="Device-edge co-inference: DNN partitioning and right-sizing (Edgent).",
     )
+    parser.add_argument("--allow-cpu-sleep", action="store_true",
+                        help="let idle CPUs sleep (by default, as root, edgent keeps them awake while it runs: "
+                             "work after an idle spell is slower and far less steady when they sleep; "
+                             "edgent.profile.cpuidle)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in command_modules():
@@ -41,8 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from edgent.profile.cpuidle import cpus_awake
+
     try:
-        return int(args.func(args) or 0)
+        # a command that sets ``manages_cpu_idle`` holds (or compares) the CPUs' state itself
+        with cpus_awake(not args.allow_cpu_sleep and not getattr(args, "manages_cpu_idle", False)):
+            return int(args.func(args) or 0)
     except EdgentError as exc:
         print(f"edgent {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -47,9 +47,9 @@ def _emulation(args: argparse.Namespace):
 
     emu = role_emulation(args.role)
     if args.threads is not None:
-        emu = replace(emu, threads=args.threads)
+        emu = replace(emu, threads=args.threads, clock="wall" if args.threads != 1 else emu.clock)
     if args.cpu_quota is not None:
-        emu = replace(emu, cpu_quota=args.cpu_quota or None)
+        emu = replace(emu, cpu_quota=args.cpu_quota or None, clock="wall" if args.cpu_quota else emu.clock)
     if args.slowdown is not None:
         emu = replace(emu, slowdown=args.slowdown)
     return emu

@@ -3,7 +3,7 @@
 Names (``get_codec(name)``):
 
 - ``uint8``: the raw input pixels as the camera gives them, one byte per value; the edge applies the model's
-  input preprocessing (``edgent.runtime.preprocess``). Payload: ``n`` bytes.
+  input preprocessing (``edgent.model.preprocess``). Payload: ``n`` bytes.
 - ``jpeg`` / ``jpegQQ`` (e.g. ``jpeg75``): the raw input as a camera produces it, one JPEG per image (quality 90
   by default). Lossy; its size depends on the content.
 - ``float32``: the tensor as it is. Payload: ``4 n`` bytes, exact.

@@ -1,11 +1,15 @@
-"""The weak device of the demo: the "device" role of :mod:`edgent.profile.throttle` applied to the device's
-compute only (not to its networking or to the live view).
+"""The weak device of the demo and the benchmarks: the "device" role of :mod:`edgent.profile.throttle` applied
+to the device's compute only (not to its networking or to the live view).
 
-As root with a cgroup-v1 ``cpu`` controller, the calling thread moves into a cgroup with the role's real CPU
-quota (10% of one CPU) for the duration of each device computation and out again afterwards (cgroup v1 moves
-single threads through the ``tasks`` file); around that, the role's emulated slowdown (x7, a sleep after the
-work). Without root or cgroup v1, the quota cannot be real: the whole factor (1 / quota x slowdown = x80) is
-emulated by the sleep, and :meth:`DeviceThrottle.describe` says so.
+The device role (:data:`edgent.profile.throttle.DEVICE`) is one torch thread slowed x100 on its CPU clock: each
+device computation runs at this host's speed, then the thread sleeps until the call has taken 100 x the CPU
+time it spent. The same on every host, root or not.
+
+A role with a CPU quota (:data:`edgent.profile.throttle.DEVICE_QUOTA`, the device role until 2026-11-26): as
+root with a cgroup-v1 ``cpu`` controller, the computing thread joins a cgroup with the role's real CPU quota,
+which is switched on for each device computation and off afterwards; around that, the role's emulated
+slowdown (x7, a sleep after the work). Without root or cgroup v1 the quota cannot be real: the whole factor
+(1 / quota x slowdown) is emulated by the sleep, and :meth:`DeviceThrottle.describe` says so.
 """
 
 from __future__ import annotations
@@ -32,9 +36,9 @@ class DeviceThrottle:
             except ConfigError as exc:
                 self.why_emulated = str(exc)
         elif self.role.cpu_quota:
-            self.why_emulated = "real quota switched off (--no-quota)"
+            self.why_emulated = "real quota switched off (real_quota=False)"
         factor = self.role.slowdown * (1.0 if self.group is not None else self.role.real_quota_factor)
-        self.slowdown = Slowdown(factor)
+        self.slowdown = Slowdown(factor, clock=self.role.clock)
         self._lock = threading.Lock()
         self._members: set[int] = set()  # native thread ids already in the quota group
         self._active = 0  # scopes running now (the limit is on while any is)
@@ -74,6 +78,9 @@ class DeviceThrottle:
 
     def describe(self) -> str:
         """What is real and what is emulated."""
+        if not self.role.cpu_quota:
+            return (f"device = role 'device': {self.role.threads} torch thread; emulated slowdown "
+                    f"{self.slowdown.describe()}")
         if self.group is not None:
             return (f"device = role 'device': 1 torch thread; real {self.group.describe()} on the device's compute "
                     f"thread (kernel throttling), then an emulated x{self.slowdown.factor:g} slowdown (sleep)")

@@ -62,7 +62,6 @@ class DemoOptions:
     random_weights: bool = False
     synthetic_inputs: bool = False
     live: bool | None = None
-    no_quota: bool = False
     synthetic_map: bool = False
     port: int = 8470
 
@@ -294,7 +293,7 @@ def run_demo(opts: DemoOptions, console: Any = None) -> Path:
     testbed_kind = "?"
     try:
         with open_testbed(float(trace.rate_bps[0]), opts.rtt_ms, emulate=True if opts.emulate else None) as tb, \
-                DeviceThrottle(real_quota=not opts.no_quota) as throttle:
+                DeviceThrottle() as throttle:
             testbed_kind = tb.kind
             tb_desc, dev_desc = tb.describe(), throttle.describe()
             say(("testbed: " if tb.kind == "netns" else "") + tb_desc)

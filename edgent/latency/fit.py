@@ -47,7 +47,24 @@ def fit_predictors(sweep: dict[str, Any], emulation: DeviceEmulation | None = No
                                             unit_overhead_ms=ov.get("unit_overhead_ms", 0.0),
                                             part_overhead_ms=ov.get("part_overhead_ms", 0.0), info=dict(info),
                                             chains=_chain_samples(sweep, quota_factor if emu.cpu_quota else 1.0))
+    prep = preprocess_fits(sweep)
+    for pred in out.values():
+        pred.preprocess_fits = dict(prep)
     return out
+
+
+def preprocess_fits(sweep: dict[str, Any]) -> dict[str, Any]:
+    """Per preprocessing name, base ms against input elements (OLS) from the sweep's timings of the real
+    function (none in sweeps older than that measurement)."""
+    import numpy as np
+
+    from edgent.latency.regression import fit_linear
+
+    by: dict[str, list[tuple[float, float]]] = {}
+    for r in sweep.get("preprocess") or []:
+        by.setdefault(str(r["name"]), []).append((float(r["numel"]), float(r["ms"])))
+    return {name: fit_linear(np.array([[n] for n, _ in rows]), np.array([ms for _, ms in rows]))
+            for name, rows in by.items() if len(rows) >= 2}
 
 
 def _chain_samples(sweep: dict[str, Any], quota_factor: float) -> list[tuple[list[Any], float]]:

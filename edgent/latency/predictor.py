@@ -76,6 +76,9 @@ class LatencyPredictor:
     quota_factor: float = 1.0
     info: dict[str, Any] = field(default_factory=dict)
     load_fit: LinearFit | None = None
+    #: per preprocessing name (``edgent.model.preprocess``): base ms against input elements, fitted on the real
+    #: function timed in the sweep
+    preprocess_fits: dict[str, LinearFit] = field(default_factory=dict)
 
     name = "base"
 
@@ -113,6 +116,15 @@ class LatencyPredictor:
             return 0.0
         return sum(self.predict_unit_ms(u) for u in units) + self.scale * self._part_overhead_ms()
 
+    def predict_preprocess_ms(self, name: str, input_shape: Sequence[int]) -> float | None:
+        """Predicted time of the input preprocessing ``name`` for one input of ``input_shape`` (ms), or None
+        when the sweep did not time it."""
+        fit = self.preprocess_fits.get(name)
+        if fit is None:
+            return None
+        n = float(_numel(tuple(int(d) for d in input_shape)))
+        return self.scale * max(float(fit.predict(np.array([[n]], float))[0]), 0.0)
+
     def predict_load_ms(self, size_bytes: int) -> float:
         """Predicted time to load a model of ``size_bytes`` bytes of weights (the paper's model-loading
         regression), ms. Loading is I/O and is not throttled or slowed: no scaling."""
@@ -129,6 +141,7 @@ class LatencyPredictor:
             "format": FORMAT, "version": VERSION, "predictor": self.name, "role": self.role,
             "emulation": self.emulation.to_json(), "quota_factor": self.quota_factor,
             "load_fit": self.load_fit.to_json() if self.load_fit else None,
+            "preprocess_fits": {k: f.to_json() for k, f in self.preprocess_fits.items()},
             "kinds": self._kinds_json(), **self._extra_json(), "info": self.info,
         }
 
@@ -192,7 +205,7 @@ class PaperPredictor(LatencyPredictor):
             fits[kind] = fit_linear(x, y)
             fit_info[kind] = {"n": len(y), "r2": round(r_squared(y, fits[kind].predict(x)), 4)}
         load_fit = _fit_loading(loading)
-        return cls(role, emulation, quota_factor, {**(info or {}), "per_kind": fit_info}, load_fit, fits)
+        return cls(role, emulation, quota_factor, {**(info or {}), "per_kind": fit_info}, load_fit, fits=fits)
 
 
 @dataclass
@@ -272,7 +285,8 @@ class EdgentPredictor(LatencyPredictor):
             corrections[kind] = LocalCorrection.fit(z, np.log(np.maximum(y, 1e-6) / base), k=k, bandwidth=bandwidth)
             fit_info[kind] = {"n": len(y), "linear_median_ape": round(float(np.median(np.abs(base - y) / y)), 4)}
         pred = cls(role, emulation, quota_factor, {**(info or {}), "per_kind": fit_info}, _fit_loading(loading),
-                   fits, corrections, float(unit_overhead_ms), float(part_overhead_ms))
+                   fits=fits, corrections=corrections, unit_overhead_ms=float(unit_overhead_ms),
+                   part_overhead_ms=float(part_overhead_ms))
         if len(chains) >= 5:
             terms = np.array([pred._chain_terms(units) for units, _ in chains])
             y = np.array([ms for _, ms in chains])
@@ -315,7 +329,8 @@ def load_predictor_json(d: dict[str, Any]) -> LatencyPredictor:
     kind = d.get("predictor")
     common = dict(role=str(d["role"]), emulation=DeviceEmulation.from_json(d["emulation"]),
                   quota_factor=float(d.get("quota_factor", 1.0)), info=d.get("info", {}),
-                  load_fit=LinearFit.from_json(d["load_fit"]) if d.get("load_fit") else None)
+                  load_fit=LinearFit.from_json(d["load_fit"]) if d.get("load_fit") else None,
+                  preprocess_fits={str(k): LinearFit.from_json(v) for k, v in (d.get("preprocess_fits") or {}).items()})
     kinds = d.get("kinds", {})
     unknown = set(kinds) - set(KNOWN_KINDS)
     if unknown:

@@ -124,9 +124,10 @@ class Planner:
             pts = np.arange(n + 1)
             exits.append(np.full(n + 1, e.exit))
             points.append(pts)
-            # the device makes one call when it runs any unit, or preprocesses the input for point 0
+            # the device preprocesses when it runs any unit, or sends the model's input at point 0; the part's
+            # constant cost (a call's cold start of its layers, edgent.latency) comes only with units to run
             dev_call = (pts > 0) | (not table.raw_input)
-            dev_ms = d + (e.device_part_ms + table.device_preprocess_ms) * dev_call
+            dev_ms = d + e.device_part_ms * (pts > 0) + table.device_preprocess_ms * dev_call
             if table.device_quota is not None:  # one call after idle under the quota (edgent.plan.quota)
                 dev_ms = table.device_quota.call_ms(dev_ms)
             dev.append(dev_ms)

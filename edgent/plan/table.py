@@ -98,8 +98,8 @@ class LatencyTable:
     Preprocessing (raw pixels to the model's input) runs where the input is first computed on: on the edge when
     point 0 sends the raw input (``raw_input``, e.g. uint8 pixels), else on the device before its units (at
     point 0 too, when it sends the model's float input). ``device_preprocess_ms`` / ``edge_preprocess_ms`` are
-    its predicted cost on each side; a device that preprocesses makes one device call, so ``device_part_ms``
-    counts then too. ``device_quota``: when the device's unit times are priced by a CPU quota's time-averaged
+    its predicted cost on each side (timed as a call of its own after idle, so it carries its own start-up
+    cost; ``device_part_ms`` counts only when the device runs units). ``device_quota``: when the device's unit times are priced by a CPU quota's time-averaged
     factor, the planner turns each device call's total into the expected time of one call after idle
     (:mod:`edgent.plan.quota`); None for tables of measured call times."""
 
@@ -211,7 +211,8 @@ def _part_overhead_ms(predictor: Any, units: list["UnitInfo"], unit_ms: tuple[fl
 
 def preprocess_unit(input_shape: Sequence[int]) -> "UnitInfo":
     """The input preprocessing as a unit the latency models can price: uint8 to float, / 255, - mean, / std, i.e.
-    four elementwise passes over the input (``edgent.runtime.preprocess``)."""
+    four elementwise passes over the input (``edgent.model.preprocess``). Used only for a predictor without
+    measured preprocessing (:func:`preprocess_ms`): the passes' own work is a small part of the real call."""
     from edgent.model.describe import LayerInfo, UnitInfo
 
     shape = tuple(int(d) for d in input_shape)
@@ -222,18 +223,30 @@ def preprocess_unit(input_shape: Sequence[int]) -> "UnitInfo":
                     output_bytes=4 * n, params=0, flops=4 * n, layers=layers)
 
 
+def preprocess_ms(predictor: Any, name: str, input_shape: Sequence[int]) -> float:
+    """Predicted time of the preprocessing ``name`` of one input of ``input_shape`` on ``predictor``'s role: its
+    fit on the sweep's timings of the real function where the predictor has one
+    (``predict_preprocess_ms``), else the four elementwise passes of :func:`preprocess_unit`."""
+    measured = getattr(predictor, "predict_preprocess_ms", None)
+    ms = measured(name, input_shape) if measured is not None else None
+    return float(ms) if ms is not None else float(predictor.predict_unit_ms(preprocess_unit(input_shape)))
+
+
 def build_latency_table(chain: "MultiExitChain", accuracies: Sequence[float],
                         device_predictor: UnitLatencyPredictor, edge_predictor: UnitLatencyPredictor,
                         codec: str = "float32", *, input_bytes: int | None = None,
-                        result_bytes: int | None = None, raw_input: bool = True) -> LatencyTable:
+                        result_bytes: int | None = None, raw_input: bool = True,
+                        preprocess: str | None = None) -> LatencyTable:
     """Predict the cost table of ``chain`` with per-unit latency models of the device and the edge.
 
     ``accuracies`` is the top-1 of each exit (1..N). ``input_bytes`` is what is sent at point 0 (default: uint8
     pixels, one byte per input element); ``raw_input`` says whether that is the raw input (preprocessed on the
     edge) or the model's input (preprocessed on the device); ``result_bytes`` what the edge returns (default:
-    float32 logits). The preprocessing's cost on each side is predicted as :func:`preprocess_unit`.
+    float32 logits). The preprocessing (``preprocess``, default the model's own) is priced on each side by
+    :func:`preprocess_ms`.
     """
     from edgent.model.describe import describe_chain
+    from edgent.model.preprocess import default_preprocess
 
     check_codec(codec)
     accs = _check_accuracies(chain, accuracies)
@@ -249,10 +262,10 @@ def build_latency_table(chain: "MultiExitChain", accuracies: Sequence[float],
             device_part_ms=_part_overhead_ms(device_predictor, units, device_ms),
             edge_part_ms=_part_overhead_ms(edge_predictor, units, edge_ms),
         ))
-    prep = preprocess_unit(chain.input_shape)
+    prep = preprocess or default_preprocess(chain.name)
     return LatencyTable(model=chain.name, exits=tuple(exits), codec=codec, raw_input=raw_input,
-                        device_preprocess_ms=float(device_predictor.predict_unit_ms(prep)),
-                        edge_preprocess_ms=float(edge_predictor.predict_unit_ms(prep)),
+                        device_preprocess_ms=preprocess_ms(device_predictor, prep, chain.input_shape),
+                        edge_preprocess_ms=preprocess_ms(edge_predictor, prep, chain.input_shape),
                         device_quota=QuotaModel.from_predictor(device_predictor))
 
 

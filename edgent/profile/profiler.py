@@ -44,15 +44,16 @@ def load_chain(name: str) -> MultiExitChain:
         return load_model(name, pretrained=False)
 
 
-def time_units_in_place(chain: MultiExitChain, x: torch.Tensor, throttled: bool, quick: bool = False
-                        ) -> dict[tuple[int, int], list[float]]:
+def time_units_in_place(chain: MultiExitChain, x: torch.Tensor, throttled: bool, quick: bool = False,
+                        clock: str = "wall") -> dict[tuple[int, int], list[float]]:
     """Per-unit times (ms) of every exit's sub-model, taken inside whole forwards (a timestamp between units),
     the forwards of all exits interleaved in rounds: a unit costs what it costs after the units before it,
     not what it costs repeated alone (its weights and input are not hot). Returns ``{(exit, index): [ms...]}``.
 
-    Unthrottled: wall time. Throttled: the thread's CPU time (a unit is shorter than the quota's period, so
-    its wall time is bimodal, run or stopped; the CPU time times the quota's wall/CPU factor is its mean)."""
-    clk = time.thread_time if throttled else time.perf_counter
+    Unthrottled: wall time, or the thread's CPU time with ``clock="thread-cpu"`` (a role slowed on its CPU
+    clock). Throttled: the thread's CPU time (a unit is shorter than the quota's period, so its wall time is
+    bimodal, run or stopped; the CPU time times the quota's wall/CPU factor is its mean)."""
+    clk = time.thread_time if throttled or clock == "thread-cpu" else time.perf_counter
     rounds = 6 if quick else 20
     per_round = 1 if throttled else (2 if quick else 5)
     out: dict[tuple[int, int], list[float]] = {}
@@ -106,7 +107,7 @@ def profile_model(chain: MultiExitChain, role: str, emulation: DeviceEmulation, 
     units = unit_records(chain)
     say(f"profile {chain.name} {role}: timing {len(units)} units in place, in interleaved forwards of every exit")
     with emulation.real_part(), torch.no_grad():
-        samples = time_units_in_place(chain, x, emulation.uses_quota, quick)
+        samples = time_units_in_place(chain, x, emulation.uses_quota, quick, emulation.clock)
         factor = 1.0
         if emulation.uses_quota:
             factor = quota_wall_per_cpu(lambda: chain.forward(x), quick)
@@ -116,8 +117,11 @@ def profile_model(chain: MultiExitChain, role: str, emulation: DeviceEmulation, 
                                 figure="mean" if emulation.uses_quota else "median")
         records.append(_record(exit, info, trunk, st, emulation))
     return {
-        "format": PROFILE_FORMAT, "model": chain.name, "clock": clock_name(), "role": role, "emulation": emulation.to_json(),
+        "format": PROFILE_FORMAT, "model": chain.name,
+        "clock": "thread-cpu" if emulation.clock == "thread-cpu" else clock_name(), "role": role,
+        "emulation": emulation.to_json(),
         "timing": ("in place: mean thread CPU time x the quota's measured wall/CPU factor" if emulation.uses_quota
+                   else "in place: median thread CPU time over forwards" if emulation.clock == "thread-cpu"
                    else "in place: median wall time over forwards"),
         "quick": quick, "seconds": round(time.perf_counter() - t_begin, 1),
         "exits": [{"exit": ep.exit, "after_trunk_units": ep.after_trunk_units, "num_units": ep.num_units}

@@ -296,11 +296,23 @@ def synthetic_chain(rng: np.random.Generator, index: int):
     return MultiExitChain(f"synthetic-{index}", units, [], (c0, h0, h0), 10).eval()
 
 
+#: idle time before each timed whole call (chains, preprocessing): a part runs once per request, after the
+#: device or the edge has been idle (the runtime's requests come at least 50 ms apart in the benchmarks)
+CALL_IDLE_S = 0.05
+
+
+def after_idle_timing(quick: bool) -> dict[str, Any]:
+    """``time_interleaved`` settings for timing whole calls as the runtime makes them: one call after
+    :data:`CALL_IDLE_S` of idle, in a few rounds."""
+    return {"before": lambda: idle_gap(CALL_IDLE_S), "rounds": 4 if quick else 8, "calls": 1}
+
+
 def measure_chains(n: int = 24, quick: bool = False, seed: int = 0, clock: str | None = None
                    ) -> list[dict[str, Any]]:
-    """Device and edge parts of ``n`` random chains, each timed as one ``run_device``/``run_edge`` call, with
-    their unit descriptions: the data for the predictor's chain correction (run with the role's threads,
-    unthrottled; see :func:`edgent.latency.fit.fit_predictors` for roles with a quota)."""
+    """Device and edge parts of ``n`` random chains, each timed as one ``run_device``/``run_edge`` call after an
+    idle spell (:data:`CALL_IDLE_S`), with their unit descriptions: the data for the predictor's chain
+    correction, whose constant term is then what a cold call costs beyond its layers (run with the role's
+    threads, unthrottled; see :func:`edgent.latency.fit.fit_predictors` for roles with a quota)."""
     from edgent.model.describe import describe_chain
 
     rng = np.random.default_rng(seed + 7)
@@ -320,9 +332,32 @@ def measure_chains(n: int = 24, quick: bool = False, seed: int = 0, clock: str |
                     t = chain.run_device(x, None, p)
                     fns.append(lambda c=chain, t=t, p=p: c.run_edge(t, None, p))
                     parts.append({"side": "edge", "units": [u.to_json() for u in units[p:]]})
-        for part, st in zip(parts, time_interleaved(fns, throttled=False, quick=quick, clock=clock)):
+        for part, st in zip(parts, time_interleaved(fns, throttled=False, quick=quick, clock=clock,
+                                                    **after_idle_timing(quick))):
             out.append({**part, "ms": st.median_ms})
     return out
+
+
+#: input shapes the preprocessing is timed at
+PREPROCESS_SHAPES: tuple[tuple[int, int, int], ...] = ((3, 32, 32), (3, 64, 64), (3, 128, 128), (3, 224, 224))
+
+
+def measure_preprocess(quick: bool = False, clock: str | None = None) -> list[dict[str, Any]]:
+    """Every input preprocessing of :mod:`edgent.model.preprocess` on one uint8 input of each of
+    :data:`PREPROCESS_SHAPES`, timed as the runtime calls it: once per request, after an idle spell. The real
+    function costs far more than its elementwise passes (conversions, small-tensor dispatch, a cold start)."""
+    from edgent.model.preprocess import PREPROCESSORS
+
+    gen = torch.Generator().manual_seed(3)
+    fns, rows = [], []
+    for name, fn in sorted(PREPROCESSORS.items()):
+        for shape in PREPROCESS_SHAPES:
+            x = torch.randint(0, 256, (1, *shape), dtype=torch.uint8, generator=gen)
+            fns.append(lambda fn=fn, x=x: fn(x))
+            rows.append({"name": name, "shape": list(shape), "numel": math.prod(shape)})
+    with torch.inference_mode():
+        stats = time_interleaved(fns, throttled=False, quick=quick, clock=clock, **after_idle_timing(quick))
+    return [{**r, "ms": st.median_ms} for r, st in zip(rows, stats)]
 
 
 # ---------------------------------------------------------------------------------------------------- the sweep
@@ -356,6 +391,8 @@ def run_sweep(role: str, emulation: DeviceEmulation, scale: float = 1.0, quick: 
             overheads = measure_overheads(clock)
             # the chain correction is fitted for roles without a quota only (edgent.latency.fit)
             chains = [] if emulation.cpu_quota else measure_chains(8 if quick else 24, quick, seed, clock)
+            say(f"sweep {role}: preprocessing")
+            preprocess = measure_preprocess(quick, clock)
             loading = measure_loading((0.25, 1, 4) if quick else (0.25, 1, 4, 16, 64))
         calibration = None
         if emulation.cpu_quota:
@@ -366,7 +403,7 @@ def run_sweep(role: str, emulation: DeviceEmulation, scale: float = 1.0, quick: 
     return {"format": SWEEP_FORMAT, "role": role, "clock": clock, "emulation": emulation.to_json(),
             "measured_without_quota": True, "seed": seed, "scale": scale, "quick": quick,
             "seconds": round(time.perf_counter() - t_begin, 1), "records": records, "overheads": overheads,
-            "chains": chains,
+            "chains": chains, "preprocess": preprocess,
             "loading": loading, "quota_calibration": calibration}
 
 
@@ -382,9 +419,11 @@ def sweep_before(emulation: DeviceEmulation) -> Callable[[], None] | None:
 
 
 def sweep_clock(emulation: DeviceEmulation) -> str:
-    """The clock of the sweep's per-call times: thread CPU time for one thread under a quota, else the
-    default (:func:`edgent.profile.timing.clock_name`, wall time)."""
-    return "thread-cpu" if emulation.cpu_quota and emulation.threads == 1 else clock_name()
+    """The clock of the sweep's per-call times: thread CPU time for one thread under a quota or for a role
+    slowed on its CPU clock, else the default (:func:`edgent.profile.timing.clock_name`, wall time)."""
+    if emulation.clock == "thread-cpu" or (emulation.cpu_quota and emulation.threads == 1):
+        return "thread-cpu"
+    return clock_name()
 
 
 def calibrate_quota(cases: list[SweepCase], emulation: DeviceEmulation, n: int = 16, quick: bool = False,

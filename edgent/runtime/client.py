@@ -23,7 +23,7 @@ from edgent.errors import ConfigError, EdgentError, InputError
 from edgent.model.chain import MultiExitChain
 from edgent.runtime.bandwidth import BandwidthEstimator
 from edgent.runtime.link import AppLink
-from edgent.runtime.preprocess import default_preprocess, get_preprocess
+from edgent.model.preprocess import default_preprocess, get_preprocess
 from edgent.runtime.protocol import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     Frame,

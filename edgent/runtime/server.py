@@ -26,7 +26,7 @@ import torch
 from edgent.codec import check_shape, get_codec
 from edgent.errors import EdgentError
 from edgent.model.chain import MultiExitChain
-from edgent.runtime.preprocess import default_preprocess, get_preprocess
+from edgent.model.preprocess import default_preprocess, get_preprocess
 from edgent.runtime.protocol import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     Frame,

@@ -1,5 +1,6 @@
-"""Input preprocessing by name, so that the edge can turn raw pixels (codecs ``uint8``, ``jpeg``) into the model's
-input: the device names the preprocessing in its request, the edge only runs the ones listed here."""
+"""The models' input preprocessing by name: part of what a model is. The runtime runs it on either side (the
+device names it in its request when it sends raw pixels, codecs ``uint8`` and ``jpeg``; the edge only runs the
+ones listed here), and the latency stage times it like any layer (:func:`edgent.profile.sweep.measure_preprocess`)."""
 
 from __future__ import annotations
 
