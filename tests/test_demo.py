@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgent.demo.run import METHOD_LABELS, corrected_sample_bps
+from edgent.demo.run import METHOD_LABELS, corrected_sample_bps, timeout_bound_bps
 from edgent.profile.throttle import role_emulation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,3 +189,14 @@ def test_default_trace_and_map_traces(tmp_path: Path) -> None:
     assert "1 files there are not traces" in what
     t2 = traces[names.index("t2")]
     assert t2.rate_bps[0] == pytest.approx(0.5 * 3e6)
+
+
+def test_timeout_bound_counts_only_the_wait_for_the_edge():
+    # a fallback's device_ms holds the part before sending and the fallback's own compute (here 430 ms, longer
+    # than the 200 ms requirement): the bound must come from the 150 ms the device waited, not from 1 ms
+    from types import SimpleNamespace
+
+    res = SimpleNamespace(total_ms=600.0, device_ms=445.0, encode_ms=5.0)
+    assert timeout_bound_bps(3072.0, res) == pytest.approx(8 * 3072 / 0.150)
+    assert timeout_bound_bps(3072.0, SimpleNamespace(total_ms=10.0, device_ms=10.0, encode_ms=0.0)) == \
+        pytest.approx(8 * 3072 / 0.001)  # never divides by zero

@@ -49,7 +49,7 @@ class DemoOptions:
     """The command's options (see ``edgent demo --help``)."""
 
     duration_s: float = 60.0
-    deadline_ms: float = 200.0
+    deadline_ms: float = 250.0
     trace: str | None = None
     scale: float = 1.0
     trace_start_s: float = 0.0
@@ -211,6 +211,15 @@ def corrected_sample_bps(size_up: int, size_down: int, sample_bps: float | None,
     if shaped <= 0 or link_s <= 0:
         return None
     return 8.0 * shaped * (FRAME_OVERHEAD if kind == "netns" else 1.0) / link_s
+
+
+def timeout_bound_bps(upload_bytes: float, res: Any) -> float:
+    """The highest rate consistent with a request the edge did not answer in time (``res``, a fallback): its
+    upload was still under way when the device gave up waiting, so the rate was at most its bytes over the
+    time it waited. The wait is the request's total minus the device's own work (``device_ms`` of a fallback
+    counts both the part before sending and the fallback's compute) and the encoding; at least 1 ms."""
+    waited_ms = float(res.total_ms) - float(res.device_ms) - float(getattr(res, "encode_ms", 0.0) or 0.0)
+    return 8.0 * float(upload_bytes) / (max(waited_ms, 1.0) / 1e3)
 
 
 def _sigterm_as_interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001
@@ -399,11 +408,9 @@ def _run_loop(opts: DemoOptions, st: RunState, tb: Any, client: Any, rt: Any, co
             bound = False
             k_c = hook.last_index
             if rate is None and res.where == "fallback" and sc.candidates.crosses[k_c]:
-                # the edge did not answer in time: the upload took longer than what was left of the deadline,
-                # so the rate was at most its bytes over that time (an upper bound; without it a configurator
-                # stuck on an edge plan during an outage would see no sample at all)
-                waited_s = max(opts.deadline_ms - res.device_ms, 1.0) / 1e3
-                rate = 8.0 * float(sc.candidates.tx_bytes[k_c]) / waited_s
+                # the edge did not answer in time (an upper bound; without it a configurator stuck on an edge
+                # plan during an outage would see no sample at all)
+                rate = timeout_bound_bps(float(sc.candidates.tx_bytes[k_c]), res)
                 bound = True
             if rate:
                 st.last_sample_bps = hook.rate_bps = rate
