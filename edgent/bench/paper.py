@@ -235,8 +235,8 @@ class Measurer:
             label = None if self.labels is None else int(self.labels[self.k % len(self.images)])
             self.k += 1
             key = (exit, partition, codec)
-            p_cal = (cal.predict_total_ms(predicted["total"], predicted["device"], predicted["edge"], key),
-                     predicted["device"] * cal.factor("device", key), predicted["edge"] * cal.factor("edge", key))
+            p_dev, p_edge = predicted["device"] * cal.factor("device", key), predicted["edge"] * cal.factor("edge", key)
+            p_cal = (predicted["total"] - predicted["device"] - predicted["edge"] + p_dev + p_edge, p_dev, p_edge)
             r = rt.infer(img, label=label)
             if i == 0:
                 continue  # the warm-up: first call of this configuration, not learnt from

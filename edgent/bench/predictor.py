@@ -20,7 +20,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -222,13 +221,9 @@ def _cmd(args: argparse.Namespace) -> int:
     progress = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     emulations = {}
     if args.edge_threads is not None:
-        emulations["edge"] = replace(role_emulation("edge"), threads=args.edge_threads)
+        emulations["edge"] = role_emulation("edge").with_real_part(args.edge_threads)
     if args.device_threads is not None or args.cpu_quota is not None:
-        dev = role_emulation("device")
-        threads = args.device_threads or dev.threads
-        quota = (args.cpu_quota or None) if args.cpu_quota is not None else dev.cpu_quota
-        emulations["device"] = replace(dev, threads=threads, cpu_quota=quota,
-                                       clock=dev.clock if threads == 1 and not quota else "wall")
+        emulations["device"] = role_emulation("device").with_real_part(args.device_threads or None, args.cpu_quota)
     t0 = time.perf_counter()
     result = run_bench(roles, models, args.quick, scale, Path(args.save_fits) if args.save_fits else None, progress,
                        emulations)

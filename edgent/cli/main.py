@@ -32,9 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Device-edge co-inference: DNN partitioning and right-sizing (Edgent).",
     )
     parser.add_argument("--allow-cpu-sleep", action="store_true",
-                        help="let idle CPUs sleep (by default, as root, edgent keeps them awake while it runs: "
-                             "work after an idle spell is slower and far less steady when they sleep; "
-                             "edgent.profile.cpuidle)")
+                        help="let idle CPUs sleep (by default, as root, edgent keeps them awake while it runs, "
+                             "since work after an idle spell can run slower and less steadily when they sleep: "
+                             "edgent bench idle; edgent.profile.cpuidle)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in command_modules():

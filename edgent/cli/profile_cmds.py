@@ -46,10 +46,7 @@ def _emulation(args: argparse.Namespace):
     from edgent.profile.throttle import role_emulation
 
     emu = role_emulation(args.role)
-    if args.threads is not None:
-        emu = replace(emu, threads=args.threads, clock="wall" if args.threads != 1 else emu.clock)
-    if args.cpu_quota is not None:
-        emu = replace(emu, cpu_quota=args.cpu_quota or None, clock="wall" if args.cpu_quota else emu.clock)
+    emu = emu.with_real_part(args.threads, args.cpu_quota)
     if args.slowdown is not None:
         emu = replace(emu, slowdown=args.slowdown)
     return emu

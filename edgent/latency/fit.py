@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from edgent.errors import DataError
 from edgent.latency.predictor import (EdgentPredictor, LatencyPredictor, PaperPredictor, layer_from_json,
                                       unit_from_json)
+from edgent.latency.regression import fit_linear
 from edgent.profile.throttle import DeviceEmulation
 
 
@@ -56,10 +59,6 @@ def fit_predictors(sweep: dict[str, Any], emulation: DeviceEmulation | None = No
 def preprocess_fits(sweep: dict[str, Any]) -> dict[str, Any]:
     """Per preprocessing name, base ms against input elements (OLS) from the sweep's timings of the real
     function (none in sweeps older than that measurement)."""
-    import numpy as np
-
-    from edgent.latency.regression import fit_linear
-
     by: dict[str, list[tuple[float, float]]] = {}
     for r in sweep.get("preprocess") or []:
         by.setdefault(str(r["name"]), []).append((float(r["numel"]), float(r["ms"])))

@@ -118,7 +118,7 @@ def profile_model(chain: MultiExitChain, role: str, emulation: DeviceEmulation, 
         records.append(_record(exit, info, trunk, st, emulation))
     return {
         "format": PROFILE_FORMAT, "model": chain.name,
-        "clock": "thread-cpu" if emulation.clock == "thread-cpu" else clock_name(), "role": role,
+        "clock": emulation.timing_clock or clock_name(), "role": role,
         "emulation": emulation.to_json(),
         "timing": ("in place: mean thread CPU time x the quota's measured wall/CPU factor" if emulation.uses_quota
                    else "in place: median thread CPU time over forwards" if emulation.clock == "thread-cpu"

@@ -421,9 +421,7 @@ def sweep_before(emulation: DeviceEmulation) -> Callable[[], None] | None:
 def sweep_clock(emulation: DeviceEmulation) -> str:
     """The clock of the sweep's per-call times: thread CPU time for one thread under a quota or for a role
     slowed on its CPU clock, else the default (:func:`edgent.profile.timing.clock_name`, wall time)."""
-    if emulation.clock == "thread-cpu" or (emulation.cpu_quota and emulation.threads == 1):
-        return "thread-cpu"
-    return clock_name()
+    return emulation.timing_clock or clock_name()
 
 
 def calibrate_quota(cases: list[SweepCase], emulation: DeviceEmulation, n: int = 16, quick: bool = False,

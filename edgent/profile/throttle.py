@@ -237,26 +237,25 @@ class Slowdown:
         """Seconds to wait after work that took ``elapsed_s``."""
         return max(0.0, elapsed_s * (self.factor - 1.0))
 
+    @staticmethod
+    def _wait_until(deadline_s: float) -> None:
+        """Sleep until 0.2 ms before ``deadline_s`` (a :func:`time.perf_counter` value), then spin to it."""
+        left = deadline_s - time.perf_counter()
+        if left > 0.0002:
+            time.sleep(left - 0.0002)
+        while time.perf_counter() < deadline_s:
+            pass
+
     def wait_after(self, start_s: float) -> None:
         """Wait until ``factor`` x the time since ``start_s`` (a :func:`time.perf_counter` value) has passed."""
         if self.factor == 1.0:
             return
         now = time.perf_counter()
-        deadline = now + self.extra_s(now - start_s)
-        left = deadline - time.perf_counter()
-        if left > 0.0002:
-            time.sleep(left - 0.0002)
-        while time.perf_counter() < deadline:
-            pass
+        self._wait_until(now + self.extra_s(now - start_s))
 
     def wait_cpu_after(self, start_s: float, cpu_start_s: float) -> None:
         """Wait until ``start_s`` (wall) plus ``factor`` x the thread's CPU time since ``cpu_start_s``."""
-        deadline = start_s + self.factor * (time.thread_time() - cpu_start_s)
-        left = deadline - time.perf_counter()
-        if left > 0.0002:
-            time.sleep(left - 0.0002)
-        while time.perf_counter() < deadline:
-            pass
+        self._wait_until(start_s + self.factor * (time.thread_time() - cpu_start_s))
 
     @contextlib.contextmanager
     def scope(self) -> Iterator[None]:
@@ -317,6 +316,22 @@ class DeviceEmulation:
     @property
     def uses_quota(self) -> bool:
         return bool(self.cpu_quota)
+
+    @property
+    def timing_clock(self) -> str | None:
+        """The clock this role's work must be timed by: ``"thread-cpu"`` for a role slowed on that clock or for
+        one thread under a quota (its wall time is the quota's, not the work's); None where the default clock
+        (:func:`edgent.profile.timing.clock_name`) serves."""
+        return "thread-cpu" if self.clock == "thread-cpu" or (self.cpu_quota and self.threads == 1) else None
+
+    def with_real_part(self, threads: int | None = None, cpu_quota: float | None = None) -> "DeviceEmulation":
+        """The same role with other threads and/or CPU quota (None keeps it; a quota of 0 removes it). The
+        thread-CPU clock times one unthrottled thread only, so a role given more threads or a quota falls back
+        to the wall clock."""
+        t = self.threads if threads is None else int(threads)
+        q = self.cpu_quota if cpu_quota is None else (cpu_quota or None)
+        clock = self.clock if t == 1 and not q else "wall"
+        return DeviceEmulation(t, q, self.slowdown, self.period_us, clock)
 
     def without_slowdown(self) -> "DeviceEmulation":
         """The same role with the emulated slowdown removed (what is measured for real)."""
