@@ -128,6 +128,16 @@ def test_summary_on_known_data() -> None:
     assert s["within_share_if_measured"]["device_and_edge"] == s["within_share"]  # compute exactly as predicted
     assert s["edgent_meets_every_requirement_the_oracle_meets"] is True
     assert s["other_load_cpus"] == {"median": 0.1, "max": 0.1}
+    assert s["device_spread"] is None  # no device call was timed on the steady clock
+    # device calls: steady 300, 250 ms (the 250 is outside 300's +-10 %); their raw CPU time x100 200, 250 ms
+    req = variants["as_sent"]["measurements"]["c-1"]["requests"]
+    req["device_ms"], req["device_raw_ms"], req["device_host_speed"] = [300.0, 250.0], [200.0, 250.0], [1.5, 1.0]
+    req2 = variants["as_sent"]["measurements"]["c-0"]["requests"]
+    req2["device_raw_ms"], req2["device_host_speed"] = [None, None], [None, None]  # no device compute: skipped
+    ds = summarize(variants)["device_spread"]
+    assert ds["calls"] == 2 and ds["host_speed"]["median"] == pytest.approx(1.25)
+    # own medians 275 and 225: 300 and 250 are within 10 % of 275; 200 and 250 are not within 10 % of 225
+    assert ds["within_own_median_steady_clock"] == 1.0 and ds["within_own_median_plain_cpu_clock"] == 0.0
     variants["as_sent"]["c_policies"]["rows"][3]["met"] = False  # Edgent misses 300 ms, which the oracle met
     assert summarize(variants)["edgent_meets_every_requirement_the_oracle_meets"] is False
 

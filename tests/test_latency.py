@@ -189,7 +189,7 @@ def test_shipped_predictors_load_and_rank_roles():
     e, d = edge.predict_units_ms(units), device.predict_units_ms(units)
     assert 0 < e < d
     assert d / e > 30, "the device role emulates a Raspberry Pi 3 against a desktop PC (some 100x)"
-    assert "emulated" in device.emulation.describe() and device.emulation.clock == "thread-cpu"
+    assert "emulated" in device.emulation.describe() and device.emulation.clock == "steady-cpu"
     for pred in (edge, device):  # the real preprocessing was timed: more than its elementwise passes
         ms = pred.predict_preprocess_ms("cifar10", (3, 32, 32))
         assert ms is not None and ms > 0

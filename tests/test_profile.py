@@ -77,19 +77,22 @@ def test_slowdown_on_the_cpu_clock_multiplies_work_not_waiting():
         Slowdown(2.0, clock="cycles")
 
 
-def test_device_role_is_one_thread_slowed_on_its_cpu_clock():
-    from edgent.profile.throttle import DEVICE_QUOTA, role_emulation
+def test_device_role_is_one_thread_slowed_on_its_steady_cpu_clock():
+    from edgent.profile.throttle import DEVICE_QUOTA, DEVICE_THREAD_CPU, role_emulation
     from edgent.profile.sweep import sweep_before, sweep_clock
 
     dev = role_emulation("device")
-    assert dev.threads == 1 and dev.cpu_quota is None and dev.clock == "thread-cpu" and dev.slowdown > 1
-    assert "x100 slowdown" in dev.describe() and "the thread's CPU time" in dev.describe()
+    assert dev.threads == 1 and dev.cpu_quota is None and dev.clock == "steady-cpu" and dev.slowdown > 1
+    assert "x100 slowdown" in dev.describe() and "the thread's CPU time at the host's reference speed" in dev.describe()
     assert DeviceEmulation.from_json(json.loads(json.dumps(dev.to_json()))) == dev
     assert DeviceEmulation.from_json({"threads": 1, "cpu_quota": 0.1, "slowdown": 7.0}).clock == "wall"  # old files
-    assert sweep_clock(dev) == "thread-cpu" and sweep_before(dev) is None
+    assert sweep_clock(dev) == "steady-cpu" and sweep_before(dev) is None
+    assert sweep_clock(DEVICE_THREAD_CPU) == "thread-cpu"
     assert sweep_clock(DEVICE_QUOTA) == "thread-cpu" and sweep_before(DEVICE_QUOTA) is not None
+    assert dev.with_real_part(threads=2).clock == "wall" and dev.with_real_part().clock == "steady-cpu"
     for bad in ({"clock": "cycles"}, {"clock": "thread-cpu", "threads": 2},
-                {"clock": "thread-cpu", "cpu_quota": 0.1}):
+                {"clock": "thread-cpu", "cpu_quota": 0.1}, {"clock": "steady-cpu", "threads": 2},
+                {"clock": "steady-cpu", "cpu_quota": 0.1}):
         with pytest.raises(ConfigError, match="clock"):
             DeviceEmulation(**bad)
 
@@ -102,7 +105,9 @@ def test_device_throttle_of_the_device_role_slows_work_only():
         t0 = time.perf_counter()
         with throttle.scope():
             busy(0.002)
-        assert time.perf_counter() - t0 >= 0.2  # x100 of 2 ms of work
+        last = throttle.slowdown.last  # the work's 2 ms of CPU at the host's reference speed
+        assert last is not None and last.work_cpu_ms >= 1.99
+        assert time.perf_counter() - t0 >= 100 * last.steady_ms / 1e3 - 1e-4  # x100 of it
         t0 = time.perf_counter()
         with throttle.scope():
             time.sleep(0.01)

@@ -226,7 +226,9 @@ class Measurer:
         rt = DeviceRuntime(self.client, fixed_plan(exit, partition, codec), deadline_ms=None, records=self.records)
         cols: dict[str, list[Any]] = {k: [] for k in ("total_ms", *(f"{s}_ms" for s in STAGES), "upload_bytes",
                                                        "download_bytes", "where", "correct", "predicted_ms",
-                                                       "predicted_device_ms", "predicted_edge_ms")}
+                                                       "predicted_device_ms", "predicted_edge_ms",
+                                                       "device_raw_ms", "device_host_speed")}
+        slowdown = getattr(getattr(self.client, "slowdown", None), "slowdown", None)  # DeviceThrottle's Slowdown
         cal = self.calibration
         start = self.witness.snapshot()
         for i in range(self.requests + 1):
@@ -237,7 +239,10 @@ class Measurer:
             key = (exit, partition, codec)
             p_dev, p_edge = predicted["device"] * cal.factor("device", key), predicted["edge"] * cal.factor("edge", key)
             p_cal = (predicted["total"] - predicted["device"] - predicted["edge"] + p_dev + p_edge, p_dev, p_edge)
+            if slowdown is not None:
+                slowdown.last = None
             r = rt.infer(img, label=label)
+            steady = getattr(slowdown, "last", None)  # the device's call on the steady clock, if it computed
             if i == 0:
                 continue  # the warm-up: first call of this configuration, not learnt from
             st = request_stages(r, self.rtt_base_ms)
@@ -250,6 +255,9 @@ class Measurer:
                 cols[f"{s}_ms"].append(round(st[s], 3))
             cols["upload_bytes"].append(int(r.upload_bytes))
             cols["download_bytes"].append(int(r.download_bytes))
+            # what the device would have taken on the plain CPU clock: the same work, the host's passing speed
+            cols["device_raw_ms"].append(None if steady is None else round(slowdown.factor * steady.work_cpu_ms, 3))
+            cols["device_host_speed"].append(None if steady is None else round(steady.host_speed, 4))
             cols["where"].append(r.where)
             cols["correct"].append(None if label is None else bool(r.classes[0] == label))
         return {"exit": exit, "partition": partition, "codec": codec, "rate_bps": self.rate_bps,
@@ -413,6 +421,31 @@ def _top1(correct: Sequence[bool | None]) -> float | None:
 
 # -- the summary --------------------------------------------------------------------------------------------------
 
+def device_spread(variants: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """How much identical device calls spread, on the steady clock the device ran on and on the plain CPU clock
+    (the same calls' raw CPU time x the slowdown): the share of device calls within +-10 % (or 5 ms) of their
+    configuration's median, and the host's speed during them (:mod:`edgent.profile.hostspeed`)."""
+    ok_steady: list[bool] = []
+    ok_raw: list[bool] = []
+    speed: list[float] = []
+    for v in variants.values():
+        for meas in v["measurements"].values():
+            req = meas["requests"]
+            rows = [(d, raw, sp) for d, raw, sp in zip(req["device_ms"], req.get("device_raw_ms") or [],
+                                                      req.get("device_host_speed") or []) if raw is not None]
+            if not rows:
+                continue
+            d, raw, sp = (np.asarray(c, dtype=float) for c in zip(*rows))
+            ok_steady += list(within(d, np.median(d)))
+            ok_raw += list(within(raw, np.median(raw)))
+            speed += list(sp)
+    if not speed:
+        return None
+    return {"calls": len(speed), "within_own_median_steady_clock": float(np.mean(ok_steady)),
+            "within_own_median_plain_cpu_clock": float(np.mean(ok_raw)),
+            "host_speed": {k: float(np.percentile(speed, q)) for k, q in (("p5", 5), ("median", 50), ("p95", 95))}}
+
+
 def summarize(variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Predicted against measured over every measured request (each measurement once, also the oracle's
     candidates it did not pick), stage by stage; and whether Edgent met every requirement of (c) that the oracle
@@ -483,6 +516,7 @@ def summarize(variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "largest_error_of_requests_outside": blame[s],
         }
     out["requests_outside"] = int((~ok).sum())
+    out["device_spread"] = device_spread(variants)
     # which predictions are to blame: the share within if a stage's prediction were replaced by its measurement
     md, me = np.asarray(meas_st["device"]), np.asarray(meas_st["edge"])
     pd, pe = np.asarray(pred_st["device"]), np.asarray(pred_st["edge"])
@@ -840,6 +874,13 @@ def print_summary(console: Any, result: dict[str, Any]) -> None:
                   "could do); by placement: " + ", ".join(
                       f"{k} {100 * d['within_share_of_own_median']:.0f} %"
                       for k, d in s["within_share_by_placement"].items()), highlight=False)
+    ds = s.get("device_spread")
+    if ds:
+        console.print(f"identical device calls ({ds['calls']}): {100 * ds['within_own_median_steady_clock']:.0f} % "
+                      f"within +-10 % (or 5 ms) of their configuration's median on the steady clock the device ran "
+                      f"on, {100 * ds['within_own_median_plain_cpu_clock']:.0f} % on the plain CPU clock (the same "
+                      f"calls); host speed p5 {ds['host_speed']['p5']:.2f}, median {ds['host_speed']['median']:.2f}, "
+                      f"p95 {ds['host_speed']['p95']:.2f} of the reference", highlight=False)
     cf = s["within_share_if_measured"]
     console.print(f"with the measured compute in place of its prediction: device {100 * cf['device']:.1f} %, edge "
                   f"{100 * cf['edge']:.1f} %, both {100 * cf['device_and_edge']:.1f} % within (both, with the "

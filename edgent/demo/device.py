@@ -1,9 +1,10 @@
 """The weak device of the demo and the benchmarks: the "device" role of :mod:`edgent.profile.throttle` applied
 to the device's compute only (not to its networking or to the live view).
 
-The device role (:data:`edgent.profile.throttle.DEVICE`) is one torch thread slowed x100 on its CPU clock: each
-device computation runs at this host's speed, then the thread sleeps until the call has taken 100 x the CPU
-time it spent. The same on every host, root or not.
+The device role (:data:`edgent.profile.throttle.DEVICE`) is one torch thread slowed x100 on its CPU clock at
+the host's reference speed: each device computation runs at this host's speed between two runs of a reference
+workload, then the thread sleeps until the call has taken 100 x the CPU time the work would have taken with
+the host at its reference speed (:mod:`edgent.profile.hostspeed`). The same on every host, root or not.
 
 A role with a CPU quota (:data:`edgent.profile.throttle.DEVICE_QUOTA`, the device role until 2026-11-26): as
 root with a cgroup-v1 ``cpu`` controller, the computing thread joins a cgroup with the role's real CPU quota,

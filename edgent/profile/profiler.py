@@ -51,9 +51,15 @@ def time_units_in_place(chain: MultiExitChain, x: torch.Tensor, throttled: bool,
     not what it costs repeated alone (its weights and input are not hot). Returns ``{(exit, index): [ms...]}``.
 
     Unthrottled: wall time, or the thread's CPU time with ``clock="thread-cpu"`` (a role slowed on its CPU
-    clock). Throttled: the thread's CPU time (a unit is shorter than the quota's period, so its wall time is
+    clock), or that at the host's reference speed with ``clock="steady-cpu"`` (each forward between two runs
+    of the reference, :mod:`edgent.profile.hostspeed`). Throttled: the thread's CPU time (a unit is shorter than the quota's period, so its wall time is
     bimodal, run or stopped; the CPU time times the quota's wall/CPU factor is its mean)."""
-    clk = time.thread_time if throttled or clock == "thread-cpu" else time.perf_counter
+    clk = time.thread_time if throttled or clock in ("thread-cpu", "steady-cpu") else time.perf_counter
+    probe = None
+    if clock == "steady-cpu" and not throttled:  # each forward's unit times at the reference speed
+        from edgent.profile.hostspeed import shared_probe, steady_ms
+
+        probe = shared_probe()
     rounds = 6 if quick else 20
     per_round = 1 if throttled else (2 if quick else 5)
     out: dict[tuple[int, int], list[float]] = {}
@@ -65,12 +71,19 @@ def time_units_in_place(chain: MultiExitChain, x: torch.Tensor, throttled: bool,
             units = chain.units(e)
             for _ in range(per_round):
                 h = x
+                before = probe.cpu_ms() if probe is not None else 0.0
+                ms = []
                 t_prev = clk()
-                for i, unit in enumerate(units):
+                for unit in units:
                     h = unit(h)
                     t = clk()
-                    out.setdefault((e, i), []).append((t - t_prev) * 1e3)
+                    ms.append((t - t_prev) * 1e3)
                     t_prev = t
+                if probe is not None:
+                    after = probe.cpu_ms()
+                    ms = [steady_ms(v, before, after) for v in ms]
+                for i, v in enumerate(ms):
+                    out.setdefault((e, i), []).append(v)
     return out
 
 
@@ -121,7 +134,9 @@ def profile_model(chain: MultiExitChain, role: str, emulation: DeviceEmulation, 
         "clock": emulation.timing_clock or clock_name(), "role": role,
         "emulation": emulation.to_json(),
         "timing": ("in place: mean thread CPU time x the quota's measured wall/CPU factor" if emulation.uses_quota
-                   else "in place: median thread CPU time over forwards" if emulation.clock == "thread-cpu"
+                   else "in place: median thread CPU time over forwards"
+                   + (" at the reference speed" if emulation.clock == "steady-cpu" else "")
+                   if emulation.clock in ("thread-cpu", "steady-cpu")
                    else "in place: median wall time over forwards"),
         "quick": quick, "seconds": round(time.perf_counter() - t_begin, 1),
         "exits": [{"exit": ep.exit, "after_trunk_units": ep.after_trunk_units, "num_units": ep.num_units}

@@ -15,8 +15,11 @@ Two ways to make this host look like the paper's Raspberry Pi 3, always named as
   taken ``factor`` times its real duration: its wall time, or (``clock="thread-cpu"``) the CPU time its thread
   spent on it. A multiplicative factor on measured time; needs no root.
 
-The device role is the second kind on the thread's CPU clock (x100): a single call then takes 100 x the CPU
-time its work took, steady from call to call. The quota was the device role until 2026-11-26: its slowdown
+The device role is the second kind on the thread's CPU clock at the host's reference speed (x100,
+``clock="steady-cpu"``): a single call takes 100 x the CPU time its work would have taken with the host at
+its reference speed (:mod:`edgent.profile.hostspeed`), steady from call to call. On the plain CPU clock
+(``"thread-cpu"``, the device role from 13:50 to 17:50 on 2026-11-26) the shared host's passing speed came
+through x100: identical device calls spread by a third. The quota was the device role until 2026-11-26: its slowdown
 holds only for the time average, and single calls (what a request is) spread with the phase of the quota's
 period (full model 5th-95th percentile 161-565 ms, docs/planner.md), more than any one prediction can follow.
 
@@ -54,7 +57,9 @@ def shortest_period_us(fraction: float, cores: int = 1) -> int:
 #: The period used when none is given: None means :func:`shortest_period_us`.
 DEFAULT_PERIOD_US: int | None = None
 #: what a :class:`Slowdown` can multiply: elapsed (wall) time, or the calling thread's CPU time
-CLOCKS: tuple[str, ...] = ("wall", "thread-cpu")
+CLOCKS: tuple[str, ...] = ("wall", "thread-cpu", "steady-cpu")
+#: the clocks that time one thread's work (threads=1, no quota)
+CPU_CLOCKS: tuple[str, ...] = ("thread-cpu", "steady-cpu")
 _counter = itertools.count()
 
 
@@ -219,10 +224,14 @@ class Slowdown:
     The work itself runs at this machine's speed; the wait is added by :func:`time.sleep` (plus a short spin
     for the last 0.2 ms, for precision). ``factor=1`` adds nothing.
 
-    ``clock`` is what is multiplied: ``"wall"``, the work's elapsed time, or ``"thread-cpu"``, the CPU time the
+    ``clock`` is what is multiplied: ``"wall"``, the work's elapsed time; ``"thread-cpu"``, the CPU time the
     calling thread spent on it (:func:`time.thread_time`; the body must run its work on that thread, e.g. torch
-    with 1 intra-op thread). On the CPU clock, time the thread spends waiting (other processes, a preempted
-    virtual CPU) does not count, so the call's wall time is ``factor`` x its work, however busy the host.
+    with 1 intra-op thread); or ``"steady-cpu"``, that CPU time at the host's reference speed
+    (:mod:`edgent.profile.hostspeed`: a reference workload runs right before and right after the work, inside
+    the call's time, and the work's CPU time is scaled by how long it took). On the CPU clocks, time the thread
+    spends waiting (other processes, a preempted virtual CPU) does not count, so the call's wall time is
+    ``factor`` x its work, however busy the host; on the steady clock, neither does the host's passing speed.
+    ``last`` is the last steady-clock call's :class:`~edgent.profile.hostspeed.SteadyCall` (None before one).
     """
 
     def __init__(self, factor: float, clock: str = "wall") -> None:
@@ -232,6 +241,12 @@ class Slowdown:
             raise ConfigError(f"slowdown clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
         self.factor = float(factor)
         self.clock = clock
+        self.last = None
+        self._probe = None
+        if clock == "steady-cpu":
+            from edgent.profile.hostspeed import shared_probe
+
+            self._probe = shared_probe()
 
     def extra_s(self, elapsed_s: float) -> float:
         """Seconds to wait after work that took ``elapsed_s``."""
@@ -260,6 +275,19 @@ class Slowdown:
     @contextlib.contextmanager
     def scope(self) -> Iterator[None]:
         start = time.perf_counter()
+        if self.clock == "steady-cpu":
+            from edgent.profile.hostspeed import SteadyCall, steady_ms
+
+            before = self._probe.cpu_ms()
+            cpu_start = time.thread_time()
+            try:
+                yield
+            finally:
+                work_ms = (time.thread_time() - cpu_start) * 1e3
+                after = self._probe.cpu_ms()
+                self.last = SteadyCall(work_ms, before, after, steady_ms(work_ms, before, after))
+                self._wait_until(start + self.factor * self.last.steady_ms / 1e3)
+            return
         if self.clock == "thread-cpu":
             cpu_start = time.thread_time()
             try:
@@ -273,7 +301,8 @@ class Slowdown:
             self.wait_after(start)
 
     def describe(self) -> str:
-        on = "its thread's CPU time" if self.clock == "thread-cpu" else "its elapsed time"
+        on = {"thread-cpu": "its thread's CPU time",
+              "steady-cpu": "its thread's CPU time at the host's reference speed"}.get(self.clock, "its elapsed time")
         return f"x{self.factor:g} of {on} (sleeps after the work)"
 
 
@@ -286,8 +315,9 @@ class DeviceEmulation:
         cpu_quota: fraction of ``threads`` CPUs allowed by a cgroup-v1 quota (real kernel throttling), or None.
         slowdown: emulated multiplicative factor on the measured time (1 = none).
         period_us: CFS period of the quota.
-        clock: what the slowdown multiplies at run time and what the role's work is timed by: ``"wall"`` or
-            ``"thread-cpu"`` (the thread's CPU time; for one thread only).
+        clock: what the slowdown multiplies at run time and what the role's work is timed by: ``"wall"``,
+            ``"thread-cpu"`` (the thread's CPU time; for one thread only) or ``"steady-cpu"`` (that at the
+            host's reference speed, :mod:`edgent.profile.hostspeed`; for one thread only).
     """
 
     threads: int = 1
@@ -305,8 +335,9 @@ class DeviceEmulation:
             raise ConfigError(f"slowdown must be >= 1, got {self.slowdown!r}")
         if self.clock not in CLOCKS:
             raise ConfigError(f"clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
-        if self.clock == "thread-cpu" and (int(self.threads) != 1 or self.cpu_quota):
-            raise ConfigError("the thread-cpu clock times one thread's work: use it with threads=1 and no CPU quota")
+        if self.clock in CPU_CLOCKS and (int(self.threads) != 1 or self.cpu_quota):
+            raise ConfigError(f"the {self.clock} clock times one thread's work: use it with threads=1 and no "
+                              f"CPU quota")
 
     @property
     def real_quota_factor(self) -> float:
@@ -319,10 +350,12 @@ class DeviceEmulation:
 
     @property
     def timing_clock(self) -> str | None:
-        """The clock this role's work must be timed by: ``"thread-cpu"`` for a role slowed on that clock or for
-        one thread under a quota (its wall time is the quota's, not the work's); None where the default clock
-        (:func:`edgent.profile.timing.clock_name`) serves."""
-        return "thread-cpu" if self.clock == "thread-cpu" or (self.cpu_quota and self.threads == 1) else None
+        """The clock this role's work must be timed by: the role's own CPU clock for a role slowed on one,
+        ``"thread-cpu"`` for one thread under a quota (its wall time is the quota's, not the work's); None where
+        the default clock (:func:`edgent.profile.timing.clock_name`) serves."""
+        if self.clock in CPU_CLOCKS:
+            return self.clock
+        return "thread-cpu" if self.cpu_quota and self.threads == 1 else None
 
     def with_real_part(self, threads: int | None = None, cpu_quota: float | None = None) -> "DeviceEmulation":
         """The same role with other threads and/or CPU quota (None keeps it; a quota of 0 removes it). The
@@ -347,7 +380,8 @@ class DeviceEmulation:
                      f"({quota_us} us per {period} us period, kernel throttling)")
         else:
             real += ", no CPU quota"
-        on = "the thread's CPU time" if self.clock == "thread-cpu" else "measured time"
+        on = {"thread-cpu": "the thread's CPU time",
+              "steady-cpu": "the thread's CPU time at the host's reference speed"}.get(self.clock, "measured time")
         emulated = (f"emulated: x{self.slowdown:g} slowdown (sleeps after the work; a multiplicative factor on "
                     f"{on})" if self.slowdown != 1.0 else "emulated: nothing")
         return f"{real}; {emulated}"
@@ -384,11 +418,13 @@ class DeviceEmulation:
 
 
 #: The two roles on this host. Edge: 2 threads, unthrottled. Device (the paper's Raspberry Pi 3 against its
-#: desktop PC): 1 thread slowed x100 on its CPU clock, which puts alexnet-cifar10 at about the device/edge
-#: ratio of the paper (100-200x; measured ratio in docs/latency.md). The former device role, 1 thread under a
+#: desktop PC): 1 thread slowed x100 on its CPU clock at the host's reference speed, which puts
+#: alexnet-cifar10 at about the device/edge ratio of the paper (100-200x; measured ratio in docs/latency.md).
+#: The same on the plain CPU clock is :data:`DEVICE_THREAD_CPU`; the former device role, 1 thread under a
 #: real 10 % quota times x7, is :data:`DEVICE_QUOTA` (``edgent profile --cpu-quota 0.1 --slowdown 7``).
 EDGE = DeviceEmulation(threads=2)
-DEVICE = DeviceEmulation(threads=1, slowdown=100.0, clock="thread-cpu")
+DEVICE = DeviceEmulation(threads=1, slowdown=100.0, clock="steady-cpu")
+DEVICE_THREAD_CPU = DeviceEmulation(threads=1, slowdown=100.0, clock="thread-cpu")
 DEVICE_QUOTA = DeviceEmulation(threads=1, cpu_quota=0.1, slowdown=7.0)
 ROLES: dict[str, DeviceEmulation] = {"edge": EDGE, "device": DEVICE}
 

@@ -22,15 +22,41 @@ def clock_name() -> str:
     loaded host with one torch thread: it ignores the time the thread waits for a core (and so does not see a
     CPU quota, extra threads or I/O). Every profile and sweep records the clock used."""
     name = os.environ.get("EDGENT_PROFILE_CLOCK", "wall")
-    if name not in ("wall", "thread-cpu"):
+    if name not in TIMER_CLOCKS:
         from edgent.errors import ConfigError
 
-        raise ConfigError(f"EDGENT_PROFILE_CLOCK must be 'wall' or 'thread-cpu', got {name!r}")
+        raise ConfigError(f"EDGENT_PROFILE_CLOCK must be one of {', '.join(TIMER_CLOCKS)}, got {name!r}")
     return name
 
 
-def _clock(name: str | None = None):
-    return time.thread_time if (name or clock_name()) == "thread-cpu" else time.perf_counter
+#: the clocks a call can be timed by: wall time, the thread's CPU time, or that CPU time at the host's
+#: reference speed (:mod:`edgent.profile.hostspeed`; the clock of the device role)
+TIMER_CLOCKS: tuple[str, ...] = ("wall", "thread-cpu", "steady-cpu")
+
+
+def call_timer(name: str | None = None) -> Callable[[Callable[[], Any]], float]:
+    """A function that calls its argument once and returns how long the call took (ms) on clock ``name``
+    (default :func:`clock_name`; see :data:`TIMER_CLOCKS`)."""
+    name = name or clock_name()
+    if name == "steady-cpu":
+        from edgent.profile.hostspeed import shared_probe
+
+        probe = shared_probe()
+        return lambda fn: probe.time_call(fn)[1].steady_ms
+    clk = time.thread_time if name == "thread-cpu" else time.perf_counter
+
+    def timed(fn: Callable[[], Any]) -> float:
+        t0 = clk()
+        fn()
+        return (clk() - t0) * 1e3
+
+    return timed
+
+
+def _method(name: str | None) -> str:
+    """How a per-call figure was timed, for :attr:`TimingStats.method`."""
+    name = name or clock_name()
+    return "per-call" if name == "wall" else f"per-call {name}"
 
 
 @dataclass(frozen=True)
@@ -69,23 +95,20 @@ def time_per_call(fn: Callable[[], Any], warmup: int = 3, reps: int = 30, min_to
                   max_total_s: float = 2.0, clock: str | None = None) -> TimingStats:
     """Median (and spread) of single calls of ``fn``: ``warmup`` calls first, then at least ``reps`` calls and
     at least ``min_total_s`` seconds, but stop after ``max_total_s`` seconds (with at least 3 calls).
-    ``clock``: "wall" or "thread-cpu" (default: :func:`clock_name`)."""
+    ``clock``: one of :data:`TIMER_CLOCKS` (default: :func:`clock_name`)."""
     for _ in range(warmup):
         fn()
     samples: list[float] = []
-    clock = _clock(clock)
+    timed = call_timer(clock)
     begin = time.perf_counter()
     while True:
-        t0 = clock()
-        fn()
-        t1 = clock()
-        samples.append((t1 - t0) * 1e3)
+        samples.append(timed(fn))
         spent = time.perf_counter() - begin
         if len(samples) >= 3 and spent >= max_total_s:
             break
         if len(samples) >= reps and spent >= min_total_s:
             break
-    return _stats(samples, len(samples), "per-call" if clock is time.perf_counter else "per-call thread-cpu")
+    return _stats(samples, len(samples), _method(clock))
 
 
 def run_window(fn: Callable[[], Any], window_s: float, min_calls: int = 1) -> tuple[float, int]:
@@ -158,7 +181,7 @@ def time_interleaved(fns: Sequence[Callable[[], Any]], throttled: bool, quick: b
     rounds = rounds or (5 if quick else 15)
     calls = calls or (3 if quick else 5)
     window_s = window_s if window_s is not None else (0.03 if quick else 0.06)
-    clk = time.perf_counter if throttled else _clock(clock)
+    timed = call_timer("wall" if throttled else clock)
     n_calls = []
     for fn in fns:
         for _ in range(max(warmup, 1)):
@@ -181,16 +204,13 @@ def time_interleaved(fns: Sequence[Callable[[], Any]], throttled: bool, quick: b
                 for _ in range(n_calls[i]):
                     if before is not None:
                         before()
-                    t0 = clk()
-                    fn()
-                    ts.append((clk() - t0) * 1e3)
+                    ts.append(timed(fn))
                 per_round[i].append(float(np.median(ts)))
                 totals[i][1] += n_calls[i]
     out = []
     for i in range(len(fns)):
         st = _stats(per_round[i], totals[i][1], "interleaved window-mean" if throttled else
-                    ("interleaved per-call" if clk is time.perf_counter else "interleaved per-call thread-cpu"),
-                    window_s if throttled else 0.0)
+                    f"interleaved {_method(clock)}", window_s if throttled else 0.0)
         if throttled:
             st = TimingStats(totals[i][0] / totals[i][1], st.p10_ms, st.p90_ms, st.mean_ms, st.samples, st.calls,
                              st.method, st.window_s)
