@@ -147,6 +147,24 @@ def test_unit_and_part_sums():
         edgent.predict_unit_ms(one) + edgent.predict_unit_ms(two) + edgent.scale * 0.01)
 
 
+def test_part_terms_price_every_run_of_units_as_the_part_model_does():
+    """A latency table stores per-unit terms and one constant per call; with a chain factor below 1 (whole
+    parts faster than their layers alone) every device prefix and edge suffix must still cost exactly what
+    ``predict_units_ms`` says, and the table built from the predictor must hold those terms."""
+    paper, edgent = _fitted_pair()
+    edgent.chain_factor, edgent.chain_ms_per_param, edgent.chain_ms_per_input = 0.8, 1e-6, 2e-5
+    edgent.part_overhead_ms = 0.02
+    a, b = conv(16, 32, 8), LayerInfo("relu", (32, 8, 8), (32, 8, 8))
+    units = [UnitInfo(i, "block", "block", (16, 8, 8), (32, 8, 8), 8192, 1000 * (i + 1), 0, (a, b)) for i in range(4)]
+    for pred in (paper, edgent):
+        terms, const = pred.part_terms_ms(units)
+        for lo in range(4):
+            for hi in range(lo + 1, 5):
+                assert sum(terms[lo:hi]) + const == pytest.approx(pred.predict_units_ms(units[lo:hi]), rel=1e-9)
+    terms, const = edgent.part_terms_ms(units)
+    assert sum(terms) < sum(edgent.predict_unit_ms(u) for u in units)  # the factor < 1 is kept, not clipped away
+
+
 def test_unknown_layer_kind_is_a_clear_error():
     paper, edgent = _fitted_pair()
     for pred in (paper, edgent):

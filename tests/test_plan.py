@@ -356,6 +356,33 @@ def test_part_call_overhead_is_charged_once_per_non_empty_part():
     assert mid.edge_ms == pytest.approx(sum(e.edge_unit_ms[2:]) + 0.3)
 
 
+class FactorPredictor(FlopsPredictor):
+    """A fake part model that is additive over units but cheaper than the units alone (factor 0.8)."""
+
+    def part_terms_ms(self, units):
+        return tuple(0.8 * self.predict_unit_ms(u) for u in units), 1.5
+
+    def predict_units_ms(self, units) -> float:
+        terms, const = self.part_terms_ms(units)
+        return sum(terms) + const if units else 0.0
+
+
+def test_table_prices_every_part_as_the_part_model_does():
+    from edgent.model.describe import describe_chain
+
+    device, edge = FactorPredictor(100.0, 0.5), FactorPredictor(1.0, 0.1)
+    chain = tiny_chain()
+    t = build_latency_table(chain, [0.4, 0.6], device, edge)
+    units = describe_chain(chain, 2)
+    link = Link(1e6, 1e6)
+    for p in range(len(units) + 1):
+        got = predict_latency(t, link, 2, p, overhead=NO_OVERHEAD)
+        dev = device.predict_units_ms(units[:p]) + (t.device_preprocess_ms if p > 0 else 0.0)  # raw input
+        assert got.device_ms == pytest.approx(dev)
+        edge_want = edge.predict_units_ms(units[p:]) + (t.edge_preprocess_ms if p == 0 else 0.0)
+        assert got.edge_ms == pytest.approx(edge_want)
+
+
 def test_preprocessing_runs_where_the_input_is_first_computed_on():
     """Raw pixels at point 0: the edge preprocesses. The model's float input at point 0: the device does, and
     pays only the preprocessing (the part's constant cost comes with units to run). Either way the device

@@ -116,6 +116,12 @@ class LatencyPredictor:
             return 0.0
         return sum(self.predict_unit_ms(u) for u in units) + self.scale * self._part_overhead_ms()
 
+    def part_terms_ms(self, units: Sequence[UnitInfo]) -> tuple[tuple[float, ...], float]:
+        """A part's prediction split into what each unit adds and what the call costs once (ms), such that any
+        run of consecutive ``units`` costs the sum of its units' terms plus the constant, exactly as
+        :meth:`predict_units_ms` of that run. What a latency table stores (:mod:`edgent.plan.table`)."""
+        return tuple(self.predict_unit_ms(u) for u in units), self.scale * self._part_overhead_ms()
+
     def predict_preprocess_ms(self, name: str, input_shape: Sequence[int]) -> float | None:
         """Predicted time of the input preprocessing ``name`` for one input of ``input_shape`` (ms), or None
         when the sweep did not time it."""
@@ -230,6 +236,15 @@ class EdgentPredictor(LatencyPredictor):
         if not units:
             return 0.0
         return self.scale * self._part_base_ms(units)
+
+    def part_terms_ms(self, units: Sequence[UnitInfo]) -> tuple[tuple[float, ...], float]:
+        """Each unit's term in a part (its prediction x ``chain_factor`` plus its parameters' and input's chain
+        terms) and the part's constant (``part_overhead_ms``), scaled to the role (ms): the chain terms are sums
+        over units, so every run of consecutive units is its terms' sum plus the constant."""
+        terms = tuple(self.scale * float(np.dot(self._chain_terms([u]),
+                                                [self.chain_factor, self.chain_ms_per_param, self.chain_ms_per_input]))
+                      for u in units)
+        return terms, self.scale * self.part_overhead_ms
 
     def _part_base_ms(self, units: Sequence[UnitInfo]) -> float:
         return float(np.dot(self._chain_terms(units),

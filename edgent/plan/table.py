@@ -41,8 +41,9 @@ class ExitCosts:
     Attributes:
         exit: the exit, 1-based.
         accuracy: top-1 accuracy of this exit (from the model card).
-        device_unit_ms: device time of each of the ``N_i`` units.
-        edge_unit_ms: edge time of each of the ``N_i`` units.
+        device_unit_ms: device time of each of the ``N_i`` units inside one call (a part costs its units'
+            times plus ``device_part_ms``; :func:`part_costs_ms`).
+        edge_unit_ms: edge time of each of the ``N_i`` units inside one call.
         transfer_bytes: ``N_i + 1`` payload sizes sent device -> edge at point ``p`` (``p = 0``: the raw input as
             really sent; ``p = N_i``: 0, device only, nothing is sent).
         result_bytes: bytes of the answer sent edge -> device.
@@ -200,13 +201,21 @@ def _check_accuracies(chain: "MultiExitChain", accuracies: Sequence[float]) -> l
     return [float(a) for a in accuracies]
 
 
-def _part_overhead_ms(predictor: Any, units: list["UnitInfo"], unit_ms: tuple[float, ...]) -> float:
-    """The constant cost of one call running a part, for predictors that model it (``predict_units_ms`` of a
-    part = its units' times + that constant); 0 for predictors with only ``predict_unit_ms``."""
+def part_costs_ms(predictor: Any, units: list["UnitInfo"]) -> tuple[tuple[float, ...], float]:
+    """Each unit's cost inside one call and the call's constant cost (ms), the form a table stores: a part
+    ``[a, b)`` costs the sum of its units' costs plus the constant. From ``part_terms_ms`` where the predictor
+    has it (its part model is additive over units, :class:`edgent.latency.predictor.LatencyPredictor`); else
+    the units' own times, with the constant ``predict_units_ms`` of the whole sub-model adds to their sum (0
+    for predictors with only ``predict_unit_ms``)."""
+    terms = getattr(predictor, "part_terms_ms", None)
+    if terms is not None:
+        unit_ms, const_ms = terms(units)
+        return tuple(float(v) for v in unit_ms), max(0.0, float(const_ms))
+    unit_ms = tuple(float(predictor.predict_unit_ms(u)) for u in units)
     predict_units = getattr(predictor, "predict_units_ms", None)
     if predict_units is None:
-        return 0.0
-    return max(0.0, float(predict_units(units)) - sum(unit_ms))
+        return unit_ms, 0.0
+    return unit_ms, max(0.0, float(predict_units(units)) - sum(unit_ms))
 
 
 def preprocess_unit(input_shape: Sequence[int]) -> "UnitInfo":
@@ -254,13 +263,12 @@ def build_latency_table(chain: "MultiExitChain", accuracies: Sequence[float],
     exits = []
     for ep, acc in zip(chain.exit_points, accs):
         units = describe_chain(chain, ep.exit)
-        device_ms = tuple(float(device_predictor.predict_unit_ms(u)) for u in units)
-        edge_ms = tuple(float(edge_predictor.predict_unit_ms(u)) for u in units)
+        device_ms, device_part_ms = part_costs_ms(device_predictor, units)
+        edge_ms, edge_part_ms = part_costs_ms(edge_predictor, units)
         exits.append(ExitCosts(
             exit=ep.exit, accuracy=acc, device_unit_ms=device_ms, edge_unit_ms=edge_ms,
             transfer_bytes=transfer_sizes(chain, ep.exit, codec, input_bytes), result_bytes=result,
-            device_part_ms=_part_overhead_ms(device_predictor, units, device_ms),
-            edge_part_ms=_part_overhead_ms(edge_predictor, units, edge_ms),
+            device_part_ms=device_part_ms, edge_part_ms=edge_part_ms,
         ))
     prep = preprocess or default_preprocess(chain.name)
     return LatencyTable(model=chain.name, exits=tuple(exits), codec=codec, raw_input=raw_input,
