@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "with Edgent's dynamic configurator; live view, summary against the baselines "
                                    "and an HTML report.")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of trace to run (default 60)")
-    p.add_argument("--deadline", type=float, default=250.0, help="latency requirement in ms (default 250)")
+    p.add_argument("--deadline", type=float, default=300.0, help="latency requirement in ms (default 300)")
     p.add_argument("--trace", default=None, help="bandwidth trace file (Norway 3G text, Belgium 4G JSON, "
                                                  "Mahimahi; default: the built-in synthetic trace)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply the trace's rates by this (default 1)")

@@ -49,7 +49,7 @@ class DemoOptions:
     """The command's options (see ``edgent demo --help``)."""
 
     duration_s: float = 60.0
-    deadline_ms: float = 250.0
+    deadline_ms: float = 300.0
     trace: str | None = None
     scale: float = 1.0
     trace_start_s: float = 0.0
