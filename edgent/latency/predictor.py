@@ -241,15 +241,15 @@ class EdgentPredictor(LatencyPredictor):
         """Each unit's term in a part (its prediction x ``chain_factor`` plus its parameters' and input's chain
         terms) and the part's constant (``part_overhead_ms``), scaled to the role (ms): the chain terms are sums
         over units, so every run of consecutive units is its terms' sum plus the constant."""
-        terms = tuple(self.scale * float(np.dot(self._chain_terms([u]),
-                                                [self.chain_factor, self.chain_ms_per_param, self.chain_ms_per_input]))
-                      for u in units)
+        terms = tuple(self.scale * float(np.dot(self._chain_terms([u]), self._chain_coefs)) for u in units)
         return terms, self.scale * self.part_overhead_ms
 
+    @property
+    def _chain_coefs(self) -> list[float]:
+        return [self.chain_factor, self.chain_ms_per_param, self.chain_ms_per_input]
+
     def _part_base_ms(self, units: Sequence[UnitInfo]) -> float:
-        return float(np.dot(self._chain_terms(units),
-                            [self.chain_factor, self.chain_ms_per_param, self.chain_ms_per_input])
-                     + self.part_overhead_ms)
+        return float(np.dot(self._chain_terms(units), self._chain_coefs) + self.part_overhead_ms)
 
     def _chain_terms(self, units: Sequence[UnitInfo]) -> np.ndarray:
         base = sum(self.predict_unit_ms(u) for u in units) / self.scale

@@ -22,9 +22,10 @@ device role), or the other threads' work is not on the clock.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from edgent.errors import ConfigError
 
@@ -92,14 +93,25 @@ class SpeedProbe:
             torch.mm(self._a, self._a, out=self._out)
         return (time.thread_time() - t0) * 1e3
 
-    def time_call(self, fn: Callable[[], Any]) -> tuple[Any, SteadyCall]:
-        """Call ``fn`` between two reference runs; returns its result and its :class:`SteadyCall`."""
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[list[SteadyCall]]:
+        """Time the body between two reference runs; the yielded list holds its :class:`SteadyCall` once the
+        body has finished (also when it raised)."""
+        done: list[SteadyCall] = []
         before = self.cpu_ms()
         c0 = time.thread_time()
-        out = fn()
-        work = (time.thread_time() - c0) * 1e3
-        after = self.cpu_ms()
-        return out, SteadyCall(work, before, after, steady_ms(work, before, after))
+        try:
+            yield done
+        finally:
+            work = (time.thread_time() - c0) * 1e3
+            after = self.cpu_ms()
+            done.append(SteadyCall(work, before, after, steady_ms(work, before, after)))
+
+    def time_call(self, fn: Callable[[], Any]) -> tuple[Any, SteadyCall]:
+        """Call ``fn`` between two reference runs; returns its result and its :class:`SteadyCall`."""
+        with self.measure() as done:
+            out = fn()
+        return out, done[0]
 
 
 _PROBE: SpeedProbe | None = None

@@ -27,7 +27,7 @@ from edgent.errors import DataError, ModelError
 from edgent.latency.features import check_kind, paper_feature_names, paper_features
 from edgent.model.chain import MultiExitChain
 from edgent.model.describe import UnitInfo, describe_chain
-from edgent.profile.throttle import DeviceEmulation
+from edgent.profile.throttle import CPU_CLOCKS, DeviceEmulation
 from edgent.profile.timing import TimingStats, clock_name, run_window, stats_from_samples
 
 PROFILE_FORMAT = "edgent-profile"
@@ -44,6 +44,10 @@ def load_chain(name: str) -> MultiExitChain:
         return load_model(name, pretrained=False)
 
 
+#: what an unthrottled role's unit times are, by the role's clock (wall time otherwise)
+_TIMED_ON = {"thread-cpu": "thread CPU time", "steady-cpu": "thread CPU time at the reference speed"}
+
+
 def time_units_in_place(chain: MultiExitChain, x: torch.Tensor, throttled: bool, quick: bool = False,
                         clock: str = "wall") -> dict[tuple[int, int], list[float]]:
     """Per-unit times (ms) of every exit's sub-model, taken inside whole forwards (a timestamp between units),
@@ -54,7 +58,7 @@ def time_units_in_place(chain: MultiExitChain, x: torch.Tensor, throttled: bool,
     clock), or that at the host's reference speed with ``clock="steady-cpu"`` (each forward between two runs
     of the reference, :mod:`edgent.profile.hostspeed`). Throttled: the thread's CPU time (a unit is shorter than the quota's period, so its wall time is
     bimodal, run or stopped; the CPU time times the quota's wall/CPU factor is its mean)."""
-    clk = time.thread_time if throttled or clock in ("thread-cpu", "steady-cpu") else time.perf_counter
+    clk = time.thread_time if throttled or clock in CPU_CLOCKS else time.perf_counter
     probe = None
     if clock == "steady-cpu" and not throttled:  # each forward's unit times at the reference speed
         from edgent.profile.hostspeed import shared_probe, steady_ms
@@ -134,10 +138,7 @@ def profile_model(chain: MultiExitChain, role: str, emulation: DeviceEmulation, 
         "clock": emulation.timing_clock or clock_name(), "role": role,
         "emulation": emulation.to_json(),
         "timing": ("in place: mean thread CPU time x the quota's measured wall/CPU factor" if emulation.uses_quota
-                   else "in place: median thread CPU time over forwards"
-                   + (" at the reference speed" if emulation.clock == "steady-cpu" else "")
-                   if emulation.clock in ("thread-cpu", "steady-cpu")
-                   else "in place: median wall time over forwards"),
+                   else f"in place: median {_TIMED_ON.get(emulation.clock, 'wall time')} over forwards"),
         "quick": quick, "seconds": round(time.perf_counter() - t_begin, 1),
         "exits": [{"exit": ep.exit, "after_trunk_units": ep.after_trunk_units, "num_units": ep.num_units}
                   for ep in chain.exit_points],

@@ -60,6 +60,8 @@ DEFAULT_PERIOD_US: int | None = None
 CLOCKS: tuple[str, ...] = ("wall", "thread-cpu", "steady-cpu")
 #: the clocks that time one thread's work (threads=1, no quota)
 CPU_CLOCKS: tuple[str, ...] = ("thread-cpu", "steady-cpu")
+#: what each CPU clock measures, for descriptions
+_CLOCK_WORDS = {"thread-cpu": "thread's CPU time", "steady-cpu": "thread's CPU time at the host's reference speed"}
 _counter = itertools.count()
 
 
@@ -276,17 +278,14 @@ class Slowdown:
     def scope(self) -> Iterator[None]:
         start = time.perf_counter()
         if self.clock == "steady-cpu":
-            from edgent.profile.hostspeed import SteadyCall, steady_ms
-
-            before = self._probe.cpu_ms()
-            cpu_start = time.thread_time()
+            done: list = []
             try:
-                yield
+                with self._probe.measure() as done:
+                    yield
             finally:
-                work_ms = (time.thread_time() - cpu_start) * 1e3
-                after = self._probe.cpu_ms()
-                self.last = SteadyCall(work_ms, before, after, steady_ms(work_ms, before, after))
-                self._wait_until(start + self.factor * self.last.steady_ms / 1e3)
+                if done:
+                    self.last = done[0]
+                    self._wait_until(start + self.factor * self.last.steady_ms / 1e3)
             return
         if self.clock == "thread-cpu":
             cpu_start = time.thread_time()
@@ -301,9 +300,7 @@ class Slowdown:
             self.wait_after(start)
 
     def describe(self) -> str:
-        on = {"thread-cpu": "its thread's CPU time",
-              "steady-cpu": "its thread's CPU time at the host's reference speed"}.get(self.clock, "its elapsed time")
-        return f"x{self.factor:g} of {on} (sleeps after the work)"
+        return f"x{self.factor:g} of its {_CLOCK_WORDS.get(self.clock, 'elapsed time')} (sleeps after the work)"
 
 
 @dataclass(frozen=True)
@@ -380,8 +377,7 @@ class DeviceEmulation:
                      f"({quota_us} us per {period} us period, kernel throttling)")
         else:
             real += ", no CPU quota"
-        on = {"thread-cpu": "the thread's CPU time",
-              "steady-cpu": "the thread's CPU time at the host's reference speed"}.get(self.clock, "measured time")
+        on = f"the {_CLOCK_WORDS[self.clock]}" if self.clock in _CLOCK_WORDS else "measured time"
         emulated = (f"emulated: x{self.slowdown:g} slowdown (sleeps after the work; a multiplicative factor on "
                     f"{on})" if self.slowdown != 1.0 else "emulated: nothing")
         return f"{real}; {emulated}"
