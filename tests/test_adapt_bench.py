@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgent.adapt.traces import synthetic_trace
-from edgent.bench.dynamic import split_by_file
+from edgent.adapt.simulate import split_by_file
 from edgent.cli.main import main
 from tests.test_adapt import toy_table
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgent.bench.paper import STAGES, shaper_burst_bytes, summarize, within
+from edgent.bench.paper import STAGES, summarize, within
+from edgent.plan.link import shaper_burst_bytes
 from edgent.plan import ExitCosts, LatencyTable, Link, OverheadModel, Planner, WireFraming
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,8 +72,8 @@ def test_burst_matches_the_testbeds_shapers() -> None:
 
     for rate in (50e3, 400e3, 2e6, 20e6):
         args = tbf_args(rate)
-        assert shaper_burst_bytes(rate, "netns", 0) == float(args[args.index("burst") + 1])
-    assert shaper_burst_bytes(400e3, "emulated", AppLink().burst_bytes) == 1600.0
+        assert shaper_burst_bytes(rate) == int(args[args.index("burst") + 1])
+        assert AppLink(rate_bps=rate).bucket_bytes == shaper_burst_bytes(rate)
     assert Link(400e3, 400e3, burst_bytes=1600).idle_to_refill_s() == pytest.approx(0.032)
     with pytest.raises(Exception, match="burst_bytes"):
         Link(1e6, 1e6, burst_bytes=-1)

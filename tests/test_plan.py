@@ -412,29 +412,24 @@ def test_table_of_chain_with_multi_layer_units():
     assert units[0].layers[0].flops > 0 and t.exits[0].device_unit_ms[0] == pytest.approx(units[0].flops / 1e6)
 
 
-def test_quota_model_of_one_call_after_idle():
-    """W(c, b) by hand for 1 ms per 10 ms, its phase mean, and the planner applying it to device calls only."""
-    from edgent.plan.quota import QuotaModel
-
-    m = QuotaModel(quota_ms=1.0, period_ms=10.0, wall_per_cpu=9.5, slowdown=2.0)
-    assert m.wall_ms(0.4, 5.0) == pytest.approx(0.4)  # fits in the first budget: full speed
-    assert m.wall_ms(0.8, 0.5) == pytest.approx(0.8)  # the boundary refills the budget before it runs out
-    assert m.wall_ms(2.5, 8.0) == pytest.approx(8.0 + 10.0 + 0.5)  # 1 ms, wait, 1 ms, wait, 0.5 ms
-    assert m.wall_ms(3.0, 2.0) == pytest.approx(2.0 + 10.0 + 1.0)  # the last slice uses a whole budget
-    mean = float(m.expected_wall_ms(2.5))
-    assert mean == pytest.approx(np.mean([m.wall_ms(2.5, b) for b in (np.arange(64) + 0.5) / 64 * 10.0]))
-    assert 11.0 < mean < 21.0
-    # long work approaches the time average (c x P / q) minus half a period
-    assert float(m.expected_wall_ms(50.0)) == pytest.approx(50.0 * 10.0 - 10.0 / 2 - 9.0 + 1.0, abs=1.0)
-    assert float(m.call_ms(0.0)) == 0.0
-    assert float(m.call_ms(9.5 * 2.0 * 0.3)) == pytest.approx(2.0 * 0.3)  # a 0.3 ms call: full speed
+def test_one_device_call_pricing_for_planner_fallback_and_benchmarks():
+    """Every caller prices a device call through ``LatencyTable.device_call_ms``: the planner's per-pair device
+    time, the client's fallback budget (the whole exit), and the hand-derived sum of units, call constant and
+    preprocessing."""
     t = build_latency_table(tiny_chain(), [0.4, 0.6], FlopsPredictor(100.0, 0.5), FlopsPredictor(1.0, 0.0))
-    q = replace(t, device_quota=m)
-    assert LatencyTable.from_json(json.loads(json.dumps(q.to_json()))) == q
-    plain, quota = Planner(t), Planner(q)
-    assert np.allclose(quota.device_ms, m.call_ms(plain.device_ms)) and np.allclose(quota.edge_ms, plain.edge_ms)
-    with pytest.raises(ConfigError, match="exceeds its period"):
-        QuotaModel(quota_ms=20.0, period_ms=10.0, wall_per_cpu=1.0)
+    t = replace(t, exits=tuple(replace(e, device_part_ms=0.7) for e in t.exits), device_preprocess_ms=0.3)
+    planner = Planner(t)
+    for j, (exit, p) in enumerate(planner.pairs):
+        e = t.exit_costs(exit)
+        by_hand = sum(e.device_unit_ms[:p]) + (0.7 + 0.3 if p > 0 else 0.0)
+        assert planner.device_ms[j] == pytest.approx(by_hand)
+        assert t.device_call_ms(exit, p) == pytest.approx(by_hand)
+    assert t.fallback_device_ms() == {e.exit: pytest.approx(sum(e.device_unit_ms) + 1.0) for e in t.exits}
+    # a table whose point 0 sends the model's input: the device preprocesses even at point 0
+    model_in = replace(t, raw_input=False)
+    assert model_in.device_call_ms(1, 0) == pytest.approx(0.3)
+    with pytest.raises(ConfigError, match="out of range"):
+        t.device_call_ms(1, t.exits[0].num_units + 1)
 
 
 def test_compute_calibration_learns_each_side_from_past_requests_only():

@@ -98,7 +98,7 @@ def test_device_role_is_one_thread_slowed_on_its_steady_cpu_clock():
 
 
 def test_device_throttle_of_the_device_role_slows_work_only():
-    from edgent.demo.device import DeviceThrottle
+    from edgent.profile.device import DeviceThrottle
 
     with DeviceThrottle() as throttle:
         assert throttle.group is None and "thread's CPU time" in throttle.describe()
@@ -313,7 +313,7 @@ def test_idle_bench_records_every_measurement():
 def test_device_throttle_limits_only_inside_its_scope():
     """The device thread joins the quota group once and stays; the limit is on only inside scope(), so the
     device's own networking runs at full speed, and the group is removed at the end."""
-    from edgent.demo.device import DeviceThrottle
+    from edgent.profile.device import DeviceThrottle
     from edgent.profile.throttle import DeviceEmulation
 
     before = _edgent_cgroups()

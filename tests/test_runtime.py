@@ -12,7 +12,7 @@ import threading
 import pytest
 import torch
 
-from edgent.cli.runtime_cmds import load_runtime_model
+from edgent.model.zoo import load_for_inference
 from edgent.data.cifar10 import to_model_input
 from edgent.errors import ConfigError
 from edgent.runtime import (AppLink, BandwidthEstimator, DeviceClient, DeviceRuntime, RemoteError, ServerConfig,
@@ -25,7 +25,7 @@ MODEL = "alexnet-cifar10"
 
 @pytest.fixture(scope="module")
 def chain():
-    return load_runtime_model(MODEL, random_weights=True, seed=0)
+    return load_for_inference(MODEL, random_weights=True, seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import threading
 import pytest
 import torch
 
-from edgent.cli.runtime_cmds import load_runtime_model
+from edgent.model.zoo import load_for_inference
 from edgent.data.cifar10 import to_model_input
 from edgent.runtime import DeviceClient
 from edgent.runtime.local import free_port, rss_bytes, serve_process, stop_process
@@ -135,7 +135,7 @@ async def _fuzz(port: int, n_fatal: int, n_soft: int, seed: int, concurrency: in
 
 @pytest.mark.slow
 def test_fuzz_ten_thousand_bad_messages():
-    chain = load_runtime_model(MODEL, random_weights=True, seed=0)
+    chain = load_for_inference(MODEL, random_weights=True, seed=0)
     images = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(9))
     with torch.inference_mode():
         ref = chain(to_model_input(images), exit=5)

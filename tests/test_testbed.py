@@ -11,11 +11,11 @@ import threading
 import pytest
 import torch
 
-from edgent.cli.runtime_cmds import load_runtime_model
+from edgent.model.zoo import load_for_inference
 from edgent.data.cifar10 import to_model_input
 from edgent.runtime import DeviceClient
 from edgent.runtime.local import free_port, serve_process, stop_process
-from edgent.testbed import (EmulatedTestbed, NetnsTestbed, TraceStep, cleanup_leftovers, is_root, load_trace,
+from edgent.testbed import (EmulatedTestbed, NetnsTestbed, TraceStep, cleanup_leftovers, is_root, MIN_REPLAY_BPS, replay_steps,
                             open_testbed)
 
 MODEL = "alexnet-cifar10"
@@ -29,7 +29,7 @@ def needs_root(test):
 
 @pytest.fixture(scope="module")
 def chain():
-    return load_runtime_model(MODEL, random_weights=True, seed=0)
+    return load_for_inference(MODEL, random_weights=True, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -195,19 +195,18 @@ def test_trace_replay_changes_the_rate(tmp_path):
     rep.join(2)
     assert [r for _, r in rep.applied] == [2e6, 3e6] and tb.link.rate_bps == 3e6
     tb.close()
+
+
+def test_replay_of_a_loaded_trace_keeps_outages_at_the_floor(tmp_path):
+    """The one trace loader (edgent.adapt.traces) keeps an outage as 0 bit/s; the one replay policy runs it at
+    MIN_REPLAY_BPS instead of at the previous rate."""
+    from edgent.adapt.traces import load_trace
+
     f = tmp_path / "trace.log"
-    f.write_text("10.0\t1.5\n10.5\t0.5\n")
-    assert load_trace(f) == [TraceStep(0.0, 1.5e6), TraceStep(0.5, 0.5e6)]
-    j = tmp_path / "trace.json"
-    j.write_text('[{"duration_ms": 1000, "bandwidth_kbps": 2000, "latency_ms": 20}, '
-                 '{"duration_ms": 500, "bandwidth_kbps": 1000, "latency_ms": 20}]')
-    assert load_trace(j, scale=0.5) == [TraceStep(0.0, 1e6), TraceStep(1.0, 0.5e6)]
-
-
-def test_shared_traces_load_if_present():
-    root = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "traces", "norway-3g")
-    if not os.path.isdir(root):
-        pytest.skip("shared traces not present")
-    name = sorted(os.listdir(root))[0]
-    steps = load_trace(os.path.join(root, name))
-    assert len(steps) > 10 and all(s.rate_bps > 0 for s in steps)
+    f.write_text("10.0\t1.5\n10.5\t0\n11.0\t0.5\n")
+    tr = load_trace(f).scaled(0.5)
+    assert list(tr.rate_bps) == [0.75e6, 0.0, 0.25e6]
+    steps = replay_steps(tr.time_s, tr.rate_bps)
+    assert steps == [TraceStep(0.0, 0.75e6), TraceStep(0.5, MIN_REPLAY_BPS), TraceStep(1.0, 0.25e6)]
+    # from the middle of a step: the rate in force then, and nothing after t_end
+    assert replay_steps(tr.time_s, tr.rate_bps, t_begin=0.7, t_end=1.0) == [TraceStep(0.0, MIN_REPLAY_BPS)]

@@ -34,290 +34,14 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from edgent.adapt.bocpd import Bocpd, BocpdConfig
-from edgent.adapt.config_map import (Candidates, ConfigurationMap, MapReward, StateGrid, build_config_map,
-                                     replay_detector, request_times)
+from edgent.adapt.config_map import Candidates, ConfigurationMap, MapReward, StateGrid, build_config_map
 from edgent.adapt.detectors import make_detector
-from edgent.adapt.dynamic import DynamicConfigurator, EwmaEstimator
+from edgent.adapt.dynamic import DynamicConfigurator
+from edgent.adapt.simulate import METHODS, TraceDecisions, evaluate, split_by_file
 from edgent.adapt.traces import BandwidthTrace, load_trace_dir, synthetic_trace
 from edgent.errors import ConfigError, EdgentError
-from edgent.plan.table import LatencyTable
+from edgent.plan.sources import latency_tables
 
-METHODS = ("edgent-dynamic", "edgent-dynamic-ph", "edgent-static", "neurosurgeon", "device-only", "edge-only",
-           "oracle")
-CARD_DIR = Path(__file__).resolve().parents[1] / "model" / "weights"
-
-
-# -- latency tables --------------------------------------------------------------------------------------------
-
-def measure_unit_ms(chain: Any, repeats: int = 7) -> tuple[list[list[float]], list[list[float]]]:
-    """Median time (ms, batch 1, this CPU, current torch threads) of every unit of every exit's sub-model.
-    Trunk units are timed once and shared between exits. Returns per exit the unit times (twice: device layout and
-    edge layout are the same measurement)."""
-    import torch
-
-    def timed(unit: Any, x: Any) -> tuple[float, Any]:
-        with torch.no_grad():
-            out = unit(x)
-            ts = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                unit(x)
-                ts.append((time.perf_counter() - t) * 1e3)
-        return float(np.median(ts)), out
-
-    x = torch.randn(1, *chain.input_shape)
-    trunk_ms: list[float] = []
-    trunk_in: list[Any] = []
-    h = x
-    for unit in chain.trunk:
-        trunk_in.append(h)
-        ms, h = timed(unit, h)
-        trunk_ms.append(ms)
-    per_exit = []
-    for ep in chain.exit_points:
-        times = trunk_ms[:ep.after_trunk_units]
-        units = chain.units(ep.exit)[ep.after_trunk_units:]
-        h = x
-        with torch.no_grad():
-            for unit in chain.trunk[:ep.after_trunk_units]:
-                h = unit(h)
-        for unit in units:
-            ms, h = timed(unit, h)
-            times = times + [ms]
-        per_exit.append(times)
-    return per_exit, per_exit
-
-
-def card_accuracies(model: str) -> list[float] | None:
-    """Per-exit top-1 from the model card in ``edgent/model/weights/<model>.card.json``, if it exists."""
-    path = CARD_DIR / f"{model}.card.json"
-    if not path.is_file():
-        return None
-    from edgent.model.card import read_card
-
-    return list(read_card(path).exit_top1)
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """How the latency tables were obtained (recorded in the results)."""
-
-    source: str
-    detail: dict[str, Any]
-
-
-def latency_tables(model: str, codecs: Sequence[str], source: str, accuracies: Sequence[float],
-                   device_slowdown: float, repeats: int = 7) -> tuple[list[LatencyTable], TableSpec]:
-    """One latency table per codec for ``model``.
-
-    ``source``: ``predictor`` (the latency models of :mod:`edgent.latency`, ``default_predictor("device"|"edge")``),
-    ``measure`` (per-unit times measured now on this CPU; the device is this CPU with its times multiplied by
-    ``device_slowdown``, an emulated weak device), ``auto`` (predictor when available, else measure) or the path of
-    a saved :class:`LatencyTable` JSON (its own codec only).
-    """
-    from edgent.model.zoo import load_model
-    from edgent.plan.table import build_latency_table, table_from_measurements
-
-    if source not in ("auto", "predictor", "measure"):
-        import dataclasses
-
-        t = LatencyTable.load(source)
-        if len(t.exits) != len(accuracies):
-            raise ConfigError(f"table {source} has {len(t.exits)} exits but {len(accuracies)} accuracies were given")
-        t = dataclasses.replace(t, exits=tuple(dataclasses.replace(e, accuracy=float(a))
-                                               for e, a in zip(t.exits, accuracies)))
-        return [t], TableSpec("file", {"path": str(source)})
-    chain = load_model(model, pretrained=False)
-    if source in ("auto", "predictor"):
-        try:
-            from edgent.latency import default_predictor  # type: ignore[attr-defined]
-
-            dev, edge = default_predictor("device"), default_predictor("edge")
-            tables = [build_latency_table(chain, accuracies, dev, edge, c) for c in codecs]
-            return tables, TableSpec("predictor", {"device": repr(dev)[:200], "edge": repr(edge)[:200]})
-        except (ImportError, AttributeError, EdgentError, FileNotFoundError) as exc:
-            if source == "predictor":
-                raise ConfigError(f"the latency predictors are not available ({exc}); use --table-source measure")
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        edge_ms, _ = measure_unit_ms(chain, repeats)
-    finally:
-        torch.set_num_threads(threads)
-    dev_ms = [[v * device_slowdown for v in ex] for ex in edge_ms]
-    tables = [table_from_measurements(chain, accuracies, dev_ms, edge_ms, c) for c in codecs]
-    return tables, TableSpec("measure", {"edge": "this CPU, 1 torch thread, median of "
-                                                  f"{repeats} runs per unit",
-                                         "device": f"edge times x {device_slowdown} (emulated weak device)",
-                                         "device_slowdown": device_slowdown})
-
-
-# -- decisions and execution -----------------------------------------------------------------------------------
-
-@dataclass
-class TraceDecisions:
-    """What each method chose for each request of one trace, and how long the choice took."""
-
-    trace: BandwidthTrace
-    times_s: np.ndarray
-    choice: dict[str, np.ndarray] = field(default_factory=dict)  # method -> candidate index per request
-    decision_us: dict[str, np.ndarray] = field(default_factory=dict)
-    change_points_s: list[float] = field(default_factory=list)
-    state_mean_bps: np.ndarray | None = None
-    sources: dict[str, dict[str, int]] = field(default_factory=dict)
-    detections: dict[str, int] = field(default_factory=dict)  # change points each dynamic method's detector saw
-
-
-def decide_trace(trace: BandwidthTrace, times_s: np.ndarray, cands: Candidates, deadline_ms: float,
-                 maps: dict[str, ConfigurationMap], rtt_ms: float, ewma_alpha: float = 0.3,
-                 hysteresis: float = 0.5, true_latency_ms: np.ndarray | None = None) -> TraceDecisions:
-    """Every method's decisions along one trace (the oracle's needs ``true_latency_ms``, shape (K, C))."""
-    out = TraceDecisions(trace, times_s)
-    ends = trace.edges_s[1:]
-    upto = np.searchsorted(ends, times_s, side="right")
-    rates = trace.rate_bps
-    k_n = times_s.size
-
-    def run(name: str, feed: Callable[[float], Any], decide: Callable[[], int]) -> None:
-        idx = np.empty(k_n, dtype=np.int64)
-        us = np.empty(k_n)
-        fed = 0
-        for k, n in enumerate(upto):
-            t = time.perf_counter_ns()
-            while fed < n:
-                feed(float(rates[fed]))
-                fed += 1
-            idx[k] = decide()
-            us[k] = (time.perf_counter_ns() - t) / 1e3
-        out.choice[name], out.decision_us[name] = idx, us
-
-    for name, det in (("edgent-dynamic", "bocpd"), ("edgent-dynamic-ph", "page-hinkley")):
-        cfgr = DynamicConfigurator(maps[det], cands, make_detector(det), hysteresis=hysteresis)
-        srcs: dict[str, int] = {}
-        means: list[float] = []
-
-        def decide(cfgr: DynamicConfigurator = cfgr, srcs: dict[str, int] = srcs, means: list[float] = means) -> int:
-            d = cfgr.decide(None, rtt_ms)
-            srcs[d.source] = srcs.get(d.source, 0) + 1
-            means.append(d.state.mean_rate_bps if d.state is not None else math.nan)
-            return cands.index(d.config)
-
-        run(name, cfgr.observe, decide)
-        out.sources[name] = srcs
-        out.detections[name] = cfgr.changes
-        if name == "edgent-dynamic":
-            out.state_mean_bps = np.asarray(means)
-    # change points BOCPD detects along the trace (for the plot)
-    _, _, _, _, cps = replay_detector(trace, make_detector("bocpd"), np.array([trace.end_s]))
-    out.change_points_s = [float(trace.time_s[min(c, len(trace) - 1)]) for c in cps]
-
-    for name, policy in (("edgent-static", "edgent"), ("neurosurgeon", "neurosurgeon")):
-        est = EwmaEstimator(ewma_alpha)
-        run(name, est.update, lambda est=est, policy=policy: cands.plan_static(est.rate_bps, deadline_ms, rtt_ms,
-                                                                               policy=policy))
-    dev = cands.plan_static(1e6, deadline_ms, rtt_ms, policy="device")
-    edge = cands.plan_static(1e6, deadline_ms, rtt_ms, policy="edge")
-    out.choice["device-only"] = np.full(k_n, dev)
-    out.choice["edge-only"] = np.full(k_n, edge)
-    out.decision_us["device-only"] = out.decision_us["edge-only"] = np.zeros(k_n)
-    if true_latency_ms is not None:
-        t0 = time.perf_counter_ns()
-        out.choice["oracle"] = np.array([cands.best(row, deadline_ms) for row in true_latency_ms])
-        out.decision_us["oracle"] = np.full(k_n, (time.perf_counter_ns() - t0) / 1e3 / max(k_n, 1))
-    return out
-
-
-class RequestExecutor(Protocol):
-    """Runs one method's requests along a trace and returns their latencies (ms). The simulation computes them;
-    a testbed executor replays the trace on a shaped link and measures them."""
-
-    def run(self, trace: BandwidthTrace, times_s: np.ndarray, choice: np.ndarray) -> np.ndarray: ...
-
-
-class SimulatedExecutor:
-    """Latencies from the latency table and the trace (:meth:`Candidates.latency_on_trace`), memoised per trace."""
-
-    def __init__(self, cands: Candidates, rtt_ms: float) -> None:
-        self.cands = cands
-        self.rtt_ms = rtt_ms
-        self._cache: dict[int, np.ndarray] = {}
-
-    def matrix(self, trace: BandwidthTrace, times_s: np.ndarray) -> np.ndarray:
-        key = id(trace)
-        if key not in self._cache:
-            self._cache = {key: self.cands.latency_on_trace(trace, times_s, self.rtt_ms)}
-        return self._cache[key]
-
-    def run(self, trace: BandwidthTrace, times_s: np.ndarray, choice: np.ndarray) -> np.ndarray:
-        return self.matrix(trace, times_s)[np.arange(times_s.size), choice]
-
-
-@dataclass
-class MethodResult:
-    latency_ms: list[np.ndarray] = field(default_factory=list)
-    accuracy: list[np.ndarray] = field(default_factory=list)
-    decision_us: list[np.ndarray] = field(default_factory=list)
-    switches: int = 0
-
-
-def summarize(res: dict[str, MethodResult], deadline_ms: float, duration_s: float) -> dict[str, Any]:
-    """Per method: deadline share (all requests, and where the oracle meets it), accuracy, throughput, decision
-    time, configuration switches per minute."""
-    oracle_met = np.concatenate(res["oracle"].latency_ms) <= deadline_ms if "oracle" in res else None
-    out: dict[str, Any] = {}
-    for name, r in res.items():
-        lat = np.concatenate(r.latency_ms)
-        acc = np.concatenate(r.accuracy)
-        us = np.concatenate(r.decision_us)
-        met = lat <= deadline_ms
-        d = {
-            "requests": int(lat.size),
-            "deadline_met_share": float(met.mean()),
-            "mean_accuracy": float(acc.mean()),
-            "mean_accuracy_of_met": float(acc[met].mean()) if met.any() else None,
-            "mean_latency_ms": float(lat.mean()),
-            "p95_latency_ms": float(np.percentile(lat, 95)),
-            "throughput_rps": float(1000.0 / lat.mean()),
-            "decision_us_mean": float(us.mean()),
-            "decision_us_p99": float(np.percentile(us, 99)),
-            "switches_per_min": float(r.switches / (duration_s / 60.0)),
-        }
-        if oracle_met is not None:
-            d["met_share_where_oracle_meets"] = float(met[oracle_met].mean()) if oracle_met.any() else None
-        out[name] = d
-    return out
-
-
-def evaluate(test: Sequence[BandwidthTrace], cands: Candidates, maps: dict[str, ConfigurationMap],
-             deadline_ms: float, period_s: float, rtt_ms: float, warmup_s: float,
-             executor: RequestExecutor | None = None, hysteresis: float = 0.5,
-             ) -> tuple[dict[str, Any], list[TraceDecisions], dict[str, MethodResult]]:
-    """Decide and execute every method on every held-out trace; return the summary, the decisions and the raw
-    per-request results."""
-    sim = SimulatedExecutor(cands, rtt_ms)
-    execu = executor or sim
-    res = {m: MethodResult() for m in METHODS}
-    decisions = []
-    total_s = 0.0
-    for tr in test:
-        times = request_times(tr, period_s, min(warmup_s, tr.end_s / 2))
-        if times.size == 0:
-            continue
-        true_lat = sim.matrix(tr, times)
-        dec = decide_trace(tr, times, cands, deadline_ms, maps, rtt_ms, hysteresis=hysteresis,
-                           true_latency_ms=true_lat)
-        decisions.append(dec)
-        total_s += times.size * period_s
-        for m in METHODS:
-            ch = dec.choice[m]
-            r = res[m]
-            r.latency_ms.append(execu.run(tr, times, ch) if m != "oracle" else sim.run(tr, times, ch))
-            r.accuracy.append(cands.accuracy[ch])
-            r.decision_us.append(dec.decision_us[m])
-            r.switches += int(np.count_nonzero(np.diff(ch)))
-    return summarize(res, deadline_ms, total_s), decisions, res
 
 
 # -- detector comparison and step cost ---------------------------------------------------------------------------
@@ -438,16 +162,6 @@ def plot_trace(dec: TraceDecisions, res_lat: dict[str, np.ndarray], cands: Candi
 
 
 # -- the command ---------------------------------------------------------------------------------------------------
-
-def split_by_file(traces: Sequence[BandwidthTrace], every: int = 2) -> tuple[list[BandwidthTrace],
-                                                                               list[BandwidthTrace]]:
-    """Interleaved split by sorted file name: file ``i`` trains the map when ``i % every == 0``, else it is
-    held out. The two sets never share a file."""
-    if every < 2:
-        raise ConfigError(f"--train-every must be >= 2 (1 would leave nothing held out), got {every}")
-    ordered = sorted(traces, key=lambda t: t.name)
-    return ([t for i, t in enumerate(ordered) if i % every == 0], [t for i, t in enumerate(ordered) if i % every])
-
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     traces_dir = Path(args.traces)
@@ -577,13 +291,10 @@ def _merge(ds: list[dict[str, int]]) -> dict[str, int]:
 
 
 def _accuracies(args: argparse.Namespace) -> tuple[list[float], str]:
-    if args.accuracies:
-        return [float(a) for a in args.accuracies.split(",")], "given with --accuracies (assumed, not measured)"
-    card = card_accuracies(args.model)
-    if card is not None:
-        return card, f"model card {CARD_DIR / (args.model + '.card.json')} (CIFAR-10 JPEG test split)"
-    raise ConfigError(f"no model card for {args.model!r} in {CARD_DIR}; give per-exit accuracies with "
-                      "--accuracies a1,a2,... (one per exit, 0..1)")
+    from edgent.model.card import parse_accuracies, resolve_accuracies
+
+    accs = resolve_accuracies(args.model, parse_accuracies(args.accuracies))
+    return list(accs.values), accs.source
 
 
 def _cmd(args: argparse.Namespace) -> int:
@@ -664,5 +375,4 @@ def register(bench_sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd)
 
 
-__all__ = ["METHODS", "RequestExecutor", "SimulatedExecutor", "decide_trace", "evaluate", "latency_tables",
-           "run_benchmark", "split_by_file"]
+__all__ = ["run_benchmark", "register"]

@@ -1,8 +1,8 @@
 """The real half of ``edgent bench dynamic``: the same decisions executed on the testbed instead of computed.
 
-:class:`TestbedExecutor` is the :class:`~edgent.bench.dynamic.RequestExecutor` of the real system: a shaped link
+:class:`TestbedExecutor` is the :class:`~edgent.adapt.simulate.RequestExecutor` of the real system: a shaped link
 (the namespace testbed as root, the emulated link otherwise), a real ``edgent serve`` process, and the device
-client slowed as the device role says (:class:`~edgent.demo.device.DeviceThrottle`). For one method it replays
+client slowed as the device role says (all brought up by :class:`~edgent.testbed.bed.CoInferenceBed`). For one method it replays
 a stretch of the held-out trace on the link (``tc tbf`` rate changes as the trace says), sends each request at
 its time with the configuration the method chose, and returns the measured end-to-end latencies. Decisions are
 the simulation's (they depend only on the throughput samples), so real and simulated latencies of the same
@@ -23,11 +23,8 @@ import numpy as np
 
 from edgent.adapt.config_map import Candidates
 from edgent.adapt.traces import BandwidthTrace
-from edgent.errors import EdgentError
-
-#: tbf cannot shape to 0 bit/s: outages of the trace are replayed at this rate (and said so)
-MIN_REPLAY_BPS = 8_000.0
-
+from edgent.testbed import MIN_REPLAY_BPS
+from edgent.testbed import replay_steps as steps
 
 class TestbedExecutor:
     """Runs requests on the testbed; use as a context manager (it starts and stops the testbed and the edge)."""
@@ -48,43 +45,20 @@ class TestbedExecutor:
         self.describe: dict[str, Any] = {}
 
     def __enter__(self) -> "TestbedExecutor":
-        from edgent.cli.runtime_cmds import load_runtime_model
-        from edgent.demo.device import DeviceThrottle
-        from edgent.demo.run import DemoOptions, load_inputs
-        from edgent.runtime import DeviceClient
-        from edgent.testbed import open_testbed, start_edge_server
+        from edgent.data.cifar10 import request_images
+        from edgent.testbed.bed import BedOptions, CoInferenceBed
 
-        import torch
-
-        model = self.cands.model
-        stack = self._stack
+        table = self.cands.tables[0]
+        opts = BedOptions(model=self.cands.model, rate_bps=1e6, rtt_ms=self.rtt_ms, emulate=self.emulate,
+                          port=8473, seed=self.seed, log_dir=self.raw_dir, client_name="edgent-bench-dynamic")
+        self.bed = self._stack.enter_context(CoInferenceBed(opts, table, [e.accuracy for e in table.exits]))
         try:
-            tb = stack.enter_context(open_testbed(1e6, self.rtt_ms, emulate=self.emulate))
-            throttle = stack.enter_context(DeviceThrottle())
-            torch.set_num_threads(1)  # the device role: one thread
-            chain = load_runtime_model(model, random_weights=False, seed=self.seed)
-            proc, port = start_edge_server(tb, model, 8473, self.raw_dir / "edge.log" if self.raw_dir else None,
-                                           ["--threads", "0", "--torch-threads", "2"])
-            stack.callback(tb.stop_process, proc)
-            table = self.cands.tables[0]
-            device_ms = {e.exit: float(sum(e.device_unit_ms) + e.device_part_ms) for e in table.exits}
-            self.client = stack.enter_context(DeviceClient(
-                tb.edge_host, port, chain, link=tb.link, slowdown=throttle, device_exit_ms=device_ms,
-                exit_accuracy={e.exit: e.accuracy for e in table.exits}, client_name="edgent-bench-dynamic"))
-            if not self.client.connect(force=True):
-                raise EdgentError(f"the device cannot reach the edge at {tb.edge_host}:{port}: "
-                                  f"{getattr(self.client, 'last_connect_error', '?')}")
-            self.images, _, source = load_inputs(DemoOptions(seed=self.seed), 200)
-            self.tb = tb
-            self.describe = {"testbed": tb.describe(), "kind": tb.kind, "device": throttle.describe(),
-                             "inputs": source, "min_replay_bps": MIN_REPLAY_BPS,
-                             "edge": "edgent serve --threads 0 --torch-threads 2 (in the edge namespace)"}
-            # warm-up, not recorded: both sides' first forward passes
-            first, last = table.exits[0], table.exits[-1]
-            self.client.infer(self.images[0], int(first.exit), int(first.num_units))
-            self.client.infer(self.images[0], int(last.exit), 0, "uint8", fallback=False)
+            self.client, self.tb = self.bed.client, self.bed.testbed
+            self.images, _, source = request_images(200, seed=self.seed)
+            self.describe = {**self.bed.describe(), "inputs": source, "min_replay_bps": MIN_REPLAY_BPS}
+            self.bed.warm_up(self.images[0])
         except BaseException:
-            stack.close()
+            self._stack.close()
             raise
         return self
 
@@ -123,11 +97,8 @@ class TestbedExecutor:
 
 
 def replay_steps(trace: BandwidthTrace, t_begin: float, t_end: float) -> list:
-    """:func:`edgent.testbed.replay_steps` of ``trace`` from ``t_begin`` to ``t_end``, outages at
-    ``MIN_REPLAY_BPS``."""
-    from edgent.testbed import replay_steps as steps
-
-    return steps(trace.time_s, trace.rate_bps, t_begin, t_end, MIN_REPLAY_BPS)
+    """:func:`edgent.testbed.replay_steps` of ``trace`` from ``t_begin`` to ``t_end`` (outages at its floor)."""
+    return steps(trace.time_s, trace.rate_bps, t_begin, t_end)
 
 
 def compare(sim: dict[str, np.ndarray], real: dict[str, np.ndarray], deadline_ms: float,

@@ -1,12 +1,14 @@
-"""``edgent bench idle``: how this host runs work after the CPU was idle, and under the device's CPU quota.
+"""``edgent bench idle``: how this host runs work after the CPU was idle, and under a real CPU quota.
 
-The measurements behind the latency stage's account of the throttled device (``docs/latency.md``):
+The measurements behind the latency stage's account of the emulated device and of the CPU idle states
+(``docs/latency.md``):
 
 - one alexnet-cifar10 forward (1 torch thread) back to back, and right after sleeps of 1, 3 and 9 ms, by the
   thread's CPU time (a slower call after a sleep means the work itself ran slower, not that it waited);
 - the same forward after writing a 64 MB buffer (evicting the caches without idling);
-- under the device role's real CPU quota (root and cgroup v1 only): wall time over CPU time of windows of back
-  to back forwards (how exact the quota is), and the CPU time per forward;
+- under the real CPU quota of the quota emulation option (:data:`edgent.profile.throttle.DEVICE_QUOTA`; root
+  and cgroup v1 only): wall time over CPU time of windows of back to back forwards (how exact the quota is),
+  and the CPU time per forward;
 - the full forward with the edge role's 2 threads back to back and after 50 ms idle (wall time: what the edge
   server's compute sees between requests);
 - the 1-thread forward after 100 ms idle with the CPUs allowed to sleep and kept awake
@@ -112,7 +114,7 @@ def run(quick: bool = False, allow_cpu_sleep: bool = False) -> dict[str, Any]:
                                          for s in SLEEPS_MS}
             buf = torch.empty(64 * 2 ** 20 // 4)
             out["cpu_ms_after_64mb_write"] = _cpu_ms(fwd, lambda: buf.add_(1.0), reps)
-            dev = DEVICE_QUOTA  # the former device role: 1 thread under a 10 % quota
+            dev = DEVICE_QUOTA  # the quota emulation option: 1 thread under a 10 % quota
             try:
                 group = QuotaCgroup(dev.cpu_quota, dev.period_us, cores=dev.threads)
             except ConfigError as exc:
@@ -147,7 +149,7 @@ def run(quick: bool = False, allow_cpu_sleep: bool = False) -> dict[str, Any]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("idle", help="how work runs after the CPU was idle, and under the device's CPU quota")
+    p = sub.add_parser("idle", help="how work runs after the CPU was idle, and under a real CPU quota")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
     p.add_argument("--out-dir", default=None, help="results folder (default benchmarks/results)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

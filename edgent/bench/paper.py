@@ -63,7 +63,7 @@ from edgent.bench.static import (BANDWIDTHS_KBIT, DEADLINE_A_MS, DEADLINES_B_MS,
                                  RATE_C_KBIT, accuracy_bars, compute_ratio, with_input_bytes)
 from edgent.errors import ConfigError, EdgentError
 from edgent.plan.calibration import ComputeCalibration
-from edgent.plan.link import Link
+from edgent.plan.link import ETHERNET_MSS, Link, shaper_burst_bytes
 from edgent.plan.overhead import OverheadModel, WireFraming
 from edgent.plan.planner import POLICIES, LatencyBreakdown, Planner
 from edgent.plan.table import LatencyTable
@@ -98,17 +98,6 @@ def within(measured_ms: Any, predicted_ms: Any) -> Any:
     """Whether a measurement is within +-10 % (or 5 ms, whichever is larger) of the prediction."""
     m, p = np.asarray(measured_ms, dtype=float), np.asarray(predicted_ms, dtype=float)
     return np.abs(m - p) <= np.maximum(WITHIN_REL * p, WITHIN_ABS_MS)
-
-
-def shaper_burst_bytes(rate_bps: float, kind: str, app_burst_bytes: float) -> float:
-    """Bytes the testbed's shaper lets through at once after an idle spell: ``tc tbf``'s ``burst`` on the
-    namespace testbed (:func:`edgent.testbed.tbf_args`), the device's token bucket on the emulated link."""
-    if kind == "netns":
-        from edgent.testbed import tbf_args
-
-        args = tbf_args(rate_bps)
-        return float(args[args.index("burst") + 1])
-    return float(app_burst_bytes)
 
 
 def _system_busy_ticks() -> int:
@@ -194,7 +183,7 @@ class Measurer:
         (smallest of 5 HEALTH round trips: the configured delay plus the stack's own)."""
         self.tb.set_rate(rate_bps)
         self.rate_bps = float(rate_bps)
-        self.burst_bytes = shaper_burst_bytes(rate_bps, self.tb.kind, getattr(self.tb.link, "burst_bytes", 1600))
+        self.burst_bytes = float(shaper_burst_bytes(rate_bps))
         rtts = []
         for _ in range(5):
             time.sleep(self.gap_s(True))
@@ -711,7 +700,7 @@ def calibrate_wire(client: Any, image: np.ndarray, codec: str, input_bytes: int,
         r = client.infer(image, client.chain.exit_points[-1].exit, 0, codec, fallback=False)
         compute = float((r.server_timings_ms or {}).get("compute_ms", 0.0))
         overheads.append(r.total_ms - r.device_ms - float(r.network_ms) - compute)
-    mss = 1448
+    mss = ETHERNET_MSS
     if netns and client.sock is not None:
         try:
             mss = int(client.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG))
@@ -728,8 +717,8 @@ def run_paper(opts: PaperOptions, console: Any = None) -> dict[str, Any]:
     from rich.console import Console
 
     from edgent.bench.record import RESULTS_DIR, write_result
-    from edgent.cli.runtime_cmds import load_runtime_model
-    from edgent.demo.device import DeviceThrottle
+    from edgent.model.zoo import load_for_inference
+    from edgent.profile.device import DeviceThrottle
     from edgent.demo.run import CARD_DIR, DemoOptions, load_inputs, resolve_accuracies
     from edgent.plan.sources import table_for_model
     from edgent.runtime.client import DeviceClient
@@ -761,7 +750,7 @@ def run_paper(opts: PaperOptions, console: Any = None) -> dict[str, Any]:
     notes = []
     if random_weights and not opts.random_weights:
         notes.append(f"no trained weights at {weights_file}: both sides use the same seeded random weights")
-    chain = load_runtime_model(MODEL, random_weights=random_weights, seed=opts.seed)
+    chain = load_for_inference(MODEL, random_weights=random_weights, seed=opts.seed)
     images, labels, input_source = load_inputs(DemoOptions(seed=opts.seed, synthetic_inputs=opts.synthetic_inputs),
                                                10000 if not opts.quick else 500)
     result: dict[str, Any] = {
@@ -933,7 +922,7 @@ def _main(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from edgent.cli.demo_cmds import _accuracies
+    from edgent.model.card import parse_accuracies
 
     variants = (tuple(v.strip() for v in args.inputs.split(",") if v.strip()) if args.inputs
                 else ("as_sent",) if args.quick else tuple(VARIANTS))
@@ -942,7 +931,7 @@ def _main(args: argparse.Namespace) -> int:
                         quick=args.quick, rtt_ms=args.rtt, variants=variants, oracle=not args.no_oracle,
                         fluid=args.fluid, emulate=args.emulate,
                         synthetic_inputs=args.synthetic_inputs, random_weights=args.random_weights,
-                        accuracies=_accuracies(args.accuracies), seed=args.seed, port=args.port,
+                        accuracies=parse_accuracies(args.accuracies), seed=args.seed, port=args.port,
                         out_dir=args.out_dir, raw_dir=args.raw_dir)
     run_paper(opts, Console(width=None if sys.stdout.isatty() else 160))
     return 0

@@ -39,7 +39,8 @@ def model_table(name: str) -> tuple[LatencyTable, str]:
     accuracy from the card when present, else evenly spaced stand-ins (timings do not depend on either)."""
     from edgent.errors import EdgentError
     from edgent.model.zoo import load_model
-    from edgent.plan.sources import card_accuracies, load_unit_predictor
+    from edgent.model.card import card_accuracies
+    from edgent.plan.sources import load_unit_predictor
     from edgent.plan.table import build_latency_table
 
     chain = load_model(name, pretrained=False)

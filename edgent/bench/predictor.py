@@ -1,14 +1,15 @@
 """``edgent bench predictor``: how accurate the latency predictors are, on layers and models they never saw.
 
-One self-contained run per role (edge: unthrottled; device: under the real CPU quota, without the emulated
-slowdown, which is an exact factor on both sides): sweep synthetic layers, fit the paper's and edgent's
-predictors, then compare their predictions with measurements of
+One self-contained run per role, each as :func:`~edgent.profile.throttle.role_emulation` defines it (edge:
+2 threads, unthrottled; device: 1 thread timed on its steady CPU clock), without the emulated slowdown, which
+is an exact factor on both sides (``--cpu-quota`` runs the device under a real CPU quota instead): sweep
+synthetic layers, fit the paper's and edgent's predictors, then compare their predictions with measurements of
 
 - every unit of every exit's sub-model of the zoo models (alexnet-cifar10, resnet18, mobilenet_v2, vgg11);
 - every device part (units ``[0, p)``, run as ``run_device``) and every edge part (units ``[p, N_i)``, run as
   ``run_edge``) of every (exit, partition point) pair of alexnet-cifar10, all parts in interleaved rounds:
-  unthrottled by the median of per-call medians, under the quota by the mean over windows of back-to-back
-  calls (the time average the quota sets).
+  unthrottled as one call after an idle spell on the role's clock (the median over rounds), under a quota by
+  the mean over windows of back-to-back calls (the time average the quota sets).
 
 Figures: share within +-10% and +-20%, median absolute percentage error; a prediction within 0.05 ms of the
 measurement counts as within any percentage. Written with :func:`edgent.bench.record.write_result`.
@@ -166,8 +167,9 @@ def run_bench(roles: tuple[str, ...], models: tuple[str, ...], quick: bool, swee
             "device_ms": full_ms["device"] * dev.slowdown,
             "real_ratio": full_ms["device"] / full_ms["edge"],
             "ratio": full_ms["device"] * dev.slowdown / full_ms["edge"],
-            "how": "full alexnet-cifar10 forward (main exit) as run_edge(x, exit, 0): edge unthrottled (interleaved per-call "
-                   "median); device under the real quota (interleaved window means) x emulated slowdown",
+            "how": "full alexnet-cifar10 forward (main exit) as run_edge(x, exit, 0), each role timed like its parts "
+                   "(unthrottled: one call after idle on the role's clock, median over interleaved rounds; under a "
+                   "quota: interleaved window means); the device's time x its emulated slowdown",
             "edge": emulations["edge"].describe(), "device": dev.describe()}
     result["target"] = _target_check(result)
     return result
@@ -199,7 +201,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--edge-threads", type=int, default=None, help="torch threads of the edge role (default 2)")
     p.add_argument("--device-threads", type=int, default=None, help="torch threads of the device role (default 1)")
     p.add_argument("--cpu-quota", type=float, default=None,
-                   help="the device role's CPU quota as a fraction of its threads' CPUs (default 0.1)")
+                   help="run the device role under a real cgroup-v1 CPU quota, as a fraction of its threads' "
+                        "CPUs (default: none, as the role has none; needs root)")
     p.add_argument("--out-dir", default=None, help="results folder (default benchmarks/results)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd)

@@ -71,13 +71,13 @@ def loopback_overhead(requests: int, model: str, random_weights: bool,
     """Median framework overhead per request against real `edgent serve` processes on loopback, one per server
     variant, all started at once and asked in turn (request i goes to variant i mod k), so that the variants
     see the same machine state and their figures can be compared side by side."""
-    from edgent.cli.runtime_cmds import load_runtime_model
+    from edgent.model.zoo import load_for_inference
     from edgent.runtime import DeviceClient
     from edgent.runtime.local import free_port, serve_process, stop_process
     from edgent.runtime.protocol import MsgType, encode_frame
 
     variants = variants or SERVER_VARIANTS
-    chain = load_runtime_model(model, random_weights=random_weights, seed=0)
+    chain = load_for_inference(model, random_weights=random_weights, seed=0)
     saved_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # device and edge share this machine: keep idle OpenMP threads from spinning
     flags = ["--model", model] + (["--random-weights", "--seed", "0"] if random_weights else [])
@@ -143,10 +143,10 @@ def loopback_overhead(requests: int, model: str, random_weights: bool,
 def codec_accuracy(model: str, random_weights: bool, n_images: int = 500) -> dict[str, Any]:
     """Top-1 agreement of each codec with float32 at several partition points of the main exit (and accuracy
     against the labels when CIFAR-10 is available)."""
-    from edgent.cli.runtime_cmds import load_runtime_model
+    from edgent.model.zoo import load_for_inference
     from edgent.model.preprocess import default_preprocess, get_preprocess
 
-    chain = load_runtime_model(model, random_weights=random_weights, seed=0)
+    chain = load_for_inference(model, random_weights=random_weights, seed=0)
     labels = None
     try:
         from edgent.data.cifar10 import load_split

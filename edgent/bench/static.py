@@ -4,9 +4,9 @@
     predicted latency; (b) requirement sweep 100 - 1000 ms at 500 kbit/s; (c) accuracy of Edgent and every
     baseline for requirements 100 - 500 ms at 400 kbit/s, marking the ones that miss the requirement.
 
-The device and edge latency models are the latency stage's fitted predictors (a CPU-quota/emulated weak device
-and the unthrottled edge on this machine); the ratio of their predicted device-only and edge-only compute times
-for the full model is recorded. Each experiment is run for two sizes of what is sent at partition point 0:
+The device and edge latency models are the latency stage's fitted predictors (the emulated weak device of
+:data:`edgent.profile.throttle.DEVICE` and the unthrottled edge on this machine); the ratio of their predicted
+device-only and edge-only compute times for the full model is recorded. Each experiment is run for two sizes of what is sent at partition point 0:
 
 - ``as_sent``: what edgent's runtime really sends, the uint8 pixels (3 x 32 x 32 = 3072 bytes);
 - ``float32_input``: the normalised float32 input (12288 bytes), which matches the paper's edge-only times
@@ -127,18 +127,15 @@ def findings(a: list[dict[str, Any]], b: list[dict[str, Any]], c: list[dict[str,
 
 def compute_ratio(table: LatencyTable) -> dict[str, float]:
     """Predicted compute of the full model all on the device vs all on the edge, as the planner prices them
-    (with the input's preprocessing, and for a device under a CPU quota one call after idle)."""
+    (with the input's preprocessing)."""
     from edgent.plan.planner import Planner
 
     pl = Planner(table)
     main = table.exits[-1]
     j_edge = int(np.flatnonzero((pl.pair_exit == main.exit) & (pl.pair_point == 0))[0])
-    j_dev = int(np.flatnonzero((pl.pair_exit == main.exit) & (pl.pair_point == main.num_units))[0])
-    device, edge = float(pl.device_ms[j_dev]), float(pl.edge_ms[j_edge])
-    linear = sum(main.device_unit_ms) + main.device_part_ms + table.device_preprocess_ms
+    device, edge = table.device_call_ms(main.exit), float(pl.edge_ms[j_edge])
     return {"device_only_compute_ms": device, "edge_only_compute_ms": edge,
-            "device_to_edge_ratio": device / edge if edge > 0 else float("inf"),
-            "device_only_time_averaged_quota_ms": linear}
+            "device_to_edge_ratio": device / edge if edge > 0 else float("inf")}
 
 
 def run_static(table: LatencyTable, *, rtt_ms: float = 0.0, overhead: OverheadModel | None = None,
@@ -312,7 +309,7 @@ def _describe_predictor(role: str, path: str | None) -> dict[str, Any]:
 
 def _main(args: argparse.Namespace) -> int:
     from edgent.bench.record import RESULTS_DIR, write_result
-    from edgent.cli.plan_cmds import _accuracies
+    from edgent.model.card import parse_accuracies
     from edgent.plan.sources import table_for_model
     from edgent.plan.units import parse_duration_ms
 
@@ -322,7 +319,7 @@ def _main(args: argparse.Namespace) -> int:
         source = {"table": str(args.table)}
     else:
         table = table_for_model(args.model, device_profile=args.device_profile, edge_profile=args.edge_profile,
-                                accuracies=_accuracies(args.accuracies))
+                                accuracies=parse_accuracies(args.accuracies))
         source = {"device_profile": args.device_profile or "default (edgent/latency/fitted/device.json)",
                   "edge_profile": args.edge_profile or "default (edgent/latency/fitted/edge.json)",
                   "accuracies": "--accuracies" if args.accuracies else "model card",

@@ -10,12 +10,14 @@ def _build(args: argparse.Namespace) -> int:
     from edgent.adapt.config_map import Candidates, MapReward, StateGrid, build_config_map
     from edgent.adapt.detectors import make_detector
     from edgent.adapt.traces import load_trace_dir
-    from edgent.bench.dynamic import _accuracies, latency_tables
+    from edgent.model.card import parse_accuracies, resolve_accuracies
+    from edgent.plan.sources import latency_tables
 
     traces = load_trace_dir(args.traces)
     if args.scale != 1.0:
         traces = [t.scaled(args.scale) for t in traces]
-    accs, acc_source = _accuracies(args)
+    resolved = resolve_accuracies(args.model, parse_accuracies(args.accuracies))
+    accs, acc_source = list(resolved.values), resolved.source
     codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
     tables, spec = latency_tables(args.model, codecs, args.table_source, accs, args.device_slowdown)
     cands = Candidates(tables)

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from edgent.errors import ConfigError
-
-
-def _accuracies(text: str) -> list[float] | None:
-    if not text:
-        return None
-    try:
-        vals = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"--accuracies must be comma-separated numbers in 0..1, got {text!r}") from None
-    if not vals or any(not 0 <= v <= 1 for v in vals):
-        raise ConfigError(f"--accuracies must be comma-separated numbers in 0..1, got {text!r}")
-    return vals
 
 
 def _cmd(args: argparse.Namespace) -> int:
     from edgent.demo import DemoOptions, run_demo
+    from edgent.model.card import parse_accuracies
 
     opts = DemoOptions(
         duration_s=args.duration, deadline_ms=args.deadline, trace=args.trace, scale=args.scale,
         trace_start_s=args.trace_start, period_ms=args.period, rtt_ms=args.rtt, seed=args.seed,
-        emulate=args.emulate, out_dir=args.out, accuracies=_accuracies(args.accuracies),
+        emulate=args.emulate, out_dir=args.out, accuracies=parse_accuracies(args.accuracies),
         random_weights=args.random_weights, synthetic_inputs=args.synthetic_inputs,
         live={"auto": None, "on": True, "off": False}[args.live],
         synthetic_map=args.synthetic_map, port=args.port)

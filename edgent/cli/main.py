@@ -9,10 +9,9 @@ import pkgutil
 import sys
 
 # Before torch loads its OpenMP runtime: worker threads that sleep at once instead of spinning first. Edgent's
-# work is single requests after idle spells: on the 2-core VM the edge role's 2 threads took 13.8 ms (median) for
-# the alexnet-cifar10 forward after 50 ms idle with torch's default policy and 6.1 ms passive, at the price of
-# 3.9 against 2.7 ms back to back (`edgent bench idle`, benchmarks/results/idle.json and idle-omp-default/).
-# Set OMP_WAIT_POLICY yourself to override.
+# work is single requests after idle spells, which passive waiting makes faster and steadier, at a price on
+# work run back to back (`edgent bench idle` under both policies: benchmarks/results/idle.json and
+# idle-omp-default/, figures in docs/latency.md). Set OMP_WAIT_POLICY yourself to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import edgent.cli  # noqa: E402

@@ -34,16 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_plan)
 
 
-def _accuracies(text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError as exc:
-        raise ConfigError(f"--accuracies {text!r} must be comma-separated numbers in [0, 1], e.g. 0.7,0.75") from exc
-
-
 def _plan(args: argparse.Namespace) -> int:
+    from edgent.model.card import parse_accuracies
     from edgent.plan.link import Link
     from edgent.plan.planner import Planner
     from edgent.plan.sources import table_for_model
@@ -62,7 +54,7 @@ def _plan(args: argparse.Namespace) -> int:
     else:
         table = table_for_model(args.model or "alexnet-cifar10", device_profile=args.device_profile,
                                 edge_profile=args.edge_profile, codec=args.codec,
-                                accuracies=_accuracies(args.accuracies), card=args.card)
+                                accuracies=parse_accuracies(args.accuracies), card=args.card)
     if args.save_table:
         table.save(args.save_table)
     plan = Planner(table).plan(link, deadline, args.policy, edge_queue_ms=queue)

@@ -32,10 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output JSON file")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the role's: edge 2, device 1)")
     p.add_argument("--cpu-quota", type=float, default=None,
-                   help="real cgroup-v1 CPU quota, fraction of the threads' CPUs (device default 0.1; 0 = none); "
-                        "needs root")
+                   help="real cgroup-v1 CPU quota, fraction of the threads' CPUs (default: the role's, none for "
+                        "either role; 0 = none); needs root")
     p.add_argument("--slowdown", type=float, default=None,
-                   help="emulated slowdown factor applied to measured time (device default: see docs/latency.md)")
+                   help="emulated slowdown factor applied to measured time (default: the role's, "
+                        "edgent.profile.throttle; docs/latency.md)")
     p.add_argument("--predictor", choices=("edgent", "paper"), default="edgent", help="what --fit fits")
     p.add_argument("--quick", action="store_true", help="fewer repetitions / a smaller sweep")
     p.add_argument("--sweep-scale", type=float, default=1.0, help="multiplier of the sweep's layers per kind")

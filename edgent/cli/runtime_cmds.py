@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgent.errors import ConfigError, ModelError
+from edgent.errors import ConfigError
+from edgent.model.zoo import load_for_inference
 
 
 # ---------------------------------------------------------------------------------------------- shared helpers
@@ -22,22 +23,6 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-weights", action="store_true",
                    help="random weights (before training finishes; use the same --seed on device and edge)")
     p.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
-
-
-def load_runtime_model(name: str, weights: str | None = None, random_weights: bool = False, seed: int = 0):
-    """The chain for the runtime: the committed weights, a weights file, or seeded random weights (identical on
-    device and edge when both use the same seed)."""
-    import torch
-
-    from edgent.model.zoo import load_model
-
-    if random_weights:
-        torch.manual_seed(seed)
-        return load_model(name, pretrained=False)
-    try:
-        return load_model(name, weights=weights)
-    except ModelError as exc:
-        raise ModelError(f"{exc} (or pass --random-weights with the same --seed on both sides)") from exc
 
 
 def model_flags(args: argparse.Namespace) -> list[str]:
@@ -114,7 +99,7 @@ def run_device_requests(args: argparse.Namespace, host: str, port: int, link=Non
     from edgent.runtime.link import AppLink
     from edgent.runtime.session import DeviceRuntime, fixed_plan
 
-    chain = chain or load_runtime_model(args.model, args.weights, args.random_weights, args.seed)
+    chain = chain or load_for_inference(args.model, args.weights, args.random_weights, args.seed)
     exit_ = args.exit or chain.num_exits
     slowdown, stack = _device_context(args)
     link = link or AppLink(delay_ms=args.delay_ms, rate_bps=args.rate_bps)
@@ -165,7 +150,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    models = {name: load_runtime_model(name, args.weights, args.random_weights, args.seed) for name in args.model}
+    models = {name: load_for_inference(name, args.weights, args.random_weights, args.seed) for name in args.model}
     ssl_ctx = None
     if args.tls_cert or args.tls_key:
         if not (args.tls_cert and args.tls_key):
@@ -233,7 +218,8 @@ def cmd_testbed_down(args: argparse.Namespace) -> int:
 def cmd_testbed_run(args: argparse.Namespace) -> int:
     import subprocess
 
-    from edgent.testbed import load_trace, open_testbed, serve_argv, temp_ready_file
+    from edgent.adapt.traces import load_trace
+    from edgent.testbed import open_testbed, replay_steps, serve_argv, temp_ready_file
 
     tb = open_testbed(args.rate_bps, args.delay_ms, emulate=True if args.emulate else None)
     with tb:
@@ -245,7 +231,8 @@ def cmd_testbed_run(args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError):
             os.unlink(ready)
         if args.trace:
-            steps = load_trace(args.trace, scale=args.trace_scale, fmt=args.trace_format)
+            trace = load_trace(args.trace).scaled(args.trace_scale)
+            steps = replay_steps(trace.time_s, trace.rate_bps)
             tb.replay(steps, loop=True)
             print(f"edgent testbed: replaying {args.trace} ({len(steps)} steps, scale {args.trace_scale:g})",
                   file=sys.stderr)
@@ -278,8 +265,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "for one device, no health answers during a computation)")
     p.add_argument("--always-hand-off", action="store_true",
                    help="hand every request to a worker thread, also when the edge is idle (by default an idle "
-                   "edge computes on the event loop and saves the thread hand-off and back: 0.24-0.25 ms per request "
-                   "measured by `edgent bench runtime`)")
+                   "edge computes on the event loop and saves the thread hand-off and back; its cost is measured "
+                   "by `edgent bench runtime`, see docs/runtime.md)")
     p.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument("--max-payload-mb", type=float, default=64.0, help="largest accepted payload")
     p.add_argument("--max-connections", type=int, default=256)
@@ -314,9 +301,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(run)
     run.add_argument("--port", type=int, default=DEFAULT_PORT)
     run.add_argument("--emulate", action="store_true", help="emulated link even as root")
-    run.add_argument("--trace", help="bandwidth trace to replay (Norway 3G text or Belgium 4G JSON)")
+    run.add_argument("--trace", help="bandwidth trace to replay: Norway 3G text (time_s Mbit/s), Belgium 4G JSON "
+                     "or Mahimahi; outages run at the replay's lowest rate")
     run.add_argument("--trace-scale", type=float, default=1.0, help="multiply the trace's rates")
-    run.add_argument("--trace-format", choices=["auto", "mbps", "bps"], default="auto")
     add_client_args(run)
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD: run CMD as the device instead "
                      "($EDGENT_EDGE_HOST/$EDGENT_EDGE_PORT name the edge)")

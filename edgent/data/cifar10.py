@@ -206,3 +206,22 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         crop = padded[i, :, dy[i] : dy[i] + 32, dx[i] : dx[i] + 32]
         out[i] = crop.flip(-1) if flip[i] else crop
     return out
+
+
+def request_images(n: int, seed: int = 0, synthetic: bool = False) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """``n`` images to send as requests, with their labels and a sentence saying what they are: CIFAR-10 test
+    images (uint8, in a seeded order), or, with ``synthetic`` or when the data set is not available, seeded
+    random images without labels (then accuracy can only be the model card's, and the sentence says so)."""
+    rng = np.random.default_rng(seed)
+    if not synthetic:
+        try:
+            split = load_split("test")
+            idx = rng.permutation(len(split))[:n]
+            return split.images[idx], split.labels[idx], f"CIFAR-10 test images ({split.source}), seeded order"
+        except DataError as exc:
+            why = f"CIFAR-10 is not available ({str(exc).splitlines()[0]})"
+    else:
+        why = "synthetic inputs asked for"
+    imgs = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
+    return imgs, None, (f"SYNTHETIC random inputs ({why}): accuracy is the model card's accuracy of the exits used, "
+                        "not measured")

@@ -58,7 +58,7 @@ def fit_predictors(sweep: dict[str, Any], emulation: DeviceEmulation | None = No
 
 def preprocess_fits(sweep: dict[str, Any]) -> dict[str, Any]:
     """Per preprocessing name, base ms against input elements (OLS) from the sweep's timings of the real
-    function (none in sweeps older than that measurement)."""
+    function (empty for a sweep without preprocessing timings: the predictor then has no preprocessing fit)."""
     by: dict[str, list[tuple[float, float]]] = {}
     for r in sweep.get("preprocess") or []:
         by.setdefault(str(r["name"]), []).append((float(r["numel"]), float(r["ms"])))

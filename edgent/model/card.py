@@ -7,9 +7,10 @@ reproduce the weights (training configuration, data set, the exact command, FLOP
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from edgent.errors import ModelError
 from edgent.model.chain import MultiExitChain
@@ -60,3 +61,69 @@ def read_card(path: str | Path) -> ModelCard:
         raise ModelError(f"model card {path} does not exist") from exc
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"model card {path} is malformed ({exc}); regenerate it with `edgent train`") from exc
+
+
+@dataclass(frozen=True)
+class ExitAccuracies:
+    """Top-1 per exit (1..N) and where the figures come from (said in every output that uses them)."""
+
+    values: tuple[float, ...]
+    source: str
+    measured: bool
+
+
+def card_path(model: str) -> Path | None:
+    """The zoo's card file of ``model`` (None when the zoo has no card for it)."""
+    from edgent.model.zoo import zoo_entry
+
+    return zoo_entry(model).card
+
+
+def resolve_accuracies(model: str, accuracies: Sequence[float] | None = None, card: str | Path | None = None,
+                       num_exits: int | None = None) -> ExitAccuracies:
+    """The per-exit accuracies every stage plans with: given values (``accuracies``, assumed, not measured), else
+    the card ``card``, else the zoo's card of ``model``. A card of another model, values outside [0, 1] or a
+    count that differs from ``num_exits`` (when known) are errors that say how to fix them; this is the one place
+    accuracies are resolved."""
+    if accuracies is not None and card is not None:
+        raise ModelError("give either --accuracies or --card, not both")
+    if accuracies is not None:
+        vals = tuple(float(a) for a in accuracies)
+        if not vals or any(not (math.isfinite(a) and 0.0 <= a <= 1.0) for a in vals):
+            raise ModelError(f"--accuracies {list(vals)} must be numbers in [0, 1], one per exit, e.g. 0.7,0.75")
+        out = ExitAccuracies(vals, "given with --accuracies (assumed, not measured)", measured=False)
+    else:
+        path = Path(card) if card is not None else card_path(model)
+        if path is None:
+            raise ModelError(f"model {model!r} has no model card in the zoo; give the accuracy of each exit with "
+                             "--accuracies A1,A2,... or a card with --card F")
+        if not path.is_file():
+            raise ModelError(f"the model card {path} does not exist (it is written when training finishes: "
+                             f"`edgent train --model {model}`); give the accuracy of each exit with --accuracies "
+                             "A1,A2,... or a card with --card F")
+        c = read_card(path)
+        if c.model != model:
+            raise ModelError(f"the model card {path} is the card of {c.model!r}, not of {model!r}; pass the card "
+                             f"of {model!r} with --card")
+        out = ExitAccuracies(c.exit_top1, f"model card {path}", measured=True)
+    if num_exits is not None and len(out.values) != num_exits:
+        raise ModelError(f"model {model!r} has {num_exits} exits but {len(out.values)} accuracies come from "
+                         f"{out.source}; give one per exit (1..{num_exits})")
+    return out
+
+
+def card_accuracies(model: str, card: str | Path | None = None) -> list[float]:
+    """Top-1 per exit from the model card (``card``, default the zoo's card of ``model``)."""
+    return list(resolve_accuracies(model, card=card).values)
+
+
+def parse_accuracies(text: str | None) -> list[float] | None:
+    """``--accuracies A1,A2,...`` as numbers (None for an empty option); range and count are checked by
+    :func:`resolve_accuracies`."""
+    if text is None or not str(text).strip():
+        return None
+    try:
+        return [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ModelError(f"--accuracies must be comma-separated numbers in [0, 1], e.g. 0.7,0.75; got {text!r}") \
+            from None

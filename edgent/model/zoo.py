@@ -87,3 +87,18 @@ def load_model(name: str, pretrained: bool = True, weights: str | Path | None = 
             raise ModelError(f"{name} has no trained weights at {path}; train them with `edgent train --model {name}`")
         load_weights(model, path)
     return model.eval()
+
+
+def load_for_inference(name: str, weights: str | Path | None = None, random_weights: bool = False,
+                       seed: int = 0) -> MultiExitChain:
+    """The chain a device or an edge runs: the committed weights, a weights file, or seeded random weights
+    (identical on device and edge when both use the same seed). Always in eval mode."""
+    import torch
+
+    if random_weights:
+        torch.manual_seed(seed)
+        return load_model(name, pretrained=False)
+    try:
+        return load_model(name, weights=weights)
+    except ModelError as exc:
+        raise ModelError(f"{exc} (or pass --random-weights with the same --seed on both sides)") from exc

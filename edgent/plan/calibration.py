@@ -1,21 +1,21 @@
 """Online calibration of the predicted compute times: the measurement -> re-plan step for the latency model.
 
-The per-layer regressions are fitted once, on one afternoon's sweep; the host they run on does not keep one
-speed. On the development VM the reference forward of an `edgent bench predictor` run ended 1.58x slower than
-it began in one run and 1.07x in another (``host_drift`` in ``benchmarks/results/predictor-edge.json`` and
-``predictor.json``), so an offline prediction is off by whatever the host's speed has done since the fit, for
-every layer alike. What stays is the *shape*: the ratio between layers, exits and partition points.
+The per-layer regressions are fitted once, on one sweep; the host they run on does not keep one speed (on a
+shared VM it drifts within a single benchmark run: ``host_drift`` in the results of ``edgent bench
+predictor``, docs/latency.md), so an offline prediction is off by whatever the host's speed has done since
+the fit, for every layer alike. What stays is the *shape*: the ratio between layers, exits and partition
+points.
 
 :class:`ComputeCalibration` learns the present speed from the requests themselves: after every request, the
 measured compute time of each side (the device's own ``device_ms``, the edge's reported ``compute_ms``) over
 its prediction. The factor for the next request of a configuration (``key``, e.g. its exit and partition
 point) is the median of the last ``window`` ratios of that configuration on that side once it has
 ``min_samples`` of them, else the median of the last ``window`` ratios of the side (any configuration), else
-1. Per configuration, because the model's error is not one factor for all parts: on the development VM the
-device's preprocessing alone measured 0.81-0.96x its prediction while whole sub-models measured 0.97-1.17x
-in the same run (``benchmarks/results/paper-reruns/paper-1517.json``, per-configuration device records), and one
-side-wide factor then mis-corrected both. Only parts predicted at
-``min_predicted_ms`` or more count. A prediction made with it uses only requests that finished before it.
+1. Per configuration, because the model's error is not one factor for all parts (a short part such as the
+device's preprocessing alone and a whole sub-model can sit on opposite sides of their predictions in the same
+run, and one side-wide factor then mis-corrects both; measured in ``edgent bench paper``, docs/planner.md).
+Only parts predicted at ``min_predicted_ms`` or more count. A prediction made with it uses only requests that
+finished before it.
 """
 
 from __future__ import annotations

@@ -14,6 +14,31 @@ from edgent.errors import ConfigError
 BITS_PER_BYTE = 8
 
 
+#: TCP payload bytes per packet on an Ethernet MTU of 1500 with TCP timestamps (1500 - 20 IP - 32 TCP)
+ETHERNET_MSS = 1448
+#: bytes a shaper on an Ethernet (veth) device counts per packet beyond the TCP payload: 14 Ethernet + 20 IPv4
+#: + 32 TCP with timestamps (a 1448-byte segment is a 1514-byte packet)
+ETHERNET_TCP_HEADER_BYTES = 66
+#: the smallest bucket of a token-bucket shaper: one full packet and then some (``tc tbf`` needs >= one MTU)
+MIN_SHAPER_BURST_BYTES = 1600
+#: the bucket beyond its minimum holds this much time of traffic at the shaped rate
+SHAPER_BURST_S = 0.002
+
+
+def shaper_burst_bytes(rate_bps: float) -> int:
+    """Bytes edgent's token-bucket shapers (``tc tbf`` on the namespace testbed, the emulated link's bucket)
+    let through at once after an idle spell at ``rate_bps``: one packet or :data:`SHAPER_BURST_S` of traffic,
+    whichever is more. The one formula for the testbed, the wire model and the sample correction."""
+    return max(MIN_SHAPER_BURST_BYTES, int(rate_bps / 8 * SHAPER_BURST_S))
+
+
+def wire_per_payload(packet_headers_counted: bool) -> float:
+    """Bytes a shaper counts per byte of TCP payload: 1 where the rate is enforced on the application's bytes
+    (the emulated link), (MSS + headers) / MSS where it counts Ethernet packets (a veth)."""
+    return (ETHERNET_MSS + ETHERNET_TCP_HEADER_BYTES) / ETHERNET_MSS if packet_headers_counted else 1.0
+
+
+
 @dataclass(frozen=True)
 class Link:
     """Uplink (device -> edge) and downlink rates in bit/s, the round-trip time in ms, and the shaper's burst.

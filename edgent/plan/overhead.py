@@ -19,12 +19,8 @@ from typing import Any
 import numpy as np
 
 from edgent.errors import ConfigError
+from edgent.plan.link import ETHERNET_MSS, ETHERNET_TCP_HEADER_BYTES
 
-#: TCP payload bytes per packet on an Ethernet MTU of 1500 with TCP timestamps (1500 - 20 IP - 32 TCP)
-ETHERNET_MSS = 1448
-#: bytes a shaper on an Ethernet (veth) device counts per packet beyond the TCP payload: 14 Ethernet + 20 IPv4
-#: + 32 TCP with timestamps (a 1448-byte segment is a 1514-byte packet)
-ETHERNET_TCP_HEADER_BYTES = 66
 
 
 @dataclass(frozen=True)
@@ -79,9 +75,10 @@ class WireFraming:
 class OverheadModel:
     """(De)serialization cost: ``fixed_ms_per_message`` for each message plus ``per_byte_ms`` per byte sent.
 
-    The defaults were measured on the development machine with :func:`measure_overhead` (float32 tensors of
-    64 B to 4 MiB, encode + decode: about 0.002 ms per message and 0.056 ns per byte, i.e. ~18 GB/s); both are
-    negligible next to the link at wireless rates, which is the point: they are counted, not assumed away.
+    The defaults are what :func:`measure_overhead` gave on the development machine (float32 tensors of 64 B to
+    4 MiB, encode + decode; the figures and how they were taken: docs/planner.md, "What a configuration costs");
+    both are negligible next to the link at wireless rates, which is the point: they are counted, not assumed
+    away.
     ``framing`` says which bytes beyond the payloads cross the link (none by default).
     """
 

@@ -119,18 +119,11 @@ class Planner:
         exits, points, dev, edge, tx, res, cross = [], [], [], [], [], [], []
         for e in table.exits:
             n = e.num_units
-            d = np.concatenate([[0.0], np.cumsum(e.device_unit_ms, dtype=float)])
             g = np.concatenate([[0.0], np.cumsum(e.edge_unit_ms, dtype=float)])
             pts = np.arange(n + 1)
             exits.append(np.full(n + 1, e.exit))
             points.append(pts)
-            # the device preprocesses when it runs any unit, or sends the model's input at point 0; the part's
-            # constant cost (a call's cold start of its layers, edgent.latency) comes only with units to run
-            dev_call = (pts > 0) | (not table.raw_input)
-            dev_ms = d + e.device_part_ms * (pts > 0) + table.device_preprocess_ms * dev_call
-            if table.device_quota is not None:  # one call after idle under the quota (edgent.plan.quota)
-                dev_ms = table.device_quota.call_ms(dev_ms)
-            dev.append(dev_ms)
+            dev.append(table.device_calls_ms(e.exit))
             # the edge runs units [p, N) (suffix sums), and preprocesses the raw input sent at point 0
             edge.append(g[-1] - g + e.edge_part_ms * (pts < n)
                         + table.edge_preprocess_ms * ((pts == 0) & table.raw_input))

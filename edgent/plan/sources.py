@@ -1,4 +1,5 @@
-"""Where the planner's inputs come from: the model card (accuracy per exit) and the fitted latency models.
+"""Where the planner's inputs come from: the fitted latency models and the model card (through
+:func:`edgent.model.card.resolve_accuracies`).
 
 These glue the planner to the other stages for the command line and the benchmarks; the planner itself only
 needs a :class:`~edgent.plan.table.LatencyTable`.
@@ -6,27 +7,12 @@ needs a :class:`~edgent.plan.table.LatencyTable`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from edgent.errors import ConfigError, EdgentError
 from edgent.plan.table import LatencyTable, build_latency_table
-
-
-def card_accuracies(model: str, card_path: str | Path | None = None) -> list[float]:
-    """Top-1 per exit from the model card (default: the zoo's card of ``model``)."""
-    from edgent.model.card import read_card
-    from edgent.model.zoo import zoo_entry
-
-    path = Path(card_path) if card_path is not None else zoo_entry(model).card
-    if path is None:
-        raise ConfigError(f"model {model!r} has no model card in the zoo; give the accuracy of each exit with "
-                          "--accuracies A1,A2,... or a card with --card F")
-    if not Path(path).is_file():
-        raise ConfigError(f"the model card {path} does not exist yet (it is written when training finishes: "
-                          f"`edgent train --model {model}`); give the accuracy of each exit with --accuracies "
-                          "A1,A2,... or a card with --card F")
-    return list(read_card(path).exit_top1)
 
 
 def load_unit_predictor(role: str, path: str | Path | None) -> Any:
@@ -54,10 +40,69 @@ def table_for_model(model: str, *, device_profile: str | Path | None = None,
                     accuracies: Sequence[float] | None = None, card: str | Path | None = None,
                     input_bytes: int | None = None) -> LatencyTable:
     """Build the predicted latency table of a zoo model from its card and the device and edge latency models."""
+    from edgent.model.card import resolve_accuracies
     from edgent.model.zoo import load_model
 
-    accs = list(accuracies) if accuracies is not None else card_accuracies(model, card)
+    chain = load_model(model, pretrained=False)
+    accs = resolve_accuracies(model, accuracies, card, num_exits=chain.num_exits).values
     device = load_unit_predictor("device", device_profile)
     edge = load_unit_predictor("edge", edge_profile)
-    chain = load_model(model, pretrained=False)
     return build_latency_table(chain, accs, device, edge, codec, input_bytes=input_bytes)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How the latency tables were obtained (recorded in the results)."""
+
+    source: str
+    detail: dict[str, Any]
+
+
+def latency_tables(model: str, codecs: Sequence[str], source: str, accuracies: Sequence[float],
+                   device_slowdown: float, repeats: int = 7) -> tuple[list[LatencyTable], TableSpec]:
+    """One latency table per codec for ``model``.
+
+    ``source``: ``predictor`` (the latency models of :mod:`edgent.latency`, ``default_predictor("device"|"edge")``),
+    ``measure`` (per-unit times measured now on this CPU; the device is this CPU with its times multiplied by
+    ``device_slowdown``, an emulated weak device), ``auto`` (predictor when available, else measure) or the path of
+    a saved :class:`LatencyTable` JSON (its own codec only).
+    """
+    from edgent.model.zoo import load_model
+    from edgent.plan.table import build_latency_table, table_from_measurements
+
+    if source not in ("auto", "predictor", "measure"):
+        import dataclasses
+
+        t = LatencyTable.load(source)
+        if len(t.exits) != len(accuracies):
+            raise ConfigError(f"table {source} has {len(t.exits)} exits but {len(accuracies)} accuracies were given")
+        t = dataclasses.replace(t, exits=tuple(dataclasses.replace(e, accuracy=float(a))
+                                               for e, a in zip(t.exits, accuracies)))
+        return [t], TableSpec("file", {"path": str(source)})
+    chain = load_model(model, pretrained=False)
+    if source in ("auto", "predictor"):
+        try:
+            from edgent.latency import default_predictor  # type: ignore[attr-defined]
+
+            dev, edge = default_predictor("device"), default_predictor("edge")
+            tables = [build_latency_table(chain, accuracies, dev, edge, c) for c in codecs]
+            return tables, TableSpec("predictor", {"device": repr(dev)[:200], "edge": repr(edge)[:200]})
+        except (ImportError, AttributeError, EdgentError, FileNotFoundError) as exc:
+            if source == "predictor":
+                raise ConfigError(f"the latency predictors are not available ({exc}); use --table-source measure")
+    import torch
+
+    from edgent.profile.profiler import measure_unit_ms
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        edge_ms, _ = measure_unit_ms(chain, repeats)
+    finally:
+        torch.set_num_threads(threads)
+    dev_ms = [[v * device_slowdown for v in ex] for ex in edge_ms]
+    tables = [table_from_measurements(chain, accuracies, dev_ms, edge_ms, c) for c in codecs]
+    return tables, TableSpec("measure", {"edge": "this CPU, 1 torch thread, median of "
+                                                  f"{repeats} runs per unit",
+                                         "device": f"edge times x {device_slowdown} (emulated weak device)",
+                                         "device_slowdown": device_slowdown})

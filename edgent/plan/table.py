@@ -16,9 +16,10 @@ from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
+import numpy as np
+
 from edgent.jsonio import write_json_file
 from edgent.errors import ConfigError, DataError
-from edgent.plan.quota import QuotaModel
 from edgent.plan.transfer import check_codec, payload_bytes, raw_input_bytes
 
 if TYPE_CHECKING:
@@ -100,9 +101,8 @@ class LatencyTable:
     point 0 sends the raw input (``raw_input``, e.g. uint8 pixels), else on the device before its units (at
     point 0 too, when it sends the model's float input). ``device_preprocess_ms`` / ``edge_preprocess_ms`` are
     its predicted cost on each side (timed as a call of its own after idle, so it carries its own start-up
-    cost; ``device_part_ms`` counts only when the device runs units). ``device_quota``: when the device's unit times are priced by a CPU quota's time-averaged
-    factor, the planner turns each device call's total into the expected time of one call after idle
-    (:mod:`edgent.plan.quota`); None for tables of measured call times."""
+    cost; ``device_part_ms`` counts only when the device runs units). :meth:`device_call_ms` is the one
+    pricing of a device call: the planner, the client's fallback, the benchmarks and the demo all use it."""
 
     model: str
     exits: tuple[ExitCosts, ...]
@@ -110,7 +110,6 @@ class LatencyTable:
     raw_input: bool = True
     device_preprocess_ms: float = 0.0
     edge_preprocess_ms: float = 0.0
-    device_quota: QuotaModel | None = None
 
     def __post_init__(self) -> None:
         if not self.exits:
@@ -131,6 +130,29 @@ class LatencyTable:
             raise ConfigError(f"exit {exit!r} is out of range: {self.model!r} has exits 1..{len(self.exits)}")
         return self.exits[int(exit) - 1]
 
+    def device_calls_ms(self, exit: int) -> np.ndarray:
+        """Predicted device time at every partition point ``0..N_i`` of ``exit``'s sub-model: the units
+        ``[0, p)``, the call's constant cost when there is a unit to run, and the preprocessing when the device
+        preprocesses (it runs any unit, or sends the model's input rather than the raw input at point 0)."""
+        e = self.exit_costs(exit)
+        pts = np.arange(e.num_units + 1)
+        units_ms = np.concatenate([[0.0], np.cumsum(e.device_unit_ms, dtype=float)])
+        preprocesses = (pts > 0) | (not self.raw_input)
+        return units_ms + e.device_part_ms * (pts > 0) + self.device_preprocess_ms * preprocesses
+
+    def device_call_ms(self, exit: int, partition: int | None = None) -> float:
+        """Predicted time of one device call: ``exit``'s sub-model cut at ``partition`` (default: all of it on
+        the device, what a fallback runs); see :meth:`device_calls_ms`."""
+        calls = self.device_calls_ms(exit)
+        p = len(calls) - 1 if partition is None else int(partition)
+        if not 0 <= p < len(calls):
+            raise ConfigError(f"partition {partition!r} is out of range for exit {exit}: points 0..{len(calls) - 1}")
+        return float(calls[p])
+
+    def fallback_device_ms(self) -> dict[int, float]:
+        """Exit -> predicted time of running that exit entirely on the device (the client's fallback budget)."""
+        return {e.exit: self.device_call_ms(e.exit) for e in self.exits}
+
     @property
     def num_pairs(self) -> int:
         """Number of (exit, partition) configurations."""
@@ -140,7 +162,6 @@ class LatencyTable:
         return {"table_version": TABLE_VERSION, "model": self.model, "codec": self.codec,
                 "raw_input": self.raw_input, "device_preprocess_ms": self.device_preprocess_ms,
                 "edge_preprocess_ms": self.edge_preprocess_ms,
-                "device_quota": None if self.device_quota is None else self.device_quota.to_json(),
                 "exits": [asdict(e) for e in self.exits]}
 
     @classmethod
@@ -156,8 +177,7 @@ class LatencyTable:
             return cls(model=str(d["model"]), exits=exits, codec=str(d.get("codec", "float32")),
                        raw_input=bool(d.get("raw_input", True)),
                        device_preprocess_ms=float(d.get("device_preprocess_ms", 0.0)),
-                       edge_preprocess_ms=float(d.get("edge_preprocess_ms", 0.0)),
-                       device_quota=QuotaModel.from_json(d.get("device_quota")))
+                       edge_preprocess_ms=float(d.get("edge_preprocess_ms", 0.0)))
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):
                 raise
@@ -273,8 +293,7 @@ def build_latency_table(chain: "MultiExitChain", accuracies: Sequence[float],
     prep = preprocess or default_preprocess(chain.name)
     return LatencyTable(model=chain.name, exits=tuple(exits), codec=codec, raw_input=raw_input,
                         device_preprocess_ms=preprocess_ms(device_predictor, prep, chain.input_shape),
-                        edge_preprocess_ms=preprocess_ms(edge_predictor, prep, chain.input_shape),
-                        device_quota=QuotaModel.from_predictor(device_predictor))
+                        edge_preprocess_ms=preprocess_ms(edge_predictor, prep, chain.input_shape))
 
 
 def table_from_measurements(chain: "MultiExitChain", accuracies: Sequence[float],

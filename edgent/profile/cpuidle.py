@@ -1,13 +1,14 @@
 """Keep this host's CPUs awake (out of their halt state) while edgent measures or serves.
 
 An idle CPU enters a sleep state; on a virtual machine the deepest one is a halt that gives the physical CPU
-back to the hypervisor, and the first work after such an idle spell can run slower and less steadily. On the
-development VM (Firecracker, cpuidle driver ``haltpoll`` with ``guest_halt_poll_ns=0``), ``edgent bench idle``
-times a 1-thread alexnet-cifar10 forward after 100 ms idle in alternating blocks, the CPUs allowed to sleep and
-kept awake: the share within +-10 % of the median was 63 / 73 % against 83 / 80 % in two runs and 47 against
-40 % in a third (15:46 UTC, ``benchmarks/results/idle.json`` and ``idle-reruns-1546/``). It helps in most runs,
-not in all. A request after an idle spell is exactly what the device and the edge serve, so every timing edgent
-takes for a prediction, and every run it checks predictions against, holds the CPUs awake.
+back to the hypervisor, and the first work after such an idle spell can run slower and less steadily (the
+development VM is such a host: Firecracker, cpuidle driver ``haltpoll`` with ``guest_halt_poll_ns=0``).
+``edgent bench idle`` measures the effect on this host: a 1-thread alexnet-cifar10 forward after 100 ms idle,
+in alternating blocks with the CPUs allowed to sleep and kept awake, and how steady each is (results in
+``benchmarks/results/idle.json`` and ``idle-reruns-1546/``, summarised in docs/latency.md, "CPUs kept awake":
+it helps in most runs, not in all). A request after an idle spell is exactly what the device and the edge
+serve, so every timing edgent takes for a prediction, and every run it checks predictions against, holds the
+CPUs awake.
 
 How: a PM QoS request of 0 us on ``/dev/cpu_dma_latency`` (the kernel's interface for "wake-up latency must
 not exceed N us", held as long as the file stays open), which leaves the cpuidle governor only the polling

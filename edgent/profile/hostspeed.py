@@ -1,20 +1,19 @@
 """The host's speed at this moment, from a reference workload: what keeps the emulated device at one speed.
 
-The device role is this host slowed x100 on its thread's CPU clock (:mod:`edgent.profile.throttle`). The host
-is a shared virtual machine whose speed is not its own: on the development VM, the same warm forward of
-alexnet-cifar10 took 4.1 ms in one call and 5.5 ms in the next, 300 ms later, and a fixed loop of small matrix
-products ran 1.26x slower, evenly over every one of its chunks, in the slow calls (a neighbour sharing the
-core, not a preemption: ad hoc, 2026-11-26). Multiplied by 100, that came out as a device whose speed jumps
-by a third from one request to the next, which a real weak device, alone on its own board, does not do.
+The device role is this host slowed x100 on its thread's CPU clock (:mod:`edgent.profile.throttle`). A shared
+virtual machine's speed is not its own: a neighbour on the same core slows identical work from one call to the
+next, and the thread's CPU clock counts that as work. Multiplied by 100, the host's passing speed would become
+a device whose speed jumps from one request to the next, which a real weak device, alone on its own board, does
+not do (what was measured on the development VM is in docs/latency.md, "The steady clock").
 
 :class:`SpeedProbe` times a fixed reference workload (:data:`REFERENCE_MATMULS` products of two
-:data:`REFERENCE_SIZE` x :data:`REFERENCE_SIZE` float32 matrices, about 1.3 ms of CPU) on the calling thread's
-CPU clock. :func:`steady_ms` rescales a piece of work's CPU time by how long the reference took right before
-and right after it, against :data:`REFERENCE_MS`: the time the work would have taken with the host at its
-reference speed. The emulated device is then "this host at its reference speed, slowed x100"; its work still
-runs for real, every call, and only the host's passing speed is taken out. What each call's raw CPU time
-would have given is kept beside it (:class:`SteadyCall`), so the two can be compared on the same calls
-(``edgent bench paper``, ``device_spread``).
+:data:`REFERENCE_SIZE` x :data:`REFERENCE_SIZE` float32 matrices, about :data:`REFERENCE_MS` ms of CPU) on the
+calling thread's CPU clock. :func:`steady_ms` rescales a piece of work's CPU time by how long the reference
+took right before and right after it, against :data:`REFERENCE_MS`: the time the work would have taken with
+the host at its reference speed. The emulated device is then "this host at its reference speed, slowed
+x100"; its work still runs for real, every call, and only the host's passing speed is taken out. What each
+call's raw CPU time would have given is kept beside it (:class:`SteadyCall`), so the two can be compared on
+the same calls (``edgent bench paper``, ``device_spread``).
 
 The probe runs on the calling thread with torch's intra-op threads as they are: use it with one thread (the
 device role), or the other threads' work is not on the clock.
@@ -33,8 +32,10 @@ from edgent.errors import ConfigError
 REFERENCE_SIZE = 192
 #: matrix products per reference run
 REFERENCE_MATMULS = 8
-#: the reference's thread CPU time (ms) at the reference speed: its median after an idle spell on the
-#: development VM (2-core AMD EPYC, one torch thread, 2026-11-26; ``python -m edgent.profile.hostspeed``)
+#: the reference's thread CPU time (ms) at the reference speed: a design constant, chosen as its median after
+#: an idle spell on the development machine (2-core AMD EPYC, one torch thread; ``python -m
+#: edgent.profile.hostspeed`` prints it for this host). Every steady-clock time is scaled to it, so changing it
+#: rescales the device role (the shipped device fits were timed against this value).
 REFERENCE_MS = 1.35
 
 

@@ -3,9 +3,9 @@
 :func:`profile_model` times each unit of every exit's sub-model (the trunk units once, then each exit's branch
 units) at batch 1, on the tensor that really reaches it, with the role's thread count and (for a role with a
 CPU quota) inside the quota's cgroup, in place: inside whole forwards of every exit, interleaved
-(:func:`time_units_in_place`); unthrottled by the median wall time, under a quota by the mean CPU time times
-the quota's measured wall/CPU factor. Each record keeps
-the paper's variables and the unit's features next to its timing. The emulated slowdown is a multiplicative
+(:func:`time_units_in_place`); unthrottled by the median on the role's clock (wall time, or the CPU clock a
+role is slowed on), under a quota by the mean CPU time times the quota's measured wall/CPU factor. Each record
+keeps the paper's variables and the unit's features next to its timing. The emulated slowdown is a multiplicative
 factor: ``ms = measured_ms x slowdown``; both are recorded.
 
 :func:`load_profile` reads the file back as a :class:`ModelProfile` whose ``unit_ms[(exit, index)]`` is the
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 from edgent.jsonio import read_json_file
@@ -232,3 +233,42 @@ def load_profile(path: str | Path) -> ModelProfile:
         if isinstance(exc, DataError):
             raise
         raise DataError(f"profile {path} is malformed: {exc}") from exc
+
+
+def measure_unit_ms(chain: Any, repeats: int = 7) -> tuple[list[list[float]], list[list[float]]]:
+    """Median time (ms, batch 1, this CPU, current torch threads) of every unit of every exit's sub-model.
+    Trunk units are timed once and shared between exits. Returns per exit the unit times (twice: device layout and
+    edge layout are the same measurement)."""
+    import torch
+
+    def timed(unit: Any, x: Any) -> tuple[float, Any]:
+        with torch.no_grad():
+            out = unit(x)
+            ts = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                unit(x)
+                ts.append((time.perf_counter() - t) * 1e3)
+        return float(np.median(ts)), out
+
+    x = torch.randn(1, *chain.input_shape)
+    trunk_ms: list[float] = []
+    trunk_in: list[Any] = []
+    h = x
+    for unit in chain.trunk:
+        trunk_in.append(h)
+        ms, h = timed(unit, h)
+        trunk_ms.append(ms)
+    per_exit = []
+    for ep in chain.exit_points:
+        times = trunk_ms[:ep.after_trunk_units]
+        units = chain.units(ep.exit)[ep.after_trunk_units:]
+        h = x
+        with torch.no_grad():
+            for unit in chain.trunk[:ep.after_trunk_units]:
+                h = unit(h)
+        for unit in units:
+            ms, h = timed(unit, h)
+            times = times + [ms]
+        per_exit.append(times)
+    return per_exit, per_exit

@@ -13,12 +13,14 @@ timed at batch 1 on this host with the role's thread count. The sweep also measu
   a subset of the sweep layers run under the quota (:func:`calibrate_quota`).
 
 Cases are timed in interleaved rounds over chunks of :data:`SWEEP_CHUNK` cases
-(:func:`edgent.profile.timing.time_interleaved`). The sweep itself runs without the quota (10x faster);
-predictors multiply by ``quota_factor``. For a role of one thread under a quota (the device) the sweep's
-per-call times are the thread's CPU time (``time.thread_time``) rather than wall time: a quota turns CPU time
-into wall time at a fixed rate, and CPU time does not count the waits for a core that a busy host adds to
-wall time. Under a quota the work runs in slices separated by idle gaps, and on a virtual machine work after
-a gap runs on cold caches; so for such a role each timed call follows an idle gap (:func:`sweep_before`).
+(:func:`edgent.profile.timing.time_interleaved`). The sweep itself runs without the quota (a quota of a
+fraction ``q`` would make it ``1/q`` times slower); predictors multiply by ``quota_factor``. Per-call times are
+on the role's clock (:func:`sweep_clock`): for a role slowed on a CPU clock (the device role) that clock, the
+one its slowdown multiplies; for one thread under a quota the thread's CPU time (``time.thread_time``), since
+a quota turns CPU time into wall time at a fixed rate and CPU time does not count the waits for a core that a
+busy host adds to wall time; else wall time. Under a quota the work runs in slices separated by idle gaps, and
+on a virtual machine work after a gap runs on cold caches; so for such a role each timed call follows an idle
+gap (:func:`sweep_before`).
 """
 
 from __future__ import annotations
@@ -419,8 +421,9 @@ def sweep_before(emulation: DeviceEmulation) -> Callable[[], None] | None:
 
 
 def sweep_clock(emulation: DeviceEmulation) -> str:
-    """The clock of the sweep's per-call times: thread CPU time for one thread under a quota or for a role
-    slowed on its CPU clock, else the default (:func:`edgent.profile.timing.clock_name`, wall time)."""
+    """The clock of the sweep's per-call times: the role's own CPU clock for a role slowed on one, thread CPU
+    time for one thread under a quota, else the default (:func:`edgent.profile.timing.clock_name`, wall
+    time); see :attr:`~edgent.profile.throttle.DeviceEmulation.timing_clock`."""
     return emulation.timing_clock or clock_name()
 
 

@@ -15,13 +15,14 @@ Two ways to make this host look like the paper's Raspberry Pi 3, always named as
   taken ``factor`` times its real duration: its wall time, or (``clock="thread-cpu"``) the CPU time its thread
   spent on it. A multiplicative factor on measured time; needs no root.
 
-The device role is the second kind on the thread's CPU clock at the host's reference speed (x100,
-``clock="steady-cpu"``): a single call takes 100 x the CPU time its work would have taken with the host at
-its reference speed (:mod:`edgent.profile.hostspeed`), steady from call to call. On the plain CPU clock
-(``"thread-cpu"``, the device role from 13:50 to 17:50 on 2026-11-26) the shared host's passing speed came
-through x100: identical device calls spread by a third. The quota was the device role until 2026-11-26: its slowdown
-holds only for the time average, and single calls (what a request is) spread with the phase of the quota's
-period (full model 5th-95th percentile 161-565 ms, docs/planner.md), more than any one prediction can follow.
+The device role (:data:`DEVICE`) is the second kind on the thread's CPU clock at the host's reference speed
+(x100, ``clock="steady-cpu"``): a single call takes 100 x the CPU time its work would have taken with the host
+at its reference speed (:mod:`edgent.profile.hostspeed`), steady from call to call, because a request is one
+call and the planner prices it as one. The other emulations stay available as options, not as the device role:
+on the plain CPU clock (:data:`DEVICE_THREAD_CPU`) the shared host's passing speed comes through multiplied by
+100, so identical device calls spread with it; under a quota (:data:`DEVICE_QUOTA`) the slowdown holds only
+for the time average, and single calls spread with the phase of the quota's period, more than any one
+prediction can follow. The measured spreads of both are in docs/latency.md ("Two machine roles on one host").
 
 :class:`DeviceEmulation` bundles the thread count, the quota and the slowdown of one machine role, and says in
 ``describe()`` what is real and what is emulated; every profile and benchmark output records it.
@@ -140,9 +141,9 @@ class QuotaCgroup:
     def set_limited(self, limited: bool) -> None:
         """Switch the quota on (``quota_us`` per period, with a full budget from now) or off (unlimited) for
         everything in the group: a thread that is only sometimes throttled can stay in and have the limit
-        toggled, which is cheaper than moving it in and out (ad hoc on the 2-core VM: 0.03 ms to switch on, 0.2 ms
-        off, 0.3 ms to move a thread in; 5.7 ms per move inside the runtime, docs/planner.md). Writing the quota
-        also forgives the group's debt, see :meth:`edgent.demo.device.DeviceThrottle.scope`."""
+        toggled, which is cheaper than moving it in and out (the costs of both are in docs/planner.md, "The device
+        throttle"). Writing the quota also forgives the group's debt, see
+        :meth:`edgent.profile.device.DeviceThrottle.scope`."""
         try:
             (self.path / "cpu.cfs_quota_us").write_text(str(self.quota_us) if limited else "-1")
         except OSError as exc:
@@ -356,8 +357,8 @@ class DeviceEmulation:
 
     def with_real_part(self, threads: int | None = None, cpu_quota: float | None = None) -> "DeviceEmulation":
         """The same role with other threads and/or CPU quota (None keeps it; a quota of 0 removes it). The
-        thread-CPU clock times one unthrottled thread only, so a role given more threads or a quota falls back
-        to the wall clock."""
+        CPU clocks time one unthrottled thread only, so a role given more threads or a quota falls back to the
+        wall clock."""
         t = self.threads if threads is None else int(threads)
         q = self.cpu_quota if cpu_quota is None else (cpu_quota or None)
         clock = self.clock if t == 1 and not q else "wall"
@@ -415,9 +416,11 @@ class DeviceEmulation:
 
 #: The two roles on this host. Edge: 2 threads, unthrottled. Device (the paper's Raspberry Pi 3 against its
 #: desktop PC): 1 thread slowed x100 on its CPU clock at the host's reference speed, which puts
-#: alexnet-cifar10 at about the device/edge ratio of the paper (100-200x; measured ratio in docs/latency.md).
-#: The same on the plain CPU clock is :data:`DEVICE_THREAD_CPU`; the former device role, 1 thread under a
-#: real 10 % quota times x7, is :data:`DEVICE_QUOTA` (``edgent profile --cpu-quota 0.1 --slowdown 7``).
+#: alexnet-cifar10 at about the paper's device/edge ratio (100-200x; measured ratio in docs/latency.md).
+#: Separate emulation options, not roles: the same on the plain CPU clock, :data:`DEVICE_THREAD_CPU`; 1 thread
+#: under a real 10 % CFS quota times an emulated x7, :data:`DEVICE_QUOTA` (``edgent profile --cpu-quota 0.1
+#: --slowdown 7``), whose single calls spread with the quota's phase (module docstring); a predictor fitted for
+#: it prices its calls by the quota's time-averaged factor only (``quota_factor``).
 EDGE = DeviceEmulation(threads=2)
 DEVICE = DeviceEmulation(threads=1, slowdown=100.0, clock="steady-cpu")
 DEVICE_THREAD_CPU = DeviceEmulation(threads=1, slowdown=100.0, clock="thread-cpu")

@@ -16,11 +16,12 @@ import numpy as np
 
 
 def clock_name() -> str:
-    """Which clock per-call timings use: ``"wall"`` (``time.perf_counter``, the default and the only one for
-    real figures) or ``"thread-cpu"`` (``time.thread_time``: CPU time of the calling thread), chosen by the
-    environment variable ``EDGENT_PROFILE_CLOCK=thread-cpu``. The thread-CPU clock is for developing on a
-    loaded host with one torch thread: it ignores the time the thread waits for a core (and so does not see a
-    CPU quota, extra threads or I/O). Every profile and sweep records the clock used."""
+    """The default clock of per-call timings, used where a role does not name its own
+    (:attr:`edgent.profile.throttle.DeviceEmulation.timing_clock`: the device role times on its CPU clock):
+    ``"wall"`` (``time.perf_counter``) unless the environment variable ``EDGENT_PROFILE_CLOCK`` names another
+    of :data:`TIMER_CLOCKS`. A CPU clock is for developing on a loaded host with one torch thread: it ignores
+    the time the thread waits for a core (and so does not see a CPU quota, extra threads or I/O). Every
+    profile and sweep records the clock used."""
     name = os.environ.get("EDGENT_PROFILE_CLOCK", "wall")
     if name not in TIMER_CLOCKS:
         from edgent.errors import ConfigError
@@ -153,8 +154,8 @@ _GAP_WARM = np.zeros(16, dtype=np.float32)
 
 def idle_gap(gap_s: float = 0.004) -> None:
     """Leave the CPU idle for ``gap_s`` seconds, then run a trivial operation (so that the interpreter's own
-    code is warm again). A role under a CPU quota runs in slices separated by such gaps, and on the
-    development VM work ran slower under the quota than back to back (``edgent bench idle``), so its layers
+    code is warm again). A role under a CPU quota runs in slices separated by such gaps, and work can run
+    slower after one than back to back (``edgent bench idle`` measures it, docs/latency.md), so its layers
     are swept as they run after a gap."""
     time.sleep(gap_s)
     _GAP_WARM.sum()
@@ -165,8 +166,8 @@ def time_interleaved(fns: Sequence[Callable[[], Any]], throttled: bool, quick: b
                      window_s: float | None = None, warmup: int = 2, round_budget_s: float = 0.02,
                      before: Callable[[], Any] | None = None) -> list[TimingStats]:
     """Time several callables in interleaved rounds, so that the host's slow and fast phases (other tenants,
-    frequency changes: on a shared VM they last seconds and move a single-burst median by 30% or more) fall
-    on all of them alike.
+    frequency changes: on a shared VM they last seconds and move a single-burst median by tens of percent,
+    docs/latency.md "Timing on a shared VM") fall on all of them alike.
 
     Each round times every callable in turn: unthrottled, ``calls`` single calls (fewer for a callable slower
     than ``round_budget_s / calls``, at least one; the round's figure is their median); under a CPU quota, a window of at least ``window_s`` seconds of back-to-back calls (the round's

@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from edgent.errors import ConfigError
+from edgent.plan.link import shaper_burst_bytes, wire_per_payload
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,29 @@ class BandwidthEstimator:
     def idle_for_s(self) -> float:
         """Seconds since the last request or probe (a light probe is worth sending after a long idle)."""
         return time.monotonic() - self.last_activity_s
+
+
+def corrected_sample_bps(size_up: int, size_down: int, sample_bps: float | None,
+                         packet_headers_counted: bool = False) -> float | None:
+    """The link rate behind one throughput sample, without the shaper's bucket: a token-bucket shaper lets one
+    burst (:func:`edgent.plan.link.shaper_burst_bytes`) through at once after an idle spell, so a small message
+    reads faster than the link; only the bytes beyond the burst, in each direction, took the time. Where the
+    shaper counts Ethernet packets (``packet_headers_counted``) the packets' headers are added back. None when no
+    byte was shaped (the sample then says nothing about the rate)."""
+    if not sample_bps or sample_bps <= 0:
+        return None
+    link_s = 8.0 * (size_up + size_down) / sample_bps
+    burst = shaper_burst_bytes(sample_bps)
+    shaped = max(size_up - burst, 0.0) + max(size_down - burst, 0.0)
+    if shaped <= 0 or link_s <= 0:
+        return None
+    return 8.0 * shaped * wire_per_payload(packet_headers_counted) / link_s
+
+
+def timeout_bound_bps(upload_bytes: float, total_ms: float, device_ms: float, encode_ms: float = 0.0) -> float:
+    """The highest rate consistent with a request the edge did not answer in time: its upload was still under
+    way when the device gave up waiting, so the rate was at most its bytes over the time it waited (the
+    request's ``total_ms`` minus the device's own work and the encoding; at least 1 ms). Without it, a device
+    stuck on an edge plan during an outage would see no sample at all."""
+    waited_ms = float(total_ms) - float(device_ms) - float(encode_ms or 0.0)
+    return 8.0 * float(upload_bytes) / (max(waited_ms, 1.0) / 1e3)

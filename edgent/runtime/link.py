@@ -8,17 +8,19 @@ import time
 from dataclasses import dataclass, field
 
 from edgent.errors import ConfigError
+from edgent.plan.link import shaper_burst_bytes
 
 
 @dataclass
 class AppLink:
     """Round-trip delay ``delay_ms`` (half before sending, half after receiving) and, when ``rate_bps`` is set,
-    a token bucket of ``burst_bytes`` pacing the bytes of each direction (``emulated`` says the rate is
-    not the kernel's)."""
+    a token bucket pacing the bytes of each direction (``emulated`` says the rate is not the kernel's). The
+    bucket holds ``burst_bytes``, by default the same as ``tc tbf``'s on the namespace testbed
+    (:func:`edgent.plan.link.shaper_burst_bytes` of the rate)."""
 
     delay_ms: float = 0.0
     rate_bps: float | None = None
-    burst_bytes: int = 1600
+    burst_bytes: int | None = None
     _up_free_s: float = field(default=0.0, repr=False)
     _down_free_s: float = field(default=0.0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -32,6 +34,13 @@ class AppLink:
     def emulated(self) -> bool:
         """Whether this link limits the rate itself (no root, no tc)."""
         return self.rate_bps is not None
+
+    @property
+    def bucket_bytes(self) -> int:
+        """Bytes the bucket lets through at once after an idle spell at the current rate."""
+        if self.burst_bytes is not None:
+            return int(self.burst_bytes)
+        return shaper_burst_bytes(self.rate_bps or 0.0)
 
     def set_rate(self, rate_bps: float | None) -> None:
         """Change the emulated rate (None: no limit in the application)."""
@@ -56,7 +65,7 @@ class AppLink:
                 self._up_free_s = free
             else:
                 self._down_free_s = free
-        wait = free - now - 8.0 * self.burst_bytes / rate
+        wait = free - now - 8.0 * self.bucket_bytes / rate
         if wait > 0:
             time.sleep(wait)
 

@@ -277,8 +277,8 @@ class EdgeServer:
             meta_err["load"] = self.load().to_dict()
             return MsgType.ERROR, meta_err, b""
         # Inline when nothing else is queued or in service (and always with --threads 0): with the edge idle no
-        # other request can use a worker meanwhile, and the hand-off to it and back cost 0.24-0.25 ms per request
-        # on the 2-core VM (`edgent bench runtime`: the always_hand_off setting against the default).
+        # other request can use a worker meanwhile, so the hand-off to it and back would only add latency
+        # (measured by `edgent bench runtime`, the always_hand_off setting against the default: docs/runtime.md).
         inline = self.config.threads == 0 or (self.config.inline_when_idle and not self._waiting
                                               and not self._in_service)
         with self._lock:

@@ -147,5 +147,5 @@ class DeviceRuntime:
         }
 
 
-# the name used in the issue for the same thing
+# another name for the same class (docs/runtime.md lists both), kept for callers that use it
 CoInferenceSession = DeviceRuntime

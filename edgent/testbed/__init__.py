@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Sequence
 
 from edgent.errors import ConfigError, DataError, EdgentError
+from edgent.plan.link import shaper_burst_bytes
 from edgent.runtime.link import AppLink
 
 NETNS_PREFIX = "edgent-"
@@ -95,7 +96,7 @@ def tbf_args(rate_bps: float) -> list[str]:
     a queue of up to one second so that one request never overflows it."""
     if not rate_bps > 0:
         raise ConfigError(f"the link rate must be > 0 bit/s, got {rate_bps}")
-    burst = max(1600, int(rate_bps / 8 * 0.002))
+    burst = shaper_burst_bytes(rate_bps)
     return ["tbf", "rate", f"{int(rate_bps)}bit", "burst", str(burst), "latency", "1000ms"]
 
 
@@ -105,39 +106,6 @@ class TraceStep:
 
     time_s: float
     rate_bps: float
-
-
-def load_trace(path: str | Path, scale: float = 1.0, fmt: str = "auto") -> list[TraceStep]:
-    """Read a bandwidth trace: ``time_s rate`` per line, rate in Mbit/s (``fmt="mbps"``, the Norway 3G format,
-    the default for .log/.txt files) or bit/s (``fmt="bps"``), or the Belgium 4G JSON list of
-    ``{"duration_ms", "bandwidth_kbps"}``. ``scale`` multiplies every rate (say so when you use it)."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"trace file {p} does not exist")
-    text = p.read_text()
-    steps: list[TraceStep] = []
-    if text.lstrip().startswith("["):
-        t = 0.0
-        for item in json.loads(text):
-            steps.append(TraceStep(t, float(item["bandwidth_kbps"]) * 1e3 * scale))
-            t += float(item["duration_ms"]) / 1e3
-    else:
-        unit = 1.0 if fmt == "bps" else 1e6
-        t_first = None
-        for i, line in enumerate(text.splitlines()):
-            parts = line.split()
-            if not parts or parts[0].startswith("#"):
-                continue
-            try:
-                t_s, rate = float(parts[0]), float(parts[1])
-            except (ValueError, IndexError) as exc:
-                raise DataError(f"{p}:{i + 1}: expected '<time_s> <rate>', got {line!r}") from exc
-            t_first = t_s if t_first is None else t_first
-            steps.append(TraceStep(t_s - t_first, rate * unit * scale))
-    steps = [s for s in steps if s.rate_bps > 0]
-    if not steps:
-        raise DataError(f"trace {p} has no usable (time, rate) samples")
-    return steps
 
 
 class _Replayer(threading.Thread):
@@ -419,8 +387,13 @@ def start_edge_server(tb: "Testbed", model: str, port: int, log_path: str | Path
     return proc, port
 
 
+#: the lowest rate a replay sets on the link: a trace's outages (0 bit/s) run at it (``tc tbf`` cannot shape
+#: to 0 bit/s); the one outage policy of every replay
+MIN_REPLAY_BPS = 1000.0
+
+
 def replay_steps(time_s: Sequence[float], rate_bps: Sequence[float], t_begin: float = 0.0,
-                 t_end: float = float("inf"), min_rate_bps: float = 1000.0) -> list[TraceStep]:
+                 t_end: float = float("inf"), min_rate_bps: float = MIN_REPLAY_BPS) -> list[TraceStep]:
     """The rate changes that replay a trace (samples ``time_s``, ``rate_bps``) from ``t_begin`` to ``t_end``
     (seconds of the trace) with :meth:`Testbed.replay`: a first step at 0 with the rate in force at ``t_begin``,
     then one per later sample before ``t_end``; rates under ``min_rate_bps`` (outages: ``tc tbf`` cannot shape to

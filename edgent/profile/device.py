@@ -6,11 +6,12 @@ the host's reference speed: each device computation runs at this host's speed be
 workload, then the thread sleeps until the call has taken 100 x the CPU time the work would have taken with
 the host at its reference speed (:mod:`edgent.profile.hostspeed`). The same on every host, root or not.
 
-A role with a CPU quota (:data:`edgent.profile.throttle.DEVICE_QUOTA`, the device role until 2026-11-26): as
-root with a cgroup-v1 ``cpu`` controller, the computing thread joins a cgroup with the role's real CPU quota,
-which is switched on for each device computation and off afterwards; around that, the role's emulated
-slowdown (x7, a sleep after the work). Without root or cgroup v1 the quota cannot be real: the whole factor
-(1 / quota x slowdown) is emulated by the sleep, and :meth:`DeviceThrottle.describe` says so.
+A role with a CPU quota (such as :data:`edgent.profile.throttle.DEVICE_QUOTA`, a separate emulation option,
+not the device role): as root with a cgroup-v1 ``cpu`` controller, the computing thread joins a cgroup with
+the role's real CPU quota, which is switched on for each device computation and off afterwards; around that,
+the role's emulated slowdown (x7 for ``DEVICE_QUOTA``, a sleep after the work). Without root or cgroup v1 the
+quota cannot be real: the whole factor (1 / quota x slowdown) is emulated by the sleep, and
+:meth:`DeviceThrottle.describe` says so.
 """
 
 from __future__ import annotations
@@ -51,10 +52,10 @@ class DeviceThrottle:
         The calling thread joins the quota group once, on its first scope, and stays; the group's limit is on
         only inside a scope (``QuotaCgroup.set_limited``), so the device's networking and bookkeeping run at the
         host's speed as before. Switching the limit is cheaper than moving the thread in and out on every call
-        (figures in ``QuotaCgroup.set_limited``); both happen outside the timed, slowed-down part. The cost: every
+        (docs/planner.md, "The device throttle"); both happen outside the timed, slowed-down part. The cost: every
         call starts with the quota's full budget and the previous call's overrun forgiven, so single calls spread
-        wider than when the thread moved in per call (device records of `edgent bench paper`, table in
-        docs/planner.md: full model p5 161-215 ms against 201-205 ms, p95 474-565 against 505-512 ms)."""
+        wider than when the thread moved in per call (the device records of `edgent bench paper` for both ways
+        are tabulated in docs/planner.md)."""
         if self.group is None:
             with self.slowdown.scope():
                 yield
