@@ -16,14 +16,8 @@ from edgent.adapt.dynamic import DynamicConfigurator, EwmaEstimator, edge_queue_
 from edgent.adapt.traces import BandwidthTrace, synthetic_trace
 from edgent.errors import ConfigError, DataError
 from edgent.plan.link import Link
-from edgent.plan.table import ExitCosts, LatencyTable
 
-
-def toy_table() -> LatencyTable:
-    """Two exits: a cheap shallow one and an accurate deep one; the input is small, the middle tensor big."""
-    e1 = ExitCosts(1, 0.70, (10.0, 10.0), (0.5, 0.5), (3000, 40000, 0), 40)
-    e2 = ExitCosts(2, 0.80, (10.0, 60.0, 60.0), (0.5, 1.0, 1.0), (3000, 40000, 2000, 0), 40)
-    return LatencyTable("toy", (e1, e2))
+from .conftest import toy_table
 
 
 # -- BOCPD -------------------------------------------------------------------------------------------------------

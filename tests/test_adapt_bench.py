@@ -10,7 +10,7 @@ import pytest
 from edgent.adapt.traces import synthetic_trace
 from edgent.adapt.simulate import split_by_file
 from edgent.cli.main import main
-from tests.test_adapt import toy_table
+from .conftest import toy_table
 
 
 def write_traces(d, n=8):
@@ -90,7 +90,7 @@ def test_bench_dynamic_replays_decisions_on_the_testbed(tmp_path):
 
 def test_replay_steps_start_at_the_rate_in_force_and_floor_outages():
     from edgent.adapt.traces import BandwidthTrace
-    from edgent.bench.dynamic_testbed import MIN_REPLAY_BPS, replay_steps
+    from edgent.bench.dynamic.testbed import MIN_REPLAY_BPS, replay_steps
 
     tr = BandwidthTrace("t", np.array([0.0, 1.0, 2.0, 3.0, 4.0]), np.array([1e6, 2e6, 0.0, 3e6, 4e6]), 5.0)
     steps = replay_steps(tr, 1.5, 3.2)

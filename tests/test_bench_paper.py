@@ -4,7 +4,7 @@ summary on hand-made data, and a short real run (`--quick`) whose JSON and plots
 from __future__ import annotations
 
 import json
-import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +16,9 @@ from edgent.bench.paper import STAGES, summarize, within
 from edgent.plan.link import shaper_burst_bytes
 from edgent.plan import ExitCosts, LatencyTable, Link, OverheadModel, Planner, WireFraming
 
+from .conftest import IS_ROOT, check_png, netns_names
+
 ROOT = Path(__file__).resolve().parents[1]
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def _table() -> LatencyTable:
@@ -143,15 +144,6 @@ def test_summary_on_known_data() -> None:
     assert summarize(variants)["edgent_meets_every_requirement_the_oracle_meets"] is False
 
 
-def _check_png(path: Path) -> None:
-    import matplotlib.image as mpimg
-
-    assert path.is_file() and path.stat().st_size > 5000, path
-    img = mpimg.imread(path)
-    assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 400
-    assert float(np.std(img[..., :3])) > 0.01, "the plot is a blank image"
-
-
 @pytest.mark.slow
 def test_quick_run_end_to_end(tmp_path: Path) -> None:
     # as root (CI): the namespace testbed with the real CPU quota; otherwise the emulated link and device
@@ -165,8 +157,6 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     words = " ".join(p.stdout.split())
-    assert "within +-10 % (or 5 ms) of the prediction" in words
-    assert "Edgent meets every requirement of (c) the oracle meets" in words
     data = json.loads((out / "paper-quick.json").read_text())
     assert data["benchmark"] == "paper-quick" and data["quick"] is True
     assert data["testbed"]["kind"] == ("netns" if IS_ROOT else "emulated")
@@ -182,10 +172,11 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
             assert 1 <= r["exit"] <= 5 and 0 <= r["partition"] <= r["units"]
             assert r["requests"] == n_req and 0.0 <= r["within_share"] <= 1.0
             assert r["predicted_ms"] == pytest.approx(sum(r["predicted_stages_ms"][s] for s in STAGES))
-            assert 1.0 < r["measured_ms"]["median"] < 5000.0
+            assert r["measured_ms"]["median"] > 1.0  # milliseconds: no request is done in under 1 ms
             meas = v["measurements"][r["measurement"]]
             assert (meas["exit"], meas["partition"]) == (r["exit"], r["partition"])
             req = meas["requests"]
+            assert r["measured_ms"]["median"] == pytest.approx(float(np.median(req["total_ms"])))
             assert len(req["total_ms"]) == n_req and set(req["where"]) <= {"edge", "device"}
             for i, total in enumerate(req["total_ms"]):  # the stages add up to the total
                 assert sum(req[f"{s}_ms"][i] for s in STAGES) == pytest.approx(total, abs=0.01)
@@ -204,13 +195,16 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert s["requests"] == sum(len(m["requests"]["total_ms"]) for m in v["measurements"].values())
     assert 0.0 <= s["within_share"] <= 1.0 and set(s["stages"]) == set(STAGES)
     assert isinstance(s["edgent_meets_every_requirement_the_oracle_meets"], bool)
+    # the printed summary gives the headline figures of the JSON: requests, share within, the oracle verdict
+    assert f"{s['requests']} requests" in words and f"{100 * s['within_share']:.1f} %" in words
+    verdict = "yes" if s["edgent_meets_every_requirement_the_oracle_meets"] else "NO"
+    assert re.search(rf"oracle[^:]*: {verdict}\b", words), words[-2000:]
     assert set(s["within_share_if_measured"]) == {"device", "edge", "device_and_edge", "device_and_edge_fluid_link"}
     for name in ("bandwidth", "deadline", "accuracy", "scatter"):
-        _check_png(out / f"paper-quick_{name}.png")
+        check_png(out / f"paper-quick_{name}.png")
     lines = (raw / "records.jsonl").read_text().splitlines()
     assert len(lines) >= s["requests"]  # DeviceRuntime's own records (+ one warm-up per configuration)
     assert (raw / "edge.log").is_file()
     if IS_ROOT:
         netns = data["testbed"]["describe"].split("netns ")[1].split(",")[0]
-        names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert netns not in names  # removed at the end
+        assert netns not in netns_names()  # removed at the end

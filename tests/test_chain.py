@@ -28,7 +28,7 @@ def test_partition_invariant_alexnet():
     assert assert_partition_invariant(model, batch=3) == sum(n + 1 for n in (12, 16, 19, 20, 22))
 
 
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+@pytest.mark.parametrize("name", ["resnet18", pytest.param("mobilenet_v2", marks=pytest.mark.slow)])
 def test_partition_invariant_converted_torchvision(name):
     model = load_model(name)
     assert model.num_exits == 4

@@ -4,7 +4,6 @@ content, cleanup on Ctrl-C, and the burst correction of throughput samples."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -18,9 +17,10 @@ import pytest
 from edgent.demo.summary import METHOD_LABELS
 from edgent.profile.throttle import role_emulation
 
+from .conftest import check_png, needs_root, netns_names
+
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "edgent" / "model" / "weights"
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def _model_flags() -> list[str]:
@@ -39,24 +39,15 @@ def _demo(out: Path, *extra: str, duration: float = 8.0) -> subprocess.Completed
     return subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=ROOT)
 
 
-def _check_png(path: Path) -> None:
-    import matplotlib.image as mpimg
-
-    assert path.is_file() and path.stat().st_size > 5000, path
-    img = mpimg.imread(path)
-    assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 400
-    assert float(np.std(img[..., :3])) > 0.01, "the plot is a blank image"
-
-
 def _check_report(out: Path, kind: str, duration: float = 8.0, period_ms: float = 300.0) -> dict:
     html = (out / "report.html").read_text()
     assert "<table>" in html
     for label in METHOD_LABELS.values():
         assert label in html, f"summary row missing from the HTML: {label}"
-    assert "MEASURED on the testbed" in html
+    assert "MEASURED" in html  # the measured row, apart from the simulated ones
     assert 'src="timeline.png"' in html and 'src="summary.png"' in html
-    _check_png(out / "timeline.png")
-    _check_png(out / "summary.png")
+    check_png(out / "timeline.png")
+    check_png(out / "summary.png")
     data = json.loads((out / "report.json").read_text())
     assert data["testbed"]["kind"] == kind
     reqs = data["requests"]
@@ -64,12 +55,12 @@ def _check_report(out: Path, kind: str, duration: float = 8.0, period_ms: float 
     lines = (out / "records.jsonl").read_text().splitlines()
     assert len(lines) == len(reqs)  # DeviceRuntime's own per-request records
     for r in reqs:
-        assert 1.0 < r["latency_ms"] < 5000.0, r
+        assert r["latency_ms"] > 1.0, r  # milliseconds: no request is done in under 1 ms
         assert 1 <= r["plan"]["exit"] <= 5 and 0 <= r["plan"]["partition"] <= 22
         assert r["where"] in ("edge", "device", "fallback")
         assert 0 <= r["time_s"] <= duration + 1.0
         if r["where"] == "edge":
-            assert r["network_ms"] is not None and r["network_ms"] > 0
+            assert r["network_ms"] is not None and 0 < r["network_ms"] < r["latency_ms"], r
     times = [r["time_s"] for r in reqs]
     assert times == sorted(times)
     rows = {row["key"]: row for row in data["summary"]}
@@ -84,13 +75,8 @@ def _check_report(out: Path, kind: str, duration: float = 8.0, period_ms: float 
     return data
 
 
-def _netns_names() -> str:
-    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-
-
 @pytest.mark.slow
-@pytest.mark.root
-@pytest.mark.skipif(not IS_ROOT, reason="the namespace testbed needs root (CI runs as root)")
+@needs_root
 def test_demo_on_the_namespace_testbed(tmp_path: Path) -> None:
     p = _demo(tmp_path / "rep")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
@@ -98,7 +84,7 @@ def test_demo_on_the_namespace_testbed(tmp_path: Path) -> None:
     assert str(tmp_path / "rep" / "report.html") in p.stdout.replace("\n", "")
     data = _check_report(tmp_path / "rep", "netns")
     netns = re.search(r"netns (edgent-[0-9]+-[0-9]+)", data["testbed"]["describe"]).group(1)
-    assert netns not in _netns_names()  # removed at the end
+    assert netns not in netns_names()  # removed at the end
 
 
 @pytest.mark.slow
@@ -108,7 +94,8 @@ def test_demo_emulated_link(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     words = " ".join(p.stdout.split())
     dev = role_emulation("device")
-    assert "EMULATED link" in words and f"role 'device': 1 torch thread; emulated slowdown x{dev.slowdown:g} of its thread's CPU time" in words
+    assert "EMULATED" in words  # the run says that its link is emulated, and how the device is
+    assert "1 torch thread" in words and f"x{dev.slowdown:g}" in words
     data = _check_report(tmp_path / "rep", "emulated")
     assert "SYNTHETIC" in data["inputs"]
     assert all(r["label"] is None for r in data["requests"])
@@ -116,8 +103,7 @@ def test_demo_emulated_link(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.root
-@pytest.mark.skipif(not IS_ROOT, reason="the namespace testbed needs root (CI runs as root)")
+@needs_root
 def test_demo_ctrl_c_cleans_up(tmp_path: Path) -> None:
     out = tmp_path / "rep"
     cmd = [sys.executable, "-m", "edgent.cli.main", "demo", "--duration", "60", "--out", str(out), "--live", "off",
@@ -131,7 +117,7 @@ def test_demo_ctrl_c_cleans_up(tmp_path: Path) -> None:
                 break
             time.sleep(0.2)
         assert proc.poll() is None, proc.stdout.read()[-3000:] if proc.stdout else ""
-        assert f"edgent-{proc.pid}-" in _netns_names()
+        assert f"edgent-{proc.pid}-" in netns_names()
         proc.send_signal(signal.SIGINT)
         text, _ = proc.communicate(timeout=60)
     finally:
@@ -140,7 +126,7 @@ def test_demo_ctrl_c_cleans_up(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == 0, text[-3000:]
     assert "interrupted" in text
-    assert f"edgent-{proc.pid}-" not in _netns_names()
+    assert f"edgent-{proc.pid}-" not in netns_names()
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert f"edp{proc.pid}d" not in links
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
@@ -174,6 +160,7 @@ def test_default_trace_and_map_traces(tmp_path: Path) -> None:
     traces, what = training_traces(0, n_synthetic=2, trace_file=tmp_path / "t1", scale=0.5)
     names = [t.name for t in traces]
     assert "t0" in names and "t2" in names and "t1" not in names
-    assert "1 files there are not traces" in what
+    assert str(tmp_path) in what and "x0.5" in what  # the folder the map traces came from, and their scale
+    assert re.search(r"\b1\b[^()]*skipped", what), what  # notes.txt: one file skipped
     t2 = traces[names.index("t2")]
     assert t2.rate_bps[0] == pytest.approx(0.5 * 3e6)

@@ -10,14 +10,11 @@ import torch
 from edgent.errors import ConfigError
 from edgent.profile import hostspeed
 from edgent.profile.hostspeed import REFERENCE_MS, SpeedProbe, SteadyCall, steady_ms
+from edgent.profile import throttle as throttle_module
 from edgent.profile.throttle import Slowdown
 from edgent.profile.timing import call_timer, time_interleaved, time_per_call
 
-
-def busy(seconds: float) -> None:
-    end = time.thread_time() + seconds
-    while time.thread_time() < end:
-        pass
+from .conftest import FakeClock, busy
 
 
 class FakeProbe(SpeedProbe):
@@ -69,19 +66,25 @@ def test_slowdown_on_the_steady_clock_takes_factor_x_the_work_at_reference_speed
     t0 = time.perf_counter()
     with sd.scope():
         busy(0.02)
-    elapsed = time.perf_counter() - t0
+    assert time.perf_counter() - t0 >= 0.049  # really waits (a loaded host only adds)
     assert slow.calls == 2  # once before the work, once after
     assert sd.last is not None and sd.last.work_cpu_ms >= 19.9
     assert sd.last.steady_ms == pytest.approx(sd.last.work_cpu_ms * 0.5)
-    assert 0.049 <= elapsed < 0.049 + 0.5 * 0.02 * 5 + 0.3  # 5 x 10 ms, not 5 x 20 ms (a loaded host adds)
+    clock = FakeClock()  # the call's length, on a wall clock no other tenant moves
+    monkeypatch.setattr(throttle_module, "time", clock)
+    t0 = clock.perf_counter()
+    with sd.scope():
+        busy(0.02)
+    assert clock.perf_counter() - t0 == pytest.approx(5 * sd.last.steady_ms / 1e3, abs=1e-3)  # 5 x 10 ms, not x 20
     # at the reference speed it is the plain CPU clock; waiting costs nothing
     monkeypatch.setattr(hostspeed, "_PROBE", FakeProbe(speed=1.0))
     sd = Slowdown(5.0, clock="steady-cpu")
-    t0 = time.perf_counter()
+    t0 = clock.perf_counter()
     with sd.scope():
         busy(0.02)
-        time.sleep(0.05)
-    assert 0.099 <= time.perf_counter() - t0 < 0.5
+        time.sleep(0.05)  # real waiting: not on the CPU clock
+    assert 19.9 <= sd.last.work_cpu_ms < 45 and sd.last.steady_ms == pytest.approx(sd.last.work_cpu_ms)
+    assert clock.perf_counter() - t0 == pytest.approx(5 * sd.last.steady_ms / 1e3, abs=1e-3)
     assert "reference speed" in sd.describe()
     # the body's error still passes through, after the call was timed and slowed
     with pytest.raises(RuntimeError, match="bad"):

@@ -18,6 +18,8 @@ from edgent.model.chain import MultiExitChain
 from edgent.plan import (ExitCosts, LatencyTable, Link, OverheadModel, Planner, build_latency_table, oracle_plan,
                          payload_bytes, plan, predict_latency, table_from_measurements, transfer_sizes)
 
+from .conftest import FlopsPredictor, hand_table
+
 NO_OVERHEAD = OverheadModel(0.0, 0.0)
 
 
@@ -121,16 +123,6 @@ def test_totals_and_predict_match_brute_force(table, link, ov, queue):
 
 
 # ---------------------------------------------------------------- hand-made cases with known answers
-def hand_table(main_device_ms=(100.0, 100.0, 100.0)) -> LatencyTable:
-    """Two exits at 80 kbit/s (10 bytes per ms), no result bytes. Totals by partition point:
-    exit 1 (acc 0.6): p0 200+2=202, p1 100+50+1=151, p2 120 (device only);
-    exit 2 (acc 0.8): p0 200+3=203, p1 100+50+2=152, p2 200+10+1=211, p3 300 (device only)."""
-    return LatencyTable("hand", (
-        ExitCosts(1, 0.6, (100.0, 20.0), (1.0, 1.0), (2000, 500, 0), 0),
-        ExitCosts(2, 0.8, main_device_ms, (1.0, 1.0, 1.0), (2000, 500, 100, 0), 0),
-    ))
-
-
 LINK_80K = Link(80_000, 80_000, 0.0)
 
 
@@ -160,11 +152,11 @@ def test_infeasible_plan_says_why_and_falls_back_to_fastest():
     got = plan(hand_table(), LINK_80K, 100, overhead=NO_OVERHEAD)
     assert not got.feasible and got.fallback
     assert (got.exit, got.partition) == (1, 2)
-    assert "120.0 ms > deadline 100.0 ms" in got.reason
-    assert "bottleneck is device" in got.reason
+    assert "120.0" in got.reason and "100.0" in got.reason  # the fastest plan's latency against the deadline
+    assert "bottleneck" in got.reason and "device" in got.reason
     slow_link = Link(8_000, 8_000, 0.0)  # 1 byte/ms: now the fastest is still device-only exit 1
     got = plan(hand_table(), slow_link, 50, "edge", overhead=NO_OVERHEAD)
-    assert "bottleneck is upload (2000.0 ms)" in got.reason
+    assert "upload" in got.reason and "2000.0" in got.reason  # the bottleneck and its time
     assert got.to_json()["reason"] == got.reason and got.to_json()["fallback"] is True
 
 
@@ -276,18 +268,6 @@ def tiny_chain() -> MultiExitChain:
              ("flat", nn.Flatten()), ("fc", nn.Linear(4 * 4 * 4, 10))]
     branch = [("bflat", nn.Flatten()), ("bfc", nn.Linear(4 * 8 * 8, 10))]
     return MultiExitChain("tiny", trunk, [(2, branch)], (3, 8, 8), 10).eval()
-
-
-class FlopsPredictor:
-    """A fake latency model: ``ms_per_mflop`` per million FLOPs plus a constant per unit."""
-
-    def __init__(self, ms_per_mflop: float, const_ms: float) -> None:
-        self.ms_per_mflop, self.const_ms = ms_per_mflop, const_ms
-        self.seen: list[str] = []
-
-    def predict_unit_ms(self, unit) -> float:
-        self.seen.append(unit.name)
-        return unit.flops / 1e6 * self.ms_per_mflop + self.const_ms
 
 
 def test_build_latency_table_from_chain_and_predictors():

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from edgent.bench import experiments, static
 from edgent.bench import planner as bench_planner
-from edgent.bench import static
 from edgent.plan import ExitCosts, LatencyTable, OverheadModel
 
 
@@ -52,7 +52,7 @@ def test_run_static_reproduces_the_expected_choices(tmp_path):
 
 
 def test_float32_input_variant_changes_only_point_zero():
-    t = static.with_input_bytes(paper_like_table(), 777)
+    t = experiments.with_input_bytes(paper_like_table(), 777)
     assert [e.transfer_bytes[0] for e in t.exits] == [777, 777]
     assert t.exits[1].transfer_bytes[1:] == paper_like_table().exits[1].transfer_bytes[1:]
 

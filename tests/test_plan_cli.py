@@ -12,7 +12,7 @@ from edgent.cli.main import main
 from edgent.errors import ConfigError
 from edgent.plan import Link, Planner
 from edgent.plan.units import format_rate, parse_duration_ms, parse_rate_bps
-from tests.test_plan import FlopsPredictor, hand_table
+from .conftest import FlopsPredictor, hand_table
 
 
 @pytest.mark.parametrize("text, want", [

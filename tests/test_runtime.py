@@ -8,11 +8,11 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 import torch
 
-from edgent.model.zoo import load_for_inference
 from edgent.data.cifar10 import to_model_input
 from edgent.errors import ConfigError
 from edgent.runtime import (AppLink, BandwidthEstimator, DeviceClient, DeviceRuntime, RemoteError, ServerConfig,
@@ -20,12 +20,7 @@ from edgent.runtime import (AppLink, BandwidthEstimator, DeviceClient, DeviceRun
 from edgent.runtime.local import ThreadedServer, free_port, serve_process, stop_process
 from edgent.runtime.protocol import HEADER, MAGIC, MsgType, ProtocolError, encode_frame, parse_header, recv_frame
 
-MODEL = "alexnet-cifar10"
-
-
-@pytest.fixture(scope="module")
-def chain():
-    return load_for_inference(MODEL, random_weights=True, seed=0)
+MODEL = "alexnet-cifar10"  # the conftest's ``chain`` fixture: this model with seeded random weights
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +64,12 @@ def test_every_exit_and_spread_of_points_equals_local_forward(server, chain, ima
 
 
 def test_health_and_readiness(server, chain):
+    t0 = time.perf_counter()
     with client_for(server, chain) as c:
         h = c.health()
+        spent_ms = (time.perf_counter() - t0) * 1e3
         assert h["live"] and h["ready"] and h["models"] == [MODEL]
-        assert c.estimator.rtt_ms is not None and c.estimator.rtt_ms < 100
+        assert c.estimator.rtt_ms is not None and 0 <= c.estimator.rtt_ms <= spent_ms  # a round trip it timed
 
 
 def test_wrong_token_is_refused(server, chain):

@@ -11,25 +11,13 @@ import threading
 import pytest
 import torch
 
-from edgent.model.zoo import load_for_inference
 from edgent.data.cifar10 import to_model_input
 from edgent.runtime import DeviceClient
 from edgent.runtime.local import free_port, serve_process, stop_process
 from edgent.testbed import (EmulatedTestbed, NetnsTestbed, TraceStep, cleanup_leftovers, is_root, MIN_REPLAY_BPS, replay_steps,
                             open_testbed)
 
-MODEL = "alexnet-cifar10"
-_skip_without_root = pytest.mark.skipif(not is_root(), reason="the namespace testbed needs root")
-
-
-def needs_root(test):
-    """Mark a test as needing root (marker ``root``) and skip it without root."""
-    return pytest.mark.root(_skip_without_root(test))
-
-
-@pytest.fixture(scope="module")
-def chain():
-    return load_for_inference(MODEL, random_weights=True, seed=0)
+from .conftest import needs_root, netns_names  # and the ``chain`` fixture (alexnet-cifar10, random weights)
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +30,6 @@ def edge_in(tb, port: int, extra=()):
     if tb.kind == "netns":
         return serve_process(port, host=tb.edge_host, prefix=["ip", "netns", "exec", tb.netns], extra=extra)
     return serve_process(port, extra=extra)
-
-
-def netns_names() -> str:
-    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
 
 
 @needs_root

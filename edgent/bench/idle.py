@@ -149,10 +149,10 @@ def run(quick: bool = False, allow_cpu_sleep: bool = False) -> dict[str, Any]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from edgent.bench.record import add_common_options
+
     p = sub.add_parser("idle", help="how work runs after the CPU was idle, and under a real CPU quota")
-    p.add_argument("--quick", action="store_true", help="fewer repetitions")
-    p.add_argument("--out-dir", default=None, help="results folder (default benchmarks/results)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_common_options(p, "fewer repetitions")
     p.set_defaults(func=_cmd, manages_cpu_idle=True)
 
 

@@ -131,19 +131,27 @@ def run(repeats: int = 20000, models: tuple[str, ...] = ("alexnet-cifar10", "res
 
 
 def register(bench_sub: argparse._SubParsersAction) -> None:
+    from edgent.bench.record import add_common_options
+
     p = bench_sub.add_parser("planner", help="time one planning decision (target <= 100 us for alexnet-cifar10)")
     p.add_argument("--repeats", type=int, default=20000, help="decisions timed per model (default 20000)")
     p.add_argument("--models", default="alexnet-cifar10,resnet18,mobilenet_v2",
                    help="comma-separated zoo models to time")
-    p.add_argument("--out-dir", default=None, help="results folder (default benchmarks/results)")
+    add_common_options(p, "2000 decisions per model instead of --repeats (a smoke run)")
     p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
-    from edgent.bench.record import write_result
+    from edgent.bench.record import common_options, emit, write_result
 
-    result = run(args.repeats, tuple(m for m in args.models.split(",") if m))
-    path = write_result("planner", result, args.out_dir)
+    common = common_options(args)
+    result = run(min(args.repeats, 2000) if common.quick else args.repeats, tuple(m for m in args.models.split(",") if m))
+    path = write_result("planner-quick" if common.quick else "planner", result, common.out_dir)
+    emit(result, path, common, _print_result)
+    return 0
+
+
+def _print_result(result: dict) -> None:
     for row in result["models"]:
         e = row["edgent"]
         print(f"{row['model']:>16}: {row['pairs']:4d} pairs, median {e['median_us']:.1f} us, "
@@ -153,5 +161,4 @@ def _main(args: argparse.Namespace) -> int:
     if "meets_target" in result:
         print(f"alexnet-cifar10: {result['alexnet_median_us']:.1f} us "
               f"({'meets' if result['meets_target'] else 'MISSES'} the {TARGET_US:.0f} us target)")
-    print(f"wrote {path}")
     return 0

@@ -189,11 +189,12 @@ def _target_check(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from edgent.bench.record import add_common_options
+
     p = sub.add_parser("predictor", help="accuracy of the latency predictors on unseen layers, models and "
                                          "alexnet-cifar10 device/edge parts (sweep + fit + evaluate)")
     p.add_argument("--roles", default="edge,device", help="comma-separated roles (default: edge,device)")
     p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="models whose units are tested")
-    p.add_argument("--quick", action="store_true", help="fewer repetitions and a smaller sweep (a smoke run)")
     p.add_argument("--sweep-scale", type=float, default=None,
                    help="multiplier of the number of sweep layers per kind (default 1, or 0.3 with --quick)")
     p.add_argument("--save-fits", default=None, help="also save the fitted predictors in this folder "
@@ -203,8 +204,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cpu-quota", type=float, default=None,
                    help="run the device role under a real cgroup-v1 CPU quota, as a fraction of its threads' "
                         "CPUs (default: none, as the role has none; needs root)")
-    p.add_argument("--out-dir", default=None, help="results folder (default benchmarks/results)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_common_options(p, "fewer repetitions and a smaller sweep (a smoke run)")
     p.set_defaults(func=_cmd)
 
 

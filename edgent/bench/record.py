@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import os
 import platform
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +56,35 @@ def write_result(name: str, result: dict[str, Any], out_dir: str | Path | None =
     path = out / f"{name}.json"
     path.write_text(json.dumps({"benchmark": name, "machine": machine_details(), **result}, indent=1) + "\n")
     return path
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """The options every ``edgent bench NAME`` takes: where results go, whether to print them as JSON, and a
+    quick (smaller, smoke-test) run."""
+
+    out_dir: Path = RESULTS_DIR
+    json: bool = False
+    quick: bool = False
+
+
+def add_common_options(p: argparse.ArgumentParser, quick_help: str = "a smaller, faster run (a smoke test)") -> None:
+    """Add ``--out-dir``, ``--json`` and ``--quick`` to a benchmark's parser (every benchmark has all three)."""
+    p.add_argument("--out-dir", default=None, help=f"results folder (default {RESULTS_DIR})")
+    p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    p.add_argument("--quick", action="store_true", help=quick_help)
+
+
+def common_options(args: argparse.Namespace) -> BenchOptions:
+    """The common options of a parsed command line, as a typed object (the CLI layer calls this)."""
+    return BenchOptions(out_dir=Path(args.out_dir) if args.out_dir else RESULTS_DIR, json=bool(args.json),
+                        quick=bool(args.quick))
+
+
+def emit(result: dict[str, Any], path: Path, common: BenchOptions, print_table: Any) -> None:
+    """Print a written result: the JSON with ``--json``, else ``print_table(result)``; then where it went."""
+    if common.json:
+        print(json.dumps(result, indent=1, default=str))
+    else:
+        print_table(result)
+        print(f"wrote {path}")

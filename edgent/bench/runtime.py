@@ -265,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
     result["checks"] = {"median_overhead_le_1ms": result["overhead"]["default"]["overhead_ms"]["median"] <= 1.0,
                         "float32_encode_ge_1GBps": f32["encode_GBps"] >= 1.0,
                         "float32_decode_ge_1GBps": f32["decode_GBps"] >= 1.0}
-    path = write_result("runtime", result, args.out)
+    path = write_result("runtime", result, args.out_dir)
     if args.json:
         print(json.dumps(result, indent=1))
     else:
@@ -281,14 +281,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from edgent.bench.record import add_common_options
+
     p = sub.add_parser("runtime", help="runtime overhead on loopback, codec throughput and accuracy cost")
     p.add_argument("--model", default="alexnet-cifar10")
     p.add_argument("--random-weights", action="store_true", help="seeded random weights even if trained exist")
     p.add_argument("--requests", type=int, default=300)
     p.add_argument("--images", type=int, default=500, help="test images for the codec accuracy cost")
     p.add_argument("--min-time-s", type=float, default=0.2, help="timing per codec and direction")
-    p.add_argument("--quick", action="store_true", help="skip the codec accuracy cost")
     p.add_argument("--compare-grpc", action="store_true", help="also time gRPC against the frames (needs grpcio)")
-    p.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_common_options(p, "skip the codec accuracy cost")
     p.set_defaults(func=run)

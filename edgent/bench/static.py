@@ -24,26 +24,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgent.bench.experiments import (BANDWIDTHS_KBIT, DEADLINE_A_MS, DEADLINES_B_MS, DEADLINES_C_MS, RATE_B_KBIT,
+                                      RATE_C_KBIT, accuracy_bars, compute_ratio, with_input_bytes)
 from edgent.plan.link import Link
 from edgent.plan.overhead import OverheadModel
 from edgent.plan.planner import POLICIES, Plan, Planner
 from edgent.plan.table import LatencyTable
-
-BANDWIDTHS_KBIT: tuple[float, ...] = (50, 75, 100, 150, 200, 250, 300, 400, 500, 600, 800, 1000, 1250, 1500, 2000)
-DEADLINE_A_MS = 1000.0
-RATE_B_KBIT = 500.0
-DEADLINES_B_MS: tuple[float, ...] = tuple(float(d) for d in range(100, 1001, 100))
-RATE_C_KBIT = 400.0
-DEADLINES_C_MS: tuple[float, ...] = tuple(float(d) for d in range(100, 501, 100))
-
-
-def with_input_bytes(table: LatencyTable, input_bytes: int, raw_input: bool = True) -> LatencyTable:
-    """The same table with ``input_bytes`` sent at partition point 0 of every exit: the raw input (preprocessed
-    on the edge) or, with ``raw_input=False``, the model's input (preprocessed on the device)."""
-    return replace(table, raw_input=raw_input,
-                   exits=tuple(replace(e, transfer_bytes=(int(input_bytes), *e.transfer_bytes[1:]))
-                               for e in table.exits))
-
 
 def _row(p: Plan, table: LatencyTable) -> dict[str, Any]:
     n = table.exits[p.exit - 1].num_units
@@ -123,19 +109,6 @@ def findings(a: list[dict[str, Any]], b: list[dict[str, Any]], c: list[dict[str,
         "b_lowest_feasible_deadline_ms": next((r["deadline_ms"] for r in b if r["feasible"]), None),
         "c_deadlines_met_by_policy": {p: met.get(p, []) for p in policies},
     }
-
-
-def compute_ratio(table: LatencyTable) -> dict[str, float]:
-    """Predicted compute of the full model all on the device vs all on the edge, as the planner prices them
-    (with the input's preprocessing)."""
-    from edgent.plan.planner import Planner
-
-    pl = Planner(table)
-    main = table.exits[-1]
-    j_edge = int(np.flatnonzero((pl.pair_exit == main.exit) & (pl.pair_point == 0))[0])
-    device, edge = table.device_call_ms(main.exit), float(pl.edge_ms[j_edge])
-    return {"device_only_compute_ms": device, "edge_only_compute_ms": edge,
-            "device_to_edge_ratio": device / edge if edge > 0 else float("inf")}
 
 
 def run_static(table: LatencyTable, *, rtt_ms: float = 0.0, overhead: OverheadModel | None = None,
@@ -254,25 +227,6 @@ def plot_static(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     plt.close(fig)
     paths.append(path)
     return paths
-
-
-def accuracy_bars(ax: Any, rows: list[dict[str, Any]], floor: float = 0.0) -> None:
-    """Experiment (c) on ``ax``: per latency requirement, one bar per policy at the accuracy of the exit it used
-    (bars start at ``floor``); a missed requirement is hatched and marked x."""
-    deadlines = sorted({r["deadline_ms"] for r in rows})
-    policies = list(dict.fromkeys(r["policy"] for r in rows))
-    width = 0.8 / len(policies)
-    for k, policy in enumerate(policies):
-        for i, d in enumerate(deadlines):
-            r = next(r for r in rows if r["policy"] == policy and r["deadline_ms"] == d)
-            x = i + (k - (len(policies) - 1) / 2) * width
-            style = ({"color": f"C{k}"} if r["met"]
-                     else {"color": "white", "edgecolor": f"C{k}", "hatch": "//"})
-            ax.bar(x, r["accuracy"] - floor, width, bottom=floor, label=policy if i == 0 else None, **style)
-            if not r["met"]:
-                ax.text(x, floor + 0.005, "x", ha="center", fontsize=9, color=f"C{k}", fontweight="bold")
-    ax.set_xticks(range(len(deadlines)), [f"{d:g}" for d in deadlines])
-    ax.set_xlabel("latency requirement (ms)")
 
 
 # ------------------------------------------------------------------ command

@@ -137,9 +137,9 @@ def run_device_requests(args: argparse.Namespace, host: str, port: int, link=Non
 
 
 def runtime_plan(r):
-    from edgent.runtime.session import Plan
+    from edgent.plan.planner import Plan
 
-    return Plan(r.requested["exit"], r.requested["partition"], r.requested.get("codec") or "float32")
+    return Plan.fixed(r.requested["exit"], r.requested["partition"], r.requested.get("codec") or "float32")
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -189,7 +189,7 @@ def cmd_testbed_up(args: argparse.Namespace) -> int:
 
 
 def cmd_testbed_down(args: argparse.Namespace) -> int:
-    from edgent.testbed import PERSISTENT_PREFIX, _run, cleanup_leftovers, is_root, state_dir
+    from edgent.testbed import PERSISTENT_PREFIX, run_command, cleanup_leftovers, is_root, state_dir
 
     if not is_root():
         raise ConfigError("`edgent testbed down` needs root")
@@ -199,15 +199,15 @@ def cmd_testbed_down(args: argparse.Namespace) -> int:
             print(f"no testbed called {f.stem}")
             continue
         st = json.loads(f.read_text())
-        _run(["ip", "link", "del", st["dev_if"]], check=False)
-        _run(["ip", "netns", "del", st["netns"]], check=False)
+        run_command(["ip", "link", "del", st["dev_if"]], check=False)
+        run_command(["ip", "netns", "del", st["netns"]], check=False)
         f.unlink()
         print(f"removed testbed {f.stem} (netns {st['netns']})")
     if args.all:
-        for line in _run(["ip", "netns", "list"], check=False).stdout.splitlines():
+        for line in run_command(["ip", "netns", "list"], check=False).stdout.splitlines():
             name = line.split()[0] if line.split() else ""
             if name.startswith(PERSISTENT_PREFIX):
-                _run(["ip", "netns", "del", name], check=False)
+                run_command(["ip", "netns", "del", name], check=False)
                 print(f"removed {name}")
     removed = cleanup_leftovers()
     if removed:

@@ -43,7 +43,7 @@ class PlanHook:
     def __call__(self, bandwidth_bps: float | None, rtt_ms: float | None, edge_load: Any) -> Any:
         from edgent.adapt.dynamic import edge_queue_ms
         from edgent.plan.link import Link
-        from edgent.runtime.session import Plan
+        from edgent.plan.planner import Plan
 
         d = self.conf.decide(bandwidth_bps, self.rtt_ms, edge_queue_ms(edge_load))
         self.last = d
@@ -53,7 +53,7 @@ class PlanHook:
         pred = float(self.cands.latency_ms(Link(rate, rate, self.rtt_ms))[k])
         self.last_predicted_ms = pred
         exit, partition, _ = d.config.as_tuple()
-        return Plan(exit, partition, wire_codec(d.config), {"total": round(pred, 3)})
+        return Plan.fixed(exit, partition, wire_codec(d.config), predicted_ms=pred, policy="edgent-dynamic")
 
 
 def wire_codec(cfg: Any) -> str:

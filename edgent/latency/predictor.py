@@ -36,28 +36,11 @@ from edgent.errors import DataError, ModelError
 from edgent.latency.features import (KNOWN_KINDS, check_kind, paper_feature_names, paper_features,
                                      rich_feature_names, rich_features, shape_key)
 from edgent.latency.regression import LinearFit, LocalCorrection, fit_linear, r_squared
-from edgent.model.describe import LayerInfo, UnitInfo
+from edgent.model.describe import LayerInfo, UnitInfo, layer_from_json, unit_from_json  # noqa: F401
 from edgent.profile.throttle import DeviceEmulation
 
 FORMAT = "edgent-latency-predictor"
 VERSION = 1
-
-
-def layer_from_json(d: dict[str, Any]) -> LayerInfo:
-    """A :class:`LayerInfo` from its JSON form (``dataclasses.asdict``)."""
-    d = dict(d)
-    for k in ("input_shape", "output_shape"):
-        d[k] = tuple(int(v) for v in d.get(k, ()))
-    return LayerInfo(**d)
-
-
-def unit_from_json(d: dict[str, Any]) -> UnitInfo:
-    """A :class:`UnitInfo` from its JSON form (:meth:`UnitInfo.to_json`)."""
-    d = dict(d)
-    d["layers"] = tuple(layer_from_json(x) for x in d.get("layers", ()))
-    for k in ("input_shape", "output_shape"):
-        d[k] = tuple(int(v) for v in d.get(k, ()))
-    return UnitInfo(**d)
 
 
 @dataclass

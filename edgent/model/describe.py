@@ -283,3 +283,20 @@ def describe_model(chain: MultiExitChain) -> dict[str, Any]:
         "branches": [u.to_json() for u in branch_units],
         "exits": exits,
     }
+
+
+def layer_from_json(d: dict[str, Any]) -> LayerInfo:
+    """A :class:`LayerInfo` from its JSON form (``dataclasses.asdict``)."""
+    d = dict(d)
+    for k in ("input_shape", "output_shape"):
+        d[k] = tuple(int(v) for v in d.get(k, ()))
+    return LayerInfo(**d)
+
+
+def unit_from_json(d: dict[str, Any]) -> UnitInfo:
+    """A :class:`UnitInfo` from its JSON form (:meth:`UnitInfo.to_json`)."""
+    d = dict(d)
+    d["layers"] = tuple(layer_from_json(x) for x in d.get("layers", ()))
+    for k in ("input_shape", "output_shape"):
+        d[k] = tuple(int(v) for v in d.get(k, ()))
+    return UnitInfo(**d)

@@ -86,7 +86,7 @@ class Plan:
     feasible: bool
     accuracy: float
     predicted_ms: float
-    breakdown: LatencyBreakdown
+    breakdown: LatencyBreakdown | None
     policy: str
     reason: str
     fallback: bool
@@ -95,8 +95,22 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        d["breakdown"] = asdict(self.breakdown)
+        d["breakdown"] = None if self.breakdown is None else asdict(self.breakdown)
         return d
+
+    @classmethod
+    def fixed(cls, exit: int, partition: int, codec: str = "float32", predicted_ms: float = math.nan,
+              policy: str = "fixed") -> "Plan":
+        """A plan chosen outside the planner (a fixed configuration, a map lookup): what to run, with the
+        prediction when one is known; no breakdown, deadline or feasibility verdict."""
+        return cls(exit=int(exit), partition=int(partition), codec=str(codec), feasible=True, accuracy=math.nan,
+                   predicted_ms=float(predicted_ms), breakdown=None, policy=policy, reason="", fallback=False)
+
+    def predicted_stages_ms(self) -> dict[str, float] | None:
+        """The prediction as recorded per request: the breakdown by stage, or just the total, or None."""
+        if self.breakdown is not None:
+            return {k: round(float(v), 4) for k, v in asdict(self.breakdown).items()}
+        return None if math.isnan(self.predicted_ms) else {"total_ms": round(self.predicted_ms, 4)}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ import torch
 
 from edgent.jsonio import read_json_file
 from edgent.errors import DataError, ModelError
-from edgent.latency.features import check_kind, paper_feature_names, paper_features
 from edgent.model.chain import MultiExitChain
 from edgent.model.describe import UnitInfo, describe_chain
 from edgent.profile.throttle import CPU_CLOCKS, DeviceEmulation
@@ -148,17 +147,9 @@ def profile_model(chain: MultiExitChain, role: str, emulation: DeviceEmulation, 
 
 
 def _record(exit: int, info: UnitInfo, trunk: bool, st: TimingStats, emulation: DeviceEmulation) -> dict[str, Any]:
-    paper = []
-    for layer in info.layers:
-        try:
-            check_kind(layer)
-            paper.append({"kind": layer.kind, **dict(zip(paper_feature_names(layer.kind),
-                                                         paper_features(layer).tolist()))})
-        except ModelError:
-            paper.append({"kind": layer.kind})
     return {"exit": exit, "index": info.index, "name": info.name, "trunk": trunk, "kind": info.kind,
             "ms": st.median_ms * emulation.slowdown, "measured_ms": st.median_ms, "stats": st.to_json(),
-            "paper_variables": paper, "flops": info.flops, "params": info.params,
+            "flops": info.flops, "params": info.params,
             "input_bytes": _numel(info.input_shape) * 4, "output_bytes": info.output_bytes, "unit": info.to_json()}
 
 
@@ -199,7 +190,7 @@ def save_profile(doc: dict[str, Any], path: str | Path) -> Path:
 
 def profile_from_json(doc: dict[str, Any]) -> ModelProfile:
     """A :class:`ModelProfile` from a profile document."""
-    from edgent.latency.predictor import unit_from_json
+    from edgent.model.describe import unit_from_json
 
     if doc.get("format") != PROFILE_FORMAT:
         raise DataError(f"not an edgent profile (format {doc.get('format')!r}, expected {PROFILE_FORMAT!r})")

@@ -2,9 +2,10 @@
 bandwidth, RTT and edge load, co-infer with :class:`DeviceClient`, feed the bandwidth estimator, and write one
 JSON line per request (plan, predicted and measured times, bandwidth sample, outcome).
 
-A configurator is any callable ``(bandwidth_bps, rtt_ms, edge_load) -> plan`` where the plan is a tuple
-``(exit, partition, codec)`` or an object with ``exit``, ``partition``, ``codec`` attributes and, optionally,
-``predicted_ms`` (a dict of predicted stage times) - the static planner and the dynamic configurator plug in here.
+A configurator is any callable ``(bandwidth_bps, rtt_ms, edge_load) -> plan`` where the plan is an
+:class:`edgent.plan.Plan` (the one plan type, from the planner to the wire), a tuple ``(exit, partition, codec)``,
+or an object with ``exit``, ``partition`` and ``codec`` attributes - the static planner and the dynamic
+configurator plug in here.
 """
 
 from __future__ import annotations
@@ -19,36 +20,26 @@ import numpy as np
 import torch
 
 from edgent.errors import ConfigError
+from edgent.plan.planner import Plan
 from edgent.runtime.client import DeviceClient, InferenceResult
 
 Configurator = Callable[[float | None, float | None, dict[str, Any] | None], Any]
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What to run for one request: the exit, the partition point and the codec of the crossing tensor."""
-
-    exit: int
-    partition: int
-    codec: str = "float32"
-    predicted_ms: dict[str, float] | None = None
-
-
 def as_plan(value: Any) -> Plan:
-    """Normalise what a configurator returned into a :class:`Plan`."""
+    """Normalise what a configurator returned into a :class:`~edgent.plan.Plan`."""
     if isinstance(value, Plan):
         return value
     if isinstance(value, tuple) and len(value) in (2, 3):
-        return Plan(int(value[0]), int(value[1]), str(value[2]) if len(value) == 3 else "float32")
+        return Plan.fixed(int(value[0]), int(value[1]), str(value[2]) if len(value) == 3 else "float32")
     if all(hasattr(value, a) for a in ("exit", "partition")):
-        return Plan(int(value.exit), int(value.partition), str(getattr(value, "codec", "float32") or "float32"),
-                    getattr(value, "predicted_ms", None))
+        return Plan.fixed(int(value.exit), int(value.partition), str(getattr(value, "codec", "float32") or "float32"))
     raise ConfigError(f"a configurator must return (exit, partition, codec) or a plan object, got {value!r}")
 
 
 def fixed_plan(exit: int, partition: int, codec: str = "float32") -> Configurator:
     """A configurator that always answers the same plan (for tests and `edgent infer`)."""
-    plan = Plan(exit, partition, codec)
+    plan = Plan.fixed(exit, partition, codec)
     return lambda bandwidth_bps, rtt_ms, edge_load: plan
 
 
@@ -118,7 +109,7 @@ class DeviceRuntime:
             "time_unix_s": round(time.time(), 6),
             "plan": {"exit": plan.exit, "partition": plan.partition, "codec": plan.codec},
             "inputs": {"bandwidth_bps": bw, "rtt_ms": rtt, "edge_load": r.edge_load},
-            "predicted_ms": plan.predicted_ms,
+            "predicted_ms": plan.predicted_stages_ms(),
             "measured_ms": {
                 "plan": round(r.timings_ms.get("plan_ms", 0.0), 4),
                 "device": round(r.device_ms, 4),

@@ -42,7 +42,8 @@ def is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def _run(cmd: Sequence[str], check: bool = True) -> subprocess.CompletedProcess:
+def run_command(cmd: Sequence[str], check: bool = True) -> subprocess.CompletedProcess:
+    """Run one ``ip``/``tc`` command (20 s at most); with ``check``, a failure raises :class:`TestbedError`."""
     p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=20)
     if check and p.returncode != 0:
         raise TestbedError(f"`{' '.join(cmd)}` failed: {p.stderr.strip() or p.stdout.strip()}")
@@ -64,7 +65,7 @@ def cleanup_leftovers() -> list[str]:
     if not is_root() or shutil.which("ip") is None:
         return []
     removed = []
-    for line in _run(["ip", "netns", "list"], check=False).stdout.splitlines():
+    for line in run_command(["ip", "netns", "list"], check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         if not name.startswith(NETNS_PREFIX) or name.startswith(PERSISTENT_PREFIX):
             continue
@@ -73,9 +74,9 @@ def cleanup_leftovers() -> list[str]:
         except ValueError:
             continue
         if not _pid_alive(pid):
-            _run(["ip", "netns", "del", name], check=False)
+            run_command(["ip", "netns", "del", name], check=False)
             removed.append(name)
-    for line in _run(["ip", "-o", "link", "show", "type", "veth"], check=False).stdout.splitlines():
+    for line in run_command(["ip", "-o", "link", "show", "type", "veth"], check=False).stdout.splitlines():
         parts = line.split(":")
         if len(parts) < 2:
             continue
@@ -86,7 +87,7 @@ def cleanup_leftovers() -> list[str]:
             except ValueError:
                 continue
             if not _pid_alive(pid):
-                _run(["ip", "link", "del", ifname], check=False)
+                run_command(["ip", "link", "del", ifname], check=False)
                 removed.append(ifname)
     return removed
 
@@ -247,7 +248,7 @@ class NetnsTestbed(Testbed):
         else:
             self.netns = f"{NETNS_PREFIX}{pid}-{k}"
             self.dev_if, self.edge_if = f"edp{pid}d{k}", "eth0"
-        used = _run(["ip", "-o", "addr"], check=False).stdout
+        used = run_command(["ip", "-o", "addr"], check=False).stdout
         for _ in range(100):
             a, b = random.randrange(256), random.randrange(64) * 4
             if f"10.213.{a}.{b + 1}/" not in used:
@@ -261,33 +262,33 @@ class NetnsTestbed(Testbed):
             raise
 
     def _create(self) -> None:
-        _run(["ip", "netns", "add", self.netns])
+        run_command(["ip", "netns", "add", self.netns])
         self._created = True
-        _run(["ip", "link", "add", self.dev_if, "type", "veth", "peer", "name", self.edge_if, "netns", self.netns])
-        _run(["ip", "addr", "add", f"{self.device_host}/30", "dev", self.dev_if])
-        _run(["ip", "link", "set", self.dev_if, "up"])
+        run_command(["ip", "link", "add", self.dev_if, "type", "veth", "peer", "name", self.edge_if, "netns", self.netns])
+        run_command(["ip", "addr", "add", f"{self.device_host}/30", "dev", self.dev_if])
+        run_command(["ip", "link", "set", self.dev_if, "up"])
         ns = ["ip", "netns", "exec", self.netns]
-        _run(ns + ["ip", "addr", "add", f"{self.edge_host}/30", "dev", self.edge_if])
-        _run(ns + ["ip", "link", "set", self.edge_if, "up"])
-        _run(ns + ["ip", "link", "set", "lo", "up"])
+        run_command(ns + ["ip", "addr", "add", f"{self.edge_host}/30", "dev", self.edge_if])
+        run_command(ns + ["ip", "link", "set", self.edge_if, "up"])
+        run_command(ns + ["ip", "link", "set", "lo", "up"])
         if self.rate_bps is not None:
-            _run(["tc", "qdisc", "add", "dev", self.dev_if, "root", *tbf_args(self.rate_bps)])
-            _run(ns + ["tc", "qdisc", "add", "dev", self.edge_if, "root", *tbf_args(self.rate_bps)])
+            run_command(["tc", "qdisc", "add", "dev", self.dev_if, "root", *tbf_args(self.rate_bps)])
+            run_command(ns + ["tc", "qdisc", "add", "dev", self.edge_if, "root", *tbf_args(self.rate_bps)])
 
     def set_rate(self, rate_bps: float) -> None:
         """Change the shaped rate of both directions now (``tc qdisc replace``)."""
         args = tbf_args(rate_bps)
-        _run(["tc", "qdisc", "replace", "dev", self.dev_if, "root", *args])
-        _run(["ip", "netns", "exec", self.netns, "tc", "qdisc", "replace", "dev", self.edge_if, "root", *args])
+        run_command(["tc", "qdisc", "replace", "dev", self.dev_if, "root", *args])
+        run_command(["ip", "netns", "exec", self.netns, "tc", "qdisc", "replace", "dev", self.edge_if, "root", *args])
         self.rate_bps = rate_bps
 
     def edge_command(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.netns, *argv]
 
     def _destroy(self) -> None:
-        _run(["ip", "link", "del", self.dev_if], check=False)
+        run_command(["ip", "link", "del", self.dev_if], check=False)
         if self._created:
-            _run(["ip", "netns", "del", self.netns], check=False)
+            run_command(["ip", "netns", "del", self.netns], check=False)
             self._created = False
 
     def close(self) -> None:
@@ -297,7 +298,7 @@ class NetnsTestbed(Testbed):
             self._destroy()
 
     def exists(self) -> bool:
-        return self.netns in _run(["ip", "netns", "list"], check=False).stdout
+        return self.netns in run_command(["ip", "netns", "list"], check=False).stdout
 
     def describe(self) -> str:
         rate = "unshaped" if self.rate_bps is None else f"{self.rate_bps / 1e6:g} Mbit/s each way (tc tbf)"
