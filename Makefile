@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgent-installed
 
-.PHONY: setup demo test clean-venv
+.PHONY: setup demo test test-fast clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# the non-slow suite (no end-to-end runs, no wheel build, no training): for a developer, in under 2 minutes
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 clean-venv:
 	rm -rf $(VENV)

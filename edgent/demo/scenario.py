@@ -8,7 +8,7 @@
   (same ``--scale``). The replayed trace is never used to build the maps.
 - Latency tables come from the fitted latency models (``edgent.latency.default_predictor("device"|"edge")``):
   the device is the "device" role of :mod:`edgent.profile.throttle` (1 thread, 10% CPU quota, x7 emulated
-  slowdown), which :mod:`edgent.demo.device` reproduces while the demo runs.
+  slowdown), which :class:`edgent.profile.device.DeviceThrottle` reproduces while the demo runs.
 """
 
 from __future__ import annotations
