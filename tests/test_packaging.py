@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from .conftest import REPO
 
 # What `edgent plan` / `serve` / the zoo read from inside the package (edgent/latency/predictor.py FITTED_DIR,
 # edgent/model/zoo.py WEIGHTS_DIR), and the PEP 561 marker pyproject.toml names.

@@ -14,7 +14,7 @@ import torch
 from edgent.data.cifar10 import to_model_input
 from edgent.runtime import DeviceClient
 from edgent.runtime.local import free_port, serve_process, stop_process
-from edgent.testbed import (EmulatedTestbed, NetnsTestbed, TraceStep, cleanup_leftovers, is_root, MIN_REPLAY_BPS, replay_steps,
+from edgent.testbed import (MIN_REPLAY_BPS, EmulatedTestbed, NetnsTestbed, TraceStep, cleanup_leftovers, replay_steps,
                             open_testbed)
 
 from .conftest import needs_root, netns_names  # and the ``chain`` fixture (alexnet-cifar10, random weights)

@@ -59,7 +59,7 @@ def run_benchmark(opts: DynamicOptions) -> dict[str, Any]:
                       f"{opts.model} on {decisions[best].trace.name} (scale x{opts.scale:g}), deadline {deadline:g} ms")
     testbed = None
     if opts.testbed_seconds > 0:
-        testbed = run_on_testbed(args, cands, decisions[best], {m: raw[m].latency_ms[best] for m in METHODS},
+        testbed = run_on_testbed(opts, cands, decisions[best], {m: raw[m].latency_ms[best] for m in METHODS},
                                  deadline, out_dir / f"{name}-testbed")
     o, dyn = summary["oracle"], summary["edgent-dynamic"]
     done = {
