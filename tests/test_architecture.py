@@ -130,3 +130,19 @@ def test_each_library_stage_imports_only_stages_upstream(stage: str) -> None:
     bad = sorted(f"{m} imports {t}" for m, ts in IMPORTS.items() if _stage(m) == stage for t, _ in ts
                  if _stage(t) not in allowed)
     assert not bad, "\n".join(bad)
+
+
+def test_every_benchmark_takes_the_common_options() -> None:
+    """``edgent bench NAME`` for every registered benchmark accepts ``--out-dir``, ``--json`` and ``--quick``."""
+    import argparse
+
+    from edgent.cli import bench_cmds
+
+    parser = argparse.ArgumentParser()
+    bench_cmds.register(parser.add_subparsers())
+    bench = next(a for a in parser._subparsers._group_actions[0].choices["bench"]._actions  # noqa: SLF001
+                 if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+    assert len(bench.choices) >= 7
+    for name, sub in bench.choices.items():
+        flags = {f for a in sub._actions for f in a.option_strings}  # noqa: SLF001
+        assert {"--out-dir", "--json", "--quick"} <= flags, f"bench {name} lacks {({'--out-dir', '--json', '--quick'} - flags)}"

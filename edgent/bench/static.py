@@ -18,13 +18,15 @@ Results go to ``benchmarks/results/static.json`` and three PNG plots next to it.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from edgent.bench.experiments import (BANDWIDTHS_KBIT, DEADLINE_A_MS, DEADLINES_B_MS, DEADLINES_C_MS, RATE_B_KBIT,
+from edgent.bench.experiments import (QUICK_BANDWIDTHS_KBIT, QUICK_DEADLINES_B_MS, QUICK_DEADLINES_C_MS,
+                                      BANDWIDTHS_KBIT, DEADLINE_A_MS, DEADLINES_B_MS, DEADLINES_C_MS, RATE_B_KBIT,
                                       RATE_C_KBIT, accuracy_bars, compute_ratio, with_input_bytes)
 from edgent.plan.link import Link
 from edgent.plan.overhead import OverheadModel
@@ -112,7 +114,8 @@ def findings(a: list[dict[str, Any]], b: list[dict[str, Any]], c: list[dict[str,
 
 
 def run_static(table: LatencyTable, *, rtt_ms: float = 0.0, overhead: OverheadModel | None = None,
-               float32_input_bytes: int | None = None, measured: LatencyTable | None = None) -> dict[str, Any]:
+               float32_input_bytes: int | None = None, measured: LatencyTable | None = None,
+               quick: bool = False) -> dict[str, Any]:
     """All three experiments on ``table`` (as sent) and on its float32-input variant; with a ``measured``
     table (same model, measured unit times) also the oracle and each choice's measured-table latency."""
     first = table.exits[0].transfer_bytes[0]
@@ -131,9 +134,9 @@ def run_static(table: LatencyTable, *, rtt_ms: float = 0.0, overhead: OverheadMo
     for name, (t, m) in variants.items():
         planner = Planner(t, overhead)
         mp = Planner(m, overhead) if m is not None else None
-        a = sweep_bandwidth(planner, BANDWIDTHS_KBIT, DEADLINE_A_MS, rtt_ms, mp)
-        b = sweep_deadline(planner, RATE_B_KBIT, DEADLINES_B_MS, rtt_ms, mp)
-        c = compare_policies(planner, RATE_C_KBIT, DEADLINES_C_MS, rtt_ms, mp)
+        a = sweep_bandwidth(planner, QUICK_BANDWIDTHS_KBIT if quick else BANDWIDTHS_KBIT, DEADLINE_A_MS, rtt_ms, mp)
+        b = sweep_deadline(planner, RATE_B_KBIT, QUICK_DEADLINES_B_MS if quick else DEADLINES_B_MS, rtt_ms, mp)
+        c = compare_policies(planner, RATE_C_KBIT, QUICK_DEADLINES_C_MS if quick else DEADLINES_C_MS, rtt_ms, mp)
         out["variants"][name] = {
             "input_bytes": t.exits[0].transfer_bytes[0],
             "a_bandwidth_sweep": {"deadline_ms": DEADLINE_A_MS, "rows": a},
@@ -231,6 +234,8 @@ def plot_static(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
 
 # ------------------------------------------------------------------ command
 def register(bench_sub: argparse._SubParsersAction) -> None:
+    from edgent.bench.record import add_common_options
+
     p = bench_sub.add_parser("static", help="the paper's static experiments, predicted, as JSON and PNG plots")
     p.add_argument("--model", default="alexnet-cifar10")
     p.add_argument("--device-profile", default=None, help="device latency model (default: the fitted one)")
@@ -241,7 +246,7 @@ def register(bench_sub: argparse._SubParsersAction) -> None:
                    help="a latency table of measured unit times (table_from_measurements): adds the oracle and "
                         "the measured latency of each choice")
     p.add_argument("--rtt", default="0ms", help="round-trip time (default 0ms, as in the paper's formula)")
-    p.add_argument("--out-dir", default=None, help="results folder (default benchmarks/results)")
+    add_common_options(p, "two points per sweep instead of the paper's grid (a smoke run)")
     p.set_defaults(func=_main)
 
 
@@ -262,7 +267,7 @@ def _describe_predictor(role: str, path: str | None) -> dict[str, Any]:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from edgent.bench.record import RESULTS_DIR, write_result
+    from edgent.bench.record import common_options, emit, write_result
     from edgent.model.card import parse_accuracies
     from edgent.plan.sources import table_for_model
     from edgent.plan.units import parse_duration_ms
@@ -285,14 +290,21 @@ def _main(args: argparse.Namespace) -> int:
 
         raise ConfigError(f"--measured-table {args.measured_table} does not have the exits and units of the "
                           f"predicted table of {table.model!r}")
-    result = run_static(table, rtt_ms=rtt, measured=measured)
+    common = common_options(args)
+    result = run_static(table, rtt_ms=rtt, measured=measured, quick=common.quick)
     result["source"] = source
     result["table"] = table.to_json()
-    out_dir = Path(args.out_dir) if args.out_dir else RESULTS_DIR
-    path = write_result("static", result, out_dir)
-    plots = plot_static(result, out_dir)
+    name = "static-quick" if common.quick else "static"
+    path = write_result(name, result, common.out_dir)
+    plots = plot_static(result, common.out_dir)
+    emit(result, path, common, _print_static)
+    print(f"plots: {', '.join(str(p) for p in plots)}", file=sys.stderr if common.json else sys.stdout)
+    return 0
+
+
+def _print_static(result: dict[str, Any]) -> None:
     comp = result["compute"]
-    print(f"{table.model}: device-only compute {comp['device_only_compute_ms']:.1f} ms, edge-only "
+    print(f"{result['table']['model']}: device-only compute {comp['device_only_compute_ms']:.1f} ms, edge-only "
           f"{comp['edge_only_compute_ms']:.2f} ms (ratio {comp['device_to_edge_ratio']:.0f}x)")
     for vname, v in result["variants"].items():
         print(f"[{vname}, input {v['input_bytes']} B]")
@@ -305,5 +317,3 @@ def _main(args: argparse.Namespace) -> int:
         met = v["findings"]["c_deadlines_met_by_policy"]
         print("  (c) requirements met: " + "; ".join(f"{p}: {', '.join(f'{d:g}' for d in ds) or 'none'}"
                                                      for p, ds in met.items()))
-    print(f"wrote {path} and {', '.join(str(p) for p in plots)}")
-    return 0
