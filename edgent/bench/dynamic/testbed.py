@@ -51,15 +51,13 @@ class TestbedExecutor:
         table = self.cands.tables[0]
         opts = BedOptions(model=self.cands.model, rate_bps=1e6, rtt_ms=self.rtt_ms, emulate=self.emulate,
                           port=8473, seed=self.seed, log_dir=self.raw_dir, client_name="edgent-bench-dynamic")
-        self.bed = self._stack.enter_context(CoInferenceBed(opts, table, [e.accuracy for e in table.exits]))
-        try:
+        with contextlib.ExitStack() as stack:  # on a failure below, the bed is torn down on the way out
+            self.bed = stack.enter_context(CoInferenceBed(opts, table, [e.accuracy for e in table.exits]))
             self.client, self.tb = self.bed.client, self.bed.testbed
             self.images, _, source = request_images(200, seed=self.seed)
             self.describe = {**self.bed.describe(), "inputs": source, "min_replay_bps": MIN_REPLAY_BPS}
             self.bed.warm_up(self.images[0])
-        except BaseException:
-            self._stack.close()
-            raise
+            self._stack = stack.pop_all()
         return self
 
     def __exit__(self, *exc: object) -> None:
