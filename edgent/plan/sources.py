@@ -26,7 +26,11 @@ def card_accuracies(model: str, card_path: str | Path | None = None) -> list[flo
         raise ConfigError(f"the model card {path} does not exist yet (it is written when training finishes: "
                           f"`edgent train --model {model}`); give the accuracy of each exit with --accuracies "
                           "A1,A2,... or a card with --card F")
-    return list(read_card(path).exit_top1)
+    card = read_card(path)
+    if card.model != model:
+        raise ConfigError(f"the model card {path} is for model {card.model!r}, not {model!r}: give the card of "
+                          f"{model} with --card, or its accuracy per exit with --accuracies A1,A2,...")
+    return list(card.exit_top1)
 
 
 def load_unit_predictor(role: str, path: str | Path | None) -> Any:

@@ -12,7 +12,7 @@ this module created are ever touched.
 from __future__ import annotations
 
 import bisect
-import json
+import math
 import os
 import random
 import shutil
@@ -107,37 +107,28 @@ class TraceStep:
     rate_bps: float
 
 
-def load_trace(path: str | Path, scale: float = 1.0, fmt: str = "auto") -> list[TraceStep]:
-    """Read a bandwidth trace: ``time_s rate`` per line, rate in Mbit/s (``fmt="mbps"``, the Norway 3G format,
-    the default for .log/.txt files) or bit/s (``fmt="bps"``), or the Belgium 4G JSON list of
-    ``{"duration_ms", "bandwidth_kbps"}``. ``scale`` multiplies every rate (say so when you use it)."""
+def load_trace(path: str | Path, scale: float = 1.0, fmt: str = "auto",
+               min_rate_bps: float = 1000.0) -> list[TraceStep]:
+    """Read a bandwidth trace as the rate steps to replay: the formats of :func:`edgent.adapt.traces.load_trace`
+    (``time_s rate`` text with the rate in Mbit/s, the Norway 3G format; the Belgium 4G JSON list of
+    ``{"duration_ms", "bandwidth_kbps"}``; Mahimahi), or with ``fmt="bps"`` ``time_s rate`` text with the rate in
+    bit/s. ``scale`` multiplies every rate (say so when you use it); rates under ``min_rate_bps`` (outages:
+    ``tc tbf`` cannot shape to 0 bit/s, an emulated link at a few bit/s takes minutes per request) are replayed at
+    it. A missing, non-UTF-8, truncated or malformed file is a DataError naming the file and the entry."""
+    from edgent.adapt.traces import load_cooked
+    from edgent.adapt.traces import load_trace as load_any
+
+    if not (math.isfinite(scale) and scale > 0):
+        raise ConfigError(f"the trace scale must be a finite number > 0, got {scale}")
+    if fmt not in ("auto", "mbps", "bps"):
+        raise ConfigError(f"unknown trace format {fmt!r}; known: auto, mbps, bps")
     p = Path(path)
     if not p.is_file():
         raise DataError(f"trace file {p} does not exist")
-    text = p.read_text()
-    steps: list[TraceStep] = []
-    if text.lstrip().startswith("["):
-        t = 0.0
-        for item in json.loads(text):
-            steps.append(TraceStep(t, float(item["bandwidth_kbps"]) * 1e3 * scale))
-            t += float(item["duration_ms"]) / 1e3
-    else:
-        unit = 1.0 if fmt == "bps" else 1e6
-        t_first = None
-        for i, line in enumerate(text.splitlines()):
-            parts = line.split()
-            if not parts or parts[0].startswith("#"):
-                continue
-            try:
-                t_s, rate = float(parts[0]), float(parts[1])
-            except (ValueError, IndexError) as exc:
-                raise DataError(f"{p}:{i + 1}: expected '<time_s> <rate>', got {line!r}") from exc
-            t_first = t_s if t_first is None else t_first
-            steps.append(TraceStep(t_s - t_first, rate * unit * scale))
-    steps = [s for s in steps if s.rate_bps > 0]
-    if not steps:
-        raise DataError(f"trace {p} has no usable (time, rate) samples")
-    return steps
+    trace = load_cooked(p) if fmt == "bps" else load_any(p)
+    unit = 1e-6 if fmt == "bps" else 1.0  # load_cooked reads the second column as Mbit/s
+    return [TraceStep(float(t), max(float(r) * unit * scale, min_rate_bps))
+            for t, r in zip(trace.time_s, trace.rate_bps)]
 
 
 class _Replayer(threading.Thread):
