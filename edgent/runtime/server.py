@@ -45,6 +45,9 @@ from edgent.model.chain import MultiExitChain
 from edgent.model.preprocess import default_preprocess, get_preprocess
 from edgent.runtime.protocol import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    HEADER,
+    HEADER_BYTES,
+    MAGIC,
     MAX_HELLO_META_BYTES,
     Frame,
     MsgType,
@@ -58,6 +61,9 @@ log = logging.getLogger("edgent.serve")
 
 DEFAULT_PORT = 8470
 MAX_BATCH = 256
+#: the most of a connection's first message looked at before it is handed to TLS or the framing (a TLS record
+#: of a ClientHello is at most 16 KiB + 5 bytes; a HELLO frame at most 16 + 4 KiB)
+_GREETING_PEEK_BYTES = 16 * 1024 + 5
 
 
 @dataclass
@@ -71,6 +77,8 @@ class ServerConfig:
     ``body_timeout_s``: a frame must arrive whole within this time of its first byte.
     ``min_rate_bps`` / ``rate_grace_s``: after the grace, a frame must keep arriving at this rate (bit/s).
     ``write_timeout_s``: an answer that cannot be handed to the kernel within this time closes the connection.
+    ``control_frames_per_s``: frames per connection and second that are not answered with a RESULT (HEALTH,
+    PROBE, refused requests); beyond it (after a burst of as many) the connection's next frame waits.
     ``read_buffer_bytes`` / ``write_buffer_bytes``: per-connection buffers ahead of the frame being read and of
     answers not yet taken by the kernel.
     """
@@ -89,6 +97,7 @@ class ServerConfig:
     min_rate_bps: float = 8000.0
     rate_grace_s: float = 2.0
     write_timeout_s: float = 10.0
+    control_frames_per_s: float = 20.0
     read_buffer_bytes: int = 64 * 1024
     write_buffer_bytes: int = 256 * 1024
     ssl_context: ssl.SSLContext | None = None
@@ -110,7 +119,7 @@ class ServerConfig:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be 0..65535 (0: any free port), got {self.port}")
         for f in fields(self):
-            if f.name.endswith("_s") or f.name == "min_rate_bps":
+            if f.name.endswith("_s") or f.name in ("min_rate_bps", "control_frames_per_s"):
                 v = getattr(self, f.name)
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (
                         v == 0 and f.name != "shutdown_grace_s" and f.name != "rate_grace_s"):
@@ -132,9 +141,14 @@ class EdgeLoad:
 
 
 class _Connection:
-    """One accepted socket and where it stands (see the module's note on bounds)."""
+    """One accepted socket and where it stands (see the module's note on bounds).
 
-    __slots__ = ("sock", "transport", "accepted_at", "idle_since", "authenticated", "busy", "evicted")
+    ``greeting``: accepted, but its first message (a TLS ClientHello, or a HELLO frame without TLS) has not fully
+    arrived; such a connection has no transport and no task yet, only a look at its pending bytes now and then,
+    so that a flood of connections that never finish their first message costs the server little."""
+
+    __slots__ = ("sock", "transport", "accepted_at", "idle_since", "authenticated", "busy", "evicted", "greeting",
+                 "watching", "poll_handle", "deadline_handle", "poll_delay_s")
 
     def __init__(self, sock: socket.socket, now: float) -> None:
         self.sock = sock
@@ -144,12 +158,29 @@ class _Connection:
         self.authenticated = False
         self.busy = False
         self.evicted = False
+        self.greeting = False
+        self.watching = False
+        self.poll_handle: asyncio.TimerHandle | None = None
+        self.deadline_handle: asyncio.TimerHandle | None = None
+        self.poll_delay_s = 0.0
 
-    def evict(self) -> None:
-        """Close at once (no answer, buffers dropped); the connection's task sees its stream end."""
-        self.evicted = True
-        if self.transport is not None:
-            self.transport.abort()
+
+class _FrameBudget:
+    """A token bucket of frames per second (burst: one second's worth, at least one)."""
+
+    __slots__ = ("rate", "burst", "tokens", "t_last")
+
+    def __init__(self, rate_per_s: float, now: float) -> None:
+        self.rate = rate_per_s
+        self.burst = max(1.0, rate_per_s)
+        self.tokens = self.burst
+        self.t_last = now
+
+    def wait_s(self, now: float) -> float:
+        """Take one frame's token; how long to wait before the next frame may be read (0: at once)."""
+        self.tokens = min(self.burst, self.tokens + (now - self.t_last) * self.rate) - 1.0
+        self.t_last = now
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
 class EdgeServer:
@@ -217,7 +248,9 @@ class EdgeServer:
         while (self._in_service or self._waiting) and time.monotonic() < t_end:
             await asyncio.sleep(0.01)
         for c in list(self._connections):
-            if c.transport is not None:
+            if c.greeting:
+                self._drop_greeting(c)
+            elif c.transport is not None:
                 c.transport.close()
         if self._tasks:
             _, pending = await asyncio.wait(list(self._tasks), timeout=1.5)
@@ -270,35 +303,127 @@ class EdgeServer:
                 continue
             self._open_sockets += 1
             conn = _Connection(sock, loop.time())
-            turn_away = False
             if self._open_sockets >= cap:
-                victim = self._victim()
+                victim = self._victim(conn.accepted_at)
                 if victim is None:
-                    turn_away = True
                     self.connections_turned_away += 1
-                else:
-                    victim.evict()
-                    self.connections_evicted += 1
-            if not turn_away:
-                self._connections.add(conn)
-            task = loop.create_task(self._handle(conn, turn_away))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+                    self._start(conn, turn_away=True)
+                    await asyncio.sleep(0)
+                    continue
+                self._evict(victim)
+            self._connections.add(conn)
+            self._await_greeting(conn)
             await asyncio.sleep(0)  # a flood of connects waits its turn like everything else
 
-    def _victim(self) -> _Connection | None:
-        """The connection to close for a newcomer: the oldest still in its handshake, else the authenticated one
-        idle longest (none while all are busy)."""
-        oldest = idlest = None
+    def _victim(self, now: float) -> _Connection | None:
+        """The connection to close for a newcomer, in this order: the oldest whose first message has not fully
+        arrived; the oldest in its handshake for more than a fifth of the handshake timeout; the authenticated one
+        idle longest; the oldest in its handshake. None while every connection is busy."""
+        waiting = stale = idlest = young = None
+        min_age_s = 0.2 * self.config.handshake_timeout_s
         for c in self._connections:
             if c.evicted:
                 continue
-            if not c.authenticated:
-                if oldest is None or c.accepted_at < oldest.accepted_at:
-                    oldest = c
+            if c.greeting:
+                if waiting is None or c.accepted_at < waiting.accepted_at:
+                    waiting = c
+            elif not c.authenticated:
+                if now - c.accepted_at >= min_age_s:
+                    if stale is None or c.accepted_at < stale.accepted_at:
+                        stale = c
+                elif young is None or c.accepted_at < young.accepted_at:
+                    young = c
             elif not c.busy and (idlest is None or c.idle_since < idlest.idle_since):
                 idlest = c
-        return oldest or idlest
+        return waiting or stale or idlest or young
+
+    def _evict(self, conn: _Connection) -> None:
+        """Close ``conn`` at once (no answer, buffers dropped) to make room for a newcomer."""
+        self.connections_evicted += 1
+        conn.evicted = True
+        if conn.greeting:
+            self._drop_greeting(conn)
+        elif conn.transport is not None:
+            conn.transport.abort()  # its task sees the stream end and frees the slot
+
+    # ------------------------------------------------------------------ the first message
+    def _await_greeting(self, conn: _Connection) -> None:
+        """Watch a new connection until its first message has fully arrived (or the handshake time is over)."""
+        loop = asyncio.get_running_loop()
+        conn.greeting = True
+        with _suppress_os_error():
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.deadline_handle = loop.call_at(conn.accepted_at + self.config.handshake_timeout_s,
+                                            self._drop_greeting, conn)
+        loop.add_reader(conn.sock.fileno(), self._check_greeting, conn)
+        conn.watching = True
+
+    def _check_greeting(self, conn: _Connection) -> None:
+        loop = asyncio.get_running_loop()
+        conn.poll_handle = None
+        try:
+            data = conn.sock.recv(_GREETING_PEEK_BYTES, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            if not conn.watching:
+                loop.add_reader(conn.sock.fileno(), self._check_greeting, conn)
+                conn.watching = True
+            return
+        except OSError:
+            data = b""
+        if not data:  # the peer closed (or reset) before its first message
+            self._drop_greeting(conn)
+        elif len(data) >= _GREETING_PEEK_BYTES or self._greeting_complete(data):
+            self._unwatch(conn)
+            conn.greeting = False
+            self._start(conn)
+        else:
+            # pending bytes would wake a level-triggered watch on every turn of the loop: look again later
+            if conn.watching:
+                loop.remove_reader(conn.sock.fileno())
+                conn.watching = False
+            conn.poll_delay_s = min(max(2 * conn.poll_delay_s, 0.005), 0.05)
+            conn.poll_handle = loop.call_later(conn.poll_delay_s, self._check_greeting, conn)
+
+    def _greeting_complete(self, data: bytes) -> bool:
+        """Whether ``data`` holds a whole first message, or enough to refuse it (then the full path answers)."""
+        if self.config.ssl_context is not None:
+            if data[0] != 0x16:  # not a TLS handshake record: the TLS layer refuses it
+                return True
+            return len(data) >= 5 and len(data) >= 5 + int.from_bytes(data[3:5], "big")
+        if not MAGIC.startswith(data[:4]):
+            return True  # not a frame: answered bad_magic
+        if len(data) < HEADER_BYTES:
+            return False
+        _, _, msg_type, _, meta_len, payload_len = HEADER.unpack_from(data)
+        if msg_type != MsgType.HELLO or meta_len > MAX_HELLO_META_BYTES or payload_len:
+            return True  # refused from its header
+        return len(data) >= HEADER_BYTES + meta_len
+
+    def _unwatch(self, conn: _Connection) -> None:
+        if conn.watching:
+            asyncio.get_running_loop().remove_reader(conn.sock.fileno())
+            conn.watching = False
+        for h in (conn.poll_handle, conn.deadline_handle):
+            if h is not None:
+                h.cancel()
+        conn.poll_handle = conn.deadline_handle = None
+
+    def _drop_greeting(self, conn: _Connection) -> None:
+        """Close a connection still waiting for its first message and free its slot."""
+        if not conn.greeting:
+            return
+        conn.greeting = False
+        self._unwatch(conn)
+        conn.sock.close()
+        self._connections.discard(conn)
+        self._open_sockets -= 1
+        if self._slot_freed is not None:
+            self._slot_freed.set()
+
+    def _start(self, conn: _Connection, turn_away: bool = False) -> None:
+        task = asyncio.get_running_loop().create_task(self._handle(conn, turn_away))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------------ connections
     async def _send(self, writer: asyncio.StreamWriter, msg_type: MsgType, meta: dict[str, Any],
@@ -325,8 +450,6 @@ class EdgeServer:
         deadline = conn.accepted_at + cfg.handshake_timeout_s
         writer = None
         try:
-            with _suppress_os_error():
-                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if conn.evicted:
                 return
             reader = asyncio.StreamReader(limit=cfg.read_buffer_bytes)
@@ -388,6 +511,7 @@ class EdgeServer:
         cfg = self.config
         loop = asyncio.get_running_loop()
         rate = {"min_rate_bps": cfg.min_rate_bps, "rate_grace_s": cfg.rate_grace_s}
+        budget = _FrameBudget(cfg.control_frames_per_s, loop.time())
         while not conn.authenticated:  # HELLO, within the handshake deadline
             try:
                 frame = await read_frame(reader, cfg.max_payload_bytes, cfg.body_timeout_s, None, deadline=deadline,
@@ -396,6 +520,7 @@ class EdgeServer:
                 await self._send_error(writer, exc.code, str(exc))
                 if exc.fatal:
                     return
+                await asyncio.sleep(budget.wait_s(loop.time()))
                 continue
             except TimeoutError:
                 await self._send_error(writer, "timeout", f"no HELLO within {cfg.handshake_timeout_s:g} s of "
@@ -421,12 +546,14 @@ class EdgeServer:
                 await self._send_error(writer, exc.code, str(exc))
                 if exc.fatal:
                     return
+                await asyncio.sleep(budget.wait_s(loop.time()))
                 continue
             except TimeoutError:  # (an OSError: caught before the others)
                 await self._send_error(writer, "timeout", "no complete frame in time; closing the connection")
                 return
             conn.busy = True
             rid = _request_id(frame.meta)
+            msg_type = None
             if frame.type == MsgType.INFER:
                 msg_type, meta, payload = await self._infer(frame)
                 if msg_type == MsgType.ERROR:
@@ -447,8 +574,9 @@ class EdgeServer:
             conn.busy = False
             conn.idle_since = loop.time()
             # [Note: bounds and fairness] every other connection gets its turn before this one's next frame,
-            # which may already be buffered (a pipelining client would otherwise hold the loop)
-            await asyncio.sleep(0)
+            # which may already be buffered (a pipelining client would otherwise hold the loop); a frame that did
+            # not ask for a computation takes from the connection's budget of them
+            await asyncio.sleep(0 if msg_type == MsgType.RESULT else budget.wait_s(conn.idle_since))
 
     def _model_info(self) -> dict[str, Any]:
         return {name: {"input_shape": list(m.input_shape), "num_exits": m.num_exits,
