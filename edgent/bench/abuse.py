@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -422,7 +423,7 @@ class _ValidDevice:
                     raise EdgentError(f"answered on the {r.where}")
                 out.latencies_ms.append((time.perf_counter() - t0) * 1e3)
             except EdgentError as exc:
-                reason = str(exc).split(":")[0][:80]
+                reason = str(exc)[:160]
                 out.failures[reason] = out.failures.get(reason, 0) + 1
             t_next += period_s
             time.sleep(max(0.0, t_next - time.perf_counter()))
@@ -544,8 +545,12 @@ def run(args: argparse.Namespace) -> int:
     chain = load_runtime_model(MODEL, random_weights=True, seed=0)
     results = []
     t_start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="edgent-abuse-") as tmp:
-        folder = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if args.logs:
+            folder = Path(args.logs)
+            folder.mkdir(parents=True, exist_ok=True)
+        else:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgent-abuse-")))
         cert = _self_signed_cert(folder) if any(a.server == "tls" for a in ATTACKS if a.name in chosen) else None
         for attack in ATTACKS:
             if attack.name not in chosen:
@@ -585,6 +590,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout-s", type=argtypes.number(0.0), default=5.0,
                    help="the valid device's connect and request timeout (default 5)")
     p.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    p.add_argument("--logs", default=None, help="keep the servers' and attackers' logs in this folder (default: "
+                                                "a temporary folder, removed)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=run)
 

@@ -8,17 +8,21 @@ closed: nothing a client sends can stop the server.
 
 [Note: bounds and fairness] No client, authenticated or not, may take the edge from the others
 (``docs/runtime.md``, "Bounds"). The server accepts sockets itself, so that every open socket counts against
-``max_connections`` from the moment it is accepted: one in its TLS handshake, one that has not said HELLO yet and
-one being turned away alike. A socket must be authenticated (TLS done and a valid HELLO answered) within
+``max_connections`` from the moment it is accepted: one whose first message has not arrived, one in its TLS
+handshake, one that has not said HELLO yet and one being turned away alike. Until its first message (a TLS
+ClientHello, or a HELLO frame without TLS) has fully arrived a connection has no transport and no task: the
+server only looks at its pending bytes now and then, so that a flood of connections that never finish their
+first message costs little. A socket must be authenticated (TLS done and a valid HELLO answered) within
 ``handshake_timeout_s`` of its accept; before that it may send nothing but a HELLO of at most
-``MAX_HELLO_META_BYTES``. When the last slot is taken, the accept frees one: the oldest connection still in its
-handshake, else the authenticated connection that has been idle longest (none: the new one is told
-``too_many_connections``). Each connection has at most one frame in flight (its next frame is read once its
-answer is written), buffers at most ``read_buffer_bytes`` ahead of the frame being read, one frame of at most
-``max_payload_bytes``, and ``write_buffer_bytes`` of answers: a peer that stops reading is closed after
-``write_timeout_s``. A sender slower than ``min_rate_bps`` (after ``rate_grace_s`` of a frame) is cut. Between two
-frames of a connection the loop serves every other connection once, so a client that pipelines frames gets its
-turn like everyone else and no more.
+``MAX_HELLO_META_BYTES``. When the last slot is taken, the accept frees one (:meth:`EdgeServer._victim`: one
+slow or stalled in its handshake first, else the one whose last progress is oldest; none while all are busy: the
+newcomer is told ``too_many_connections``). Each connection has at most one frame in flight (its next frame is read once its answer is written), buffers at most
+``read_buffer_bytes`` ahead of the frame being read, one frame of at most ``max_payload_bytes``, and
+``write_buffer_bytes`` of answers: a peer that stops reading is closed after ``write_timeout_s``. A sender slower
+than ``min_rate_bps`` (after ``rate_grace_s`` of a frame) is cut. Between two frames of a connection the loop
+serves every other connection once, so a client that pipelines frames gets its turn like everyone else and no
+more; frames that ask for no computation (HEALTH, PROBE, refused ones) are also held to
+``control_frames_per_s`` per connection.
 """
 
 from __future__ import annotations
@@ -148,7 +152,7 @@ class _Connection:
     so that a flood of connections that never finish their first message costs the server little."""
 
     __slots__ = ("sock", "transport", "accepted_at", "idle_since", "authenticated", "busy", "evicted", "greeting",
-                 "watching", "poll_handle", "deadline_handle", "poll_delay_s")
+                 "watching", "poll_handle", "deadline_handle", "poll_delay_s", "stalled")
 
     def __init__(self, sock: socket.socket, now: float) -> None:
         self.sock = sock
@@ -163,6 +167,7 @@ class _Connection:
         self.poll_handle: asyncio.TimerHandle | None = None
         self.deadline_handle: asyncio.TimerHandle | None = None
         self.poll_delay_s = 0.0
+        self.stalled = False  # its first message stopped short
 
 
 class _FrameBudget:
@@ -316,26 +321,29 @@ class EdgeServer:
             await asyncio.sleep(0)  # a flood of connects waits its turn like everything else
 
     def _victim(self, now: float) -> _Connection | None:
-        """The connection to close for a newcomer, in this order: the oldest whose first message has not fully
-        arrived; the oldest in its handshake for more than a fifth of the handshake timeout; the authenticated one
-        idle longest; the oldest in its handshake. None while every connection is busy."""
-        waiting = stale = idlest = young = None
+        """The connection to close for a newcomer: the oldest suspect (not authenticated, and connected for more
+        than a fifth of the handshake timeout or with a first message that stopped short), else the connection
+        whose last sign of progress is oldest (its connect while not authenticated, its last answer once
+        authenticated; busy ones are never chosen). None while every connection is busy.
+
+        A connection that just made progress is the last to go, whatever its state: on a busy host a legitimate
+        handshake, or the gap between WELCOME and the first request, can take long, and the newcomer's own
+        request follows at once."""
+        suspect = stale = None
+        suspect_t = stale_t = math.inf
         min_age_s = 0.2 * self.config.handshake_timeout_s
         for c in self._connections:
-            if c.evicted:
+            if c.evicted or c.busy:
                 continue
-            if c.greeting:
-                if waiting is None or c.accepted_at < waiting.accepted_at:
-                    waiting = c
-            elif not c.authenticated:
-                if now - c.accepted_at >= min_age_s:
-                    if stale is None or c.accepted_at < stale.accepted_at:
-                        stale = c
-                elif young is None or c.accepted_at < young.accepted_at:
-                    young = c
-            elif not c.busy and (idlest is None or c.idle_since < idlest.idle_since):
-                idlest = c
-        return waiting or stale or idlest or young
+            if not c.authenticated:
+                t = c.accepted_at
+                if (now - t >= min_age_s or c.stalled) and t < suspect_t:
+                    suspect, suspect_t = c, t
+            else:
+                t = c.idle_since
+            if t < stale_t:
+                stale, stale_t = c, t
+        return suspect or stale
 
     def _evict(self, conn: _Connection) -> None:
         """Close ``conn`` at once (no answer, buffers dropped) to make room for a newcomer."""
@@ -381,6 +389,7 @@ class EdgeServer:
             if conn.watching:
                 loop.remove_reader(conn.sock.fileno())
                 conn.watching = False
+            conn.stalled = True
             conn.poll_delay_s = min(max(2 * conn.poll_delay_s, 0.005), 0.05)
             conn.poll_handle = loop.call_later(conn.poll_delay_s, self._check_greeting, conn)
 
