@@ -216,6 +216,8 @@ class EdgeServer:
         self.errors_sent = 0
         self.connections_evicted = 0
         self.connections_turned_away = 0
+        self._closed_since_trim = 0
+        self._trim_task: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ life cycle
     @property
@@ -514,6 +516,21 @@ class EdgeServer:
             self._open_sockets -= 1
             if self._slot_freed is not None:
                 self._slot_freed.set()
+            self._closed_since_trim += 1
+            if self._trim_task is None and self._closed_since_trim >= _TRIM_AFTER_CLOSED:
+                self._trim_task = asyncio.get_running_loop().create_task(self._give_back_memory())
+
+    async def _give_back_memory(self) -> None:
+        """After a burst of closed connections, hand the memory their buffers and TLS states used back to the
+        system (glibc keeps freed memory in its heaps otherwise: the resident size would stay at the burst's
+        peak). Runs at most once per ``_TRIM_INTERVAL_S``, in a worker thread."""
+        try:
+            await asyncio.sleep(_TRIM_INTERVAL_S)
+            self._closed_since_trim = 0
+            if _malloc_trim is not None:
+                await asyncio.get_running_loop().run_in_executor(None, _malloc_trim, 0)
+        finally:
+            self._trim_task = None
 
     async def _serve_connection(self, conn: _Connection, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter, deadline: float) -> None:
@@ -708,6 +725,26 @@ class EdgeServer:
             self._mean_compute_ms = compute_ms if m is None else 0.8 * m + 0.2 * compute_ms
         return logits, {"queue_ms": (t0 - t_queued) * 1e3, "decode_ms": (t1 - t0) * 1e3, "compute_ms": compute_ms,
                         "encode_ms": (t3 - t2) * 1e3}
+
+
+def _find_malloc_trim() -> Any:
+    """glibc's ``malloc_trim`` (None elsewhere)."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        fn = libc.malloc_trim
+        fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+        return fn
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
+#: closed connections after which the server gives freed memory back, at most once per interval
+_TRIM_AFTER_CLOSED = 16
+_TRIM_INTERVAL_S = 2.0
 
 
 def _check_hello_header(msg_type: MsgType, meta_len: int, payload_len: int) -> None:
