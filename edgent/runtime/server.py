@@ -151,12 +151,13 @@ class _Connection:
     arrived; such a connection has no transport and no task yet, only a look at its pending bytes now and then,
     so that a flood of connections that never finish their first message costs the server little."""
 
-    __slots__ = ("sock", "transport", "accepted_at", "idle_since", "authenticated", "busy", "evicted", "greeting",
+    __slots__ = ("sock", "transport", "raw_transport", "accepted_at", "idle_since", "authenticated", "busy", "evicted", "greeting",
                  "watching", "poll_handle", "deadline_handle", "poll_delay_s", "stalled")
 
     def __init__(self, sock: socket.socket, now: float) -> None:
         self.sock = sock
         self.transport: asyncio.BaseTransport | None = None
+        self.raw_transport: asyncio.BaseTransport | None = None  # under TLS, the socket's own transport
         self.accepted_at = now
         self.idle_since = now
         self.authenticated = False
@@ -197,6 +198,8 @@ class EdgeServer:
         self.models = {name: m.eval() for name, m in models.items()}
         self.config = config or ServerConfig()
         self.config.check()
+        self._welcome = {"server": "edgent", "models": self._model_info(),
+                         "max_payload_bytes": self.config.max_payload_bytes}
         self._token = None if self.config.token is None else self.config.token.encode("utf-8", "surrogatepass")
         self._pool = ThreadPoolExecutor(max(1, self.config.threads), thread_name_prefix="edge-worker")
         self._waiting = 0
@@ -205,6 +208,10 @@ class EdgeServer:
         self._lock = threading.Lock()
         self._jobs: dict[str, dict[str, Any]] = {}
         self._connections: set[_Connection] = set()
+        #: connections not authenticated yet, in the order they were accepted
+        self._unauth: dict[_Connection, None] = {}
+        #: authenticated connections with nothing in flight, least recently answered first
+        self._idle: dict[_Connection, None] = {}
         self._open_sockets = 0
         self._slot_freed: asyncio.Event | None = None
         self._listeners: list[socket.socket] = []
@@ -237,6 +244,7 @@ class EdgeServer:
             with torch.inference_mode():
                 chain(torch.zeros((1, *chain.input_shape)))
         self._slot_freed = asyncio.Event()
+        _keep_large_buffers_apart()
         self._listeners = _listen(self.config.host, self.config.port)
         loop = asyncio.get_running_loop()
         self._accept_tasks = [loop.create_task(self._accept(s)) for s in self._listeners]
@@ -319,6 +327,7 @@ class EdgeServer:
                     continue
                 self._evict(victim)
             self._connections.add(conn)
+            self._unauth[conn] = None
             self._await_greeting(conn)
             await asyncio.sleep(0)  # a flood of connects waits its turn like everything else
 
@@ -331,26 +340,24 @@ class EdgeServer:
         A connection that just made progress is the last to go, whatever its state: on a busy host a legitimate
         handshake, or the gap between WELCOME and the first request, can take long, and the newcomer's own
         request follows at once."""
-        suspect = stale = None
-        suspect_t = stale_t = math.inf
         min_age_s = 0.2 * self.config.handshake_timeout_s
-        for c in self._connections:
-            if c.evicted or c.busy:
-                continue
-            if not c.authenticated:
-                t = c.accepted_at
-                if (now - t >= min_age_s or c.stalled) and t < suspect_t:
-                    suspect, suspect_t = c, t
-            else:
-                t = c.idle_since
-            if t < stale_t:
-                stale, stale_t = c, t
-        return suspect or stale
+        oldest = None
+        for c in self._unauth:  # oldest first
+            if now - c.accepted_at >= min_age_s or c.stalled:
+                return c
+            if oldest is None:
+                oldest = c
+        idlest = next(iter(self._idle), None)
+        if oldest is None or (idlest is not None and idlest.idle_since < oldest.accepted_at):
+            return idlest
+        return oldest
 
     def _evict(self, conn: _Connection) -> None:
         """Close ``conn`` at once (no answer, buffers dropped) to make room for a newcomer."""
         self.connections_evicted += 1
         conn.evicted = True
+        self._unauth.pop(conn, None)
+        self._idle.pop(conn, None)
         if conn.greeting:
             self._drop_greeting(conn)
         elif conn.transport is not None:
@@ -427,6 +434,7 @@ class EdgeServer:
         self._unwatch(conn)
         conn.sock.close()
         self._connections.discard(conn)
+        self._unauth.pop(conn, None)
         self._open_sockets -= 1
         if self._slot_freed is not None:
             self._slot_freed.set()
@@ -475,7 +483,8 @@ class EdgeServer:
                 async with asyncio.timeout_at(deadline):
                     await writer.start_tls(cfg.ssl_context,
                                            ssl_handshake_timeout=max(deadline - loop.time(), 1e-3))
-                conn.transport = writer.transport
+                conn.raw_transport, conn.transport = conn.transport, writer.transport
+                protocol._over_ssl = True  # (asyncio sets it only for connections made with TLS from the start)
             conn.transport.set_write_buffer_limits(high=cfg.write_buffer_bytes)
             if turn_away or self._closing:
                 code = "shutting_down" if self._closing else "too_many_connections"
@@ -490,21 +499,19 @@ class EdgeServer:
             await self._close(conn)
 
     async def _close(self, conn: _Connection) -> None:
-        """Close the socket (flushing a last answer for up to 1 s), then free its slot once its descriptor is
-        closed."""
+        """Close the socket once a last answer has reached the kernel (waiting at most 1 s for that; no TLS
+        close_notify exchange, which a peer could draw out), then free its slot once its descriptor is closed."""
         t = conn.transport
         try:
             if t is None:
                 conn.sock.close()
             else:
-                if not t.is_closing():
-                    t.close()
-                for _ in range(100):  # a peer that reads gets the last answer within a few iterations
-                    if conn.sock.fileno() == -1:
+                for i in range(100):
+                    if t.is_closing() or (t.get_write_buffer_size() == 0 and (
+                            conn.raw_transport is None or conn.raw_transport.get_write_buffer_size() == 0)):
                         break
-                    await asyncio.sleep(0.01 if _ > 10 else 0)
-                else:
-                    t.abort()
+                    await asyncio.sleep(0.01 if i > 10 else 0)
+                t.abort()  # the kernel still sends what it holds, then closes
                 for _ in range(100):
                     if conn.sock.fileno() == -1:
                         break
@@ -513,6 +520,8 @@ class EdgeServer:
                     conn.sock.close()
         finally:
             self._connections.discard(conn)
+            self._unauth.pop(conn, None)
+            self._idle.pop(conn, None)
             self._open_sockets -= 1
             if self._slot_freed is not None:
                 self._slot_freed.set()
@@ -559,11 +568,12 @@ class EdgeServer:
             ):
                 await self._send_error(writer, "unauthorized", "wrong or missing token", rid)
                 return
-            await self._send(writer, MsgType.WELCOME, {
-                "server": "edgent", "models": self._model_info(), "max_payload_bytes": cfg.max_payload_bytes,
-                "load": self.load().to_dict()})
+            await self._send(writer, MsgType.WELCOME, {**self._welcome, "load": self.load().to_dict()})
             conn.authenticated = True
             conn.idle_since = loop.time()
+            self._unauth.pop(conn, None)
+            if not conn.evicted:
+                self._idle[conn] = None
         while not self._closing:
             try:
                 frame = await read_frame(reader, cfg.max_payload_bytes, cfg.body_timeout_s, cfg.idle_timeout_s,
@@ -578,6 +588,7 @@ class EdgeServer:
                 await self._send_error(writer, "timeout", "no complete frame in time; closing the connection")
                 return
             conn.busy = True
+            self._idle.pop(conn, None)
             rid = _request_id(frame.meta)
             msg_type = None
             if frame.type == MsgType.INFER:
@@ -599,6 +610,8 @@ class EdgeServer:
             del frame
             conn.busy = False
             conn.idle_since = loop.time()
+            if not conn.evicted:
+                self._idle[conn] = None
             # [Note: bounds and fairness] every other connection gets its turn before this one's next frame,
             # which may already be buffered (a pipelining client would otherwise hold the loop); a frame that did
             # not ask for a computation takes from the connection's budget of them
@@ -727,21 +740,31 @@ class EdgeServer:
                         "encode_ms": (t3 - t2) * 1e3}
 
 
-def _find_malloc_trim() -> Any:
-    """glibc's ``malloc_trim`` (None elsewhere)."""
+def _glibc_malloc() -> tuple[Any, Any]:
+    """glibc's ``malloc_trim`` and ``mallopt`` (None, None elsewhere)."""
     try:
         import ctypes
         import ctypes.util
 
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fn = libc.malloc_trim
-        fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
-        return fn
+        trim, opt = libc.malloc_trim, libc.mallopt
+        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+        opt.argtypes, opt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        return trim, opt
     except (OSError, AttributeError):
-        return None
+        return None, None
 
 
-_malloc_trim = _find_malloc_trim()
+_malloc_trim, _mallopt = _glibc_malloc()
+_M_MMAP_THRESHOLD = -3
+
+
+def _keep_large_buffers_apart() -> None:
+    """Make glibc map every allocation of 128 KiB or more on its own (a connection's TLS and stream buffers), so
+    that freeing it returns it to the system; by default the threshold grows after the first frees and such
+    buffers end up in heaps that stay at their peak size."""
+    if _mallopt is not None:
+        _mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
 #: closed connections after which the server gives freed memory back, at most once per interval
 _TRIM_AFTER_CLOSED = 16
 _TRIM_INTERVAL_S = 2.0
