@@ -60,6 +60,9 @@ MAX_RSS_GROWTH_MIB = 200.0
 MAX_RSS_LEFT_MIB = 50.0
 #: the server's connection cap in every run (its default)
 MAX_CONNECTIONS = 256
+#: the test certificate's key (``--tls-key``): a TLS handshake costs the edge a signature with it, which any
+#: client can make it pay before authenticating (RSA-2048 signs far slower than ECDSA P-256)
+KEY_TYPES = {"ec": "ec -pkeyopt ec_paramgen_curve:P-256", "rsa": "rsa:2048"}
 
 
 @dataclass(frozen=True)
@@ -335,13 +338,29 @@ class _Series:
                 "failures": dict(self.failures)}
 
 
-def _self_signed_cert(folder: Path) -> tuple[str, str]:
-    """A self-signed certificate for ``localhost`` (made with the ``openssl`` command)."""
+def _self_signed_cert(folder: Path, key_type: str) -> tuple[str, str]:
+    """A self-signed certificate for ``localhost`` (made with the ``openssl`` command); ``key_type`` is an
+    ``openssl req -newkey`` argument (``ec -pkeyopt ec_paramgen_curve:P-256`` or ``rsa:2048``)."""
+    import shutil
+
+    from edgent.errors import ConfigError
+
+    if shutil.which("openssl") is None:
+        raise ConfigError("the TLS attacks need the `openssl` command to make a test certificate; install it or "
+                          "leave big-hello and raw-tls out with --attacks")
     cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", *key_type.split(), "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost"], check=True, capture_output=True, timeout=60)
     return str(cert), str(key)
+
+
+def _load_average() -> list[float] | None:
+    """The host's 1, 5 and 15 minute load averages (other work on the host shows in every timing)."""
+    try:
+        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+    except (OSError, ValueError):
+        return None
 
 
 def _start_server(kind: str, folder: Path, cert: tuple[str, str] | None,
@@ -460,6 +479,7 @@ def _settle(pid: int, sockets_before: int, timeout_s: float) -> None:
 def run_attack(attack: Attack, chain: Any, folder: Path, cert: tuple[str, str] | None, *, n_base: int,
                n_attack: int, period_s: float, ramp_s: float, timeout_s: float) -> dict[str, Any]:
     """One attack against a fresh server (see the module docstring); returns its record."""
+    load_before = _load_average()
     proc, port = _start_server(attack.server, folder, cert, [])
     attacker = None
     sampler = _Sampler(proc.pid)
@@ -522,7 +542,8 @@ def run_attack(attack: Attack, chain: Any, folder: Path, cert: tuple[str, str] |
                            "after": round(rss_after, 1)},
         "server_fds": {"before": fds_before, "during_max": during[1], "after": fds_after},
         "server_sockets": {"before": sockets_before, "during_max": during[2], "after": sockets_after},
-        "samples": sampler.samples, "checks": checks, "passed": all(checks.values()),
+        "samples": sampler.samples, "host_load_average": {"before": load_before, "after": _load_average()},
+        "checks": checks, "passed": all(checks.values()),
     }
 
 
@@ -538,7 +559,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--attacks: unknown attack(s) {', '.join(unknown)}; known: {', '.join(names)}")
     _raise_nofile()
     n_base, n_attack = (30, 60) if args.quick else (60, 150)
-    settings = {"baseline_requests": n_base, "attack_requests": n_attack, "period_ms": args.period_ms,
+    settings = {"tls_key": KEY_TYPES[args.tls_key], "baseline_requests": n_base, "attack_requests": n_attack, "period_ms": args.period_ms,
                 "ramp_s": args.ramp_s, "request_timeout_s": args.timeout_s, "max_connections": MAX_CONNECTIONS,
                 "criteria": {"min_success_share": MIN_SUCCESS_SHARE, "max_median_ratio": MAX_MEDIAN_RATIO,
                              "max_rss_growth_mib": MAX_RSS_GROWTH_MIB, "max_rss_left_mib": MAX_RSS_LEFT_MIB}}
@@ -551,7 +572,8 @@ def run(args: argparse.Namespace) -> int:
             folder.mkdir(parents=True, exist_ok=True)
         else:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgent-abuse-")))
-        cert = _self_signed_cert(folder) if any(a.server == "tls" for a in ATTACKS if a.name in chosen) else None
+        cert = (_self_signed_cert(folder, KEY_TYPES[args.tls_key])
+                if any(a.server == "tls" for a in ATTACKS if a.name in chosen) else None)
         for attack in ATTACKS:
             if attack.name not in chosen:
                 continue
@@ -589,6 +611,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds the attack runs before the valid device's requests are counted (default 3)")
     p.add_argument("--timeout-s", type=argtypes.number(0.0), default=5.0,
                    help="the valid device's connect and request timeout (default 5)")
+    p.add_argument("--tls-key", choices=sorted(KEY_TYPES), default="ec",
+                   help="key of the TLS servers' test certificate (default ec: ECDSA P-256; rsa: RSA-2048)")
     p.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     p.add_argument("--logs", default=None, help="keep the servers' and attackers' logs in this folder (default: "
                                                 "a temporary folder, removed)")

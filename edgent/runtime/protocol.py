@@ -59,7 +59,7 @@ _TYPES = {int(t) for t in MsgType}
 
 #: error codes after which the edge closes the connection (the framing or the peer can no longer be trusted)
 FATAL_CODES = frozenset({"bad_magic", "bad_version", "bad_type", "too_large", "unauthorized", "hello_required",
-                         "shutting_down", "too_many_connections"})
+                         "shutting_down", "too_many_connections", "timeout"})
 
 
 class ProtocolError(EdgentError):

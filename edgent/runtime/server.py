@@ -28,6 +28,7 @@ more; frames that ask for no computation (HEALTH, PROBE, refused ones) are also 
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
 import math
@@ -276,6 +277,8 @@ class EdgeServer:
     async def serve_until_signal(self, ready_file: str | None = None) -> None:
         """Start, then serve until SIGTERM or SIGINT; then shut down gracefully."""
         await self.start()
+        gc.collect()
+        gc.freeze()  # the models and libraries stay: later collections look only at what serving creates
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -371,7 +374,7 @@ class EdgeServer:
         with _suppress_os_error():
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.deadline_handle = loop.call_at(conn.accepted_at + self.config.handshake_timeout_s,
-                                            self._drop_greeting, conn)
+                                            self._greeting_too_late, conn)
         loop.add_reader(conn.sock.fileno(), self._check_greeting, conn)
         conn.watching = True
 
@@ -425,6 +428,17 @@ class EdgeServer:
             if h is not None:
                 h.cancel()
         conn.poll_handle = conn.deadline_handle = None
+
+    def _greeting_too_late(self, conn: _Connection) -> None:
+        """The handshake time is over before the first message arrived: say so (without TLS: there is no session
+        to say it in) and close."""
+        if conn.greeting and self.config.ssl_context is None:
+            self.errors_sent += 1
+            with _suppress_os_error():  # a small frame into an empty send buffer: never blocks
+                conn.sock.send(encode_frame(MsgType.ERROR, error_meta(
+                    "timeout", f"no HELLO within {self.config.handshake_timeout_s:g} s of connecting; closing the "
+                               "connection")))
+        self._drop_greeting(conn)
 
     def _drop_greeting(self, conn: _Connection) -> None:
         """Close a connection still waiting for its first message and free its slot."""
@@ -531,11 +545,16 @@ class EdgeServer:
 
     async def _give_back_memory(self) -> None:
         """After a burst of closed connections, hand the memory their buffers and TLS states used back to the
-        system (glibc keeps freed memory in its heaps otherwise: the resident size would stay at the burst's
-        peak). Runs at most once per ``_TRIM_INTERVAL_S``, in a worker thread."""
+        system: collect the reference cycles a closed connection leaves (transport, protocol, stream, task),
+        which would otherwise hold their buffers until the next full collection, when the objects from before
+        serving are frozen (``serve_until_signal``: the collection then only looks at what came later), then let
+        glibc return its free pages (it keeps them in its heaps otherwise). At most once per
+        ``_TRIM_INTERVAL_S``; the trim runs in a worker thread."""
         try:
             await asyncio.sleep(_TRIM_INTERVAL_S)
             self._closed_since_trim = 0
+            if gc.get_freeze_count():
+                gc.collect()
             if _malloc_trim is not None:
                 await asyncio.get_running_loop().run_in_executor(None, _malloc_trim, 0)
         finally:
