@@ -322,8 +322,8 @@ def cmd_testbed_run(args: argparse.Namespace) -> int:
             tb.replay(steps, loop=True)
             print(f"edgent testbed: replaying {args.trace} ({len(steps)} steps, scale {args.trace_scale:g}; rates "
                   f"under {MIN_LINK_RATE_BPS:g} bit/s run at {MIN_LINK_RATE_BPS:g})", file=sys.stderr)
-        if args.command:
-            cmd = [c for c in args.command if c != "--"]
+        if args.device_command:
+            cmd = [c for c in args.device_command if c != "--"]
             env = dict(os.environ, EDGENT_EDGE_HOST=tb.edge_host, EDGENT_EDGE_PORT=str(port))
             return subprocess.call(cmd, env=env)
         args._say_emulated = False
@@ -428,6 +428,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--trace-scale", type=argtypes.number(0.0), default=1.0, help="multiply the trace's rates")
     run.add_argument("--trace-format", choices=["auto", "mbps", "bps"], default="auto")
     add_client_args(run)
-    run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD: run CMD as the device instead "
+    run.add_argument("device_command", nargs=argparse.REMAINDER, metavar="command",
+                     help="-- CMD: run CMD as the device instead "
                      "($EDGENT_EDGE_HOST/$EDGENT_EDGE_PORT name the edge)")
     run.set_defaults(func=cmd_testbed_run)
