@@ -337,3 +337,218 @@ class _BytesSock:
         view[:k] = self.data[self.pos : self.pos + k]
         self.pos += k
         return k
+
+
+# ---------------------------------------------------------------------------------------------- bounds (issue 21)
+def _hello(token: str | None = "s3cret") -> bytes:
+    return encode_frame(MsgType.HELLO, {} if token is None else {"token": token})
+
+
+def _connect(port: int, greet: bool = True, token: str | None = "s3cret", timeout_s: float = 10.0) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+    if greet:
+        s.sendall(_hello(token))
+        assert recv_frame(s).type == MsgType.WELCOME
+    return s
+
+
+def _error_code(s: socket.socket) -> str | None:
+    """The code of the next frame (an ERROR), or None when the connection ends first."""
+    try:
+        f = recv_frame(s)
+    except (ConnectionError, OSError):
+        return None
+    assert f.type == MsgType.ERROR, f.type
+    return f.meta["code"]
+
+
+def test_server_config_refuses_settings_that_cannot_serve():
+    from edgent.runtime.server import EdgeServer
+
+    for bad in ({"max_connections": 0}, {"max_connections": 1}, {"max_payload_bytes": -1}, {"token": ""},
+                {"handshake_timeout_s": 0.0}, {"min_rate_bps": float("nan")}, {"port": 70000},
+                {"control_frames_per_s": float("inf")}):
+        with pytest.raises(ConfigError):
+            ServerConfig(**{"port": 0, **bad}).check()
+        with pytest.raises(ConfigError):
+            EdgeServer({MODEL: torch.nn.Identity()}, ServerConfig(**{"port": 0, **bad}))
+
+
+def test_every_socket_counts_against_the_cap_and_a_device_still_gets_in(chain, images):
+    """Silent sockets (no TLS, no HELLO) count; when the cap is reached the oldest silent one makes room."""
+    cap = 6
+    with ThreadedServer({MODEL: chain}, ServerConfig(port=0, token="s3cret", max_connections=cap)) as s:
+        silent = [socket.create_connection(("127.0.0.1", s.port), timeout=5) for _ in range(3 * cap)]
+        try:
+            seen = []
+            for _ in range(50):
+                seen.append(s.server.open_sockets)
+                threading.Event().wait(0.01)
+            assert max(seen) <= cap and s.server.connections_evicted >= 2 * cap
+            with client_for(s, chain) as c:
+                for _ in range(3):
+                    assert c.infer(images, 2, 0, "uint8", fallback=False).where == "edge"
+            assert s.server.open_sockets <= cap
+        finally:
+            for x in silent:
+                x.close()
+
+
+def test_nothing_larger_than_a_hello_before_the_token(server):
+    from edgent.runtime.protocol import MAX_HELLO_META_BYTES
+
+    for head in (HEADER.pack(MAGIC, 1, int(MsgType.HELLO), 0, 10, 64 * 2**20),
+                 HEADER.pack(MAGIC, 1, int(MsgType.HELLO), 0, MAX_HELLO_META_BYTES + 1, 0)):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(head)
+            assert _error_code(s) == "too_large"
+            assert _error_code(s) is None
+
+
+def test_lone_surrogate_token_is_refused_without_a_traceback(server, caplog):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        meta = b'{"token": "\\ud800"}'
+        s.sendall(HEADER.pack(MAGIC, 1, int(MsgType.HELLO), 0, len(meta), 0) + meta)
+        assert _error_code(s) == "unauthorized"
+    assert "connection handler failed" not in caplog.text and "Traceback" not in caplog.text
+
+
+def test_non_finite_meta_is_refused():
+    from edgent.runtime.protocol import parse_meta
+
+    for text in (b'{"id": NaN}', b'{"x": Infinity}', b'{"x": [-Infinity]}'):
+        with pytest.raises(ProtocolError) as ei:
+            parse_meta(text)
+        assert ei.value.code == "bad_meta" and not ei.value.fatal
+    assert parse_meta(b'{"x": 1e308}') == {"x": 1e308}
+
+
+def test_timeouts_are_answered_with_the_documented_error(chain):
+    cfg = ServerConfig(port=0, handshake_timeout_s=0.3, idle_timeout_s=0.3)
+    with ThreadedServer({MODEL: chain}, cfg) as s:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as a:  # no HELLO at all
+            assert _error_code(a) == "timeout"
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as b:  # half a HELLO
+            b.sendall(_hello(None)[:10])
+            assert _error_code(b) == "timeout"
+        with _connect(s.port, token=None) as c:  # authenticated, then idle
+            assert _error_code(c) == "timeout" and _error_code(c) is None
+
+
+def test_a_slow_sender_is_cut_by_the_minimum_rate(chain):
+    """A body trickling in at 80 bit/s is cut after the grace, long before the whole-frame timeout (600 s)."""
+    cfg = ServerConfig(port=0, min_rate_bps=8000.0, rate_grace_s=0.3, body_timeout_s=600.0)
+    with ThreadedServer({MODEL: chain}, cfg) as s, _connect(s.port, token=None, timeout_s=30) as c:
+        c.sendall(HEADER.pack(MAGIC, 1, int(MsgType.PROBE), 0, 2, 1000) + b"{}")
+        import select
+
+        for _ in range(300):  # a byte every 0.1 s until the server answers (or 30 s pass)
+            c.sendall(b"x")
+            if select.select([c], [], [], 0.1)[0]:
+                break
+        assert _error_code(c) == "timeout"
+
+
+def test_a_device_that_stops_reading_is_closed(chain):
+    cfg = ServerConfig(port=0, write_timeout_s=0.5, write_buffer_bytes=4096, control_frames_per_s=1e6)
+    with ThreadedServer({MODEL: chain}, cfg) as s:
+        c = socket.socket()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.settimeout(10)
+        c.connect(("127.0.0.1", s.port))
+        c.sendall(_hello(None))
+        assert recv_frame(c).type == MsgType.WELCOME
+        frames = encode_frame(MsgType.HEALTH, {"id": 1}) * 256
+        closed = False
+        for _ in range(2000):  # keeps asking, never reads: the server's answers pile up until it gives up
+            try:
+                c.sendall(frames)
+            except OSError:
+                closed = True
+                break
+            if s.server.open_sockets == 0:
+                closed = True
+                break
+        c.close()
+        assert closed
+        for _ in range(200):
+            if s.server.open_sockets == 0:
+                break
+            threading.Event().wait(0.01)
+        assert s.server.open_sockets == 0
+
+
+def test_a_pipelining_client_does_not_starve_another(chain, images):
+    """One client keeps 64 HEALTH frames in flight; another device's requests are answered meanwhile and every
+    HEALTH gets its STATUS, in order."""
+    with ThreadedServer({MODEL: chain}, ServerConfig(port=0, control_frames_per_s=1e6)) as s:
+        stop = threading.Event()
+        answered: list[int] = []
+        errors: list[str] = []
+
+        def pipeline() -> None:
+            with _connect(s.port, token=None) as p:
+                next_id, want = 0, 0
+                for _ in range(64):
+                    p.sendall(encode_frame(MsgType.HEALTH, {"id": next_id}))
+                    next_id += 1
+                while not stop.is_set():
+                    f = recv_frame(p)
+                    if f.type != MsgType.STATUS or f.meta["id"] != want:
+                        errors.append(f"{f.type} {f.meta}")
+                        return
+                    want += 1
+                    answered.append(want)
+                    p.sendall(encode_frame(MsgType.HEALTH, {"id": next_id}))
+                    next_id += 1
+
+        t = threading.Thread(target=pipeline, daemon=True)
+        t.start()
+        try:
+            with DeviceClient("127.0.0.1", s.port, chain, timeout_s=10, device_exit_ms={2: 1.0}) as c:
+                results = [c.infer(images, 2, 0, "uint8", fallback=False) for _ in range(10)]
+            for _ in range(1000):  # and the pipelining client keeps being answered too
+                if len(answered) >= 200 or errors:
+                    break
+                threading.Event().wait(0.01)
+        finally:
+            stop.set()
+            t.join(10)
+        assert all(r.where == "edge" for r in results) and not errors and len(answered) >= 200
+
+
+def test_jpeg_bomb_and_zlib_trailing_bytes_get_an_error_reply(server, chain):
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buf, format="JPEG")
+    jpeg = bytearray(buf.getvalue())
+    sof = jpeg.index(b"\xff\xc0")
+    jpeg[sof + 5: sof + 9] = b"\xff\xff\xff\xff"  # the frame header claims 65535 x 65535 pixels
+    bomb = struct.pack("<II", 1, len(jpeg)) + bytes(jpeg)
+    x = torch.zeros(1, 3, 32, 32)
+    trailing = zlib.compress(x.numpy().tobytes()) + b"garbage"
+    with client_for(server, chain) as c:
+        assert c.connect()
+        for codec, payload, msg in (("jpeg", bomb, "cannot be decoded|is not a 32x32"),
+                                    ("float32+zlib", trailing, "follow the end of the zlib stream")):
+            meta = {"id": 7, "model": MODEL, "exit": 1, "partition": 0, "codec": codec, "shape": [1, 3, 32, 32]}
+            with pytest.raises(RemoteError, match=msg):
+                c._exchange(encode_frame(MsgType.INFER, meta, payload), 10)
+            assert c.connected
+        assert c.health()["ready"]
+
+
+def test_emulated_link_never_sleeps_past_the_request():
+    link = AppLink(rate_bps=1e-294)  # 8000 bytes would take ~1e298 s: an OverflowError in time.sleep before
+    with pytest.raises(TimeoutError):
+        link.pace_upload(8000, max_wait_s=0.01)
+    link.set_rate(1e9)
+    link.pace_upload(1000, max_wait_s=0.0)  # the refused bytes were not charged to the bucket: no wait now
+    for bad in (float("nan"), float("inf"), 0.0, -1.0):
+        with pytest.raises(ConfigError):
+            AppLink(rate_bps=bad)

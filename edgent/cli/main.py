@@ -25,8 +25,17 @@ def command_modules() -> list[str]:
                   if m.name.endswith("_cmds"))
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A parser whose errors are one line on stderr (the problem, the option and the fix; ``--help`` for the rest)
+    and exit code 2. Sub-command parsers are of the same class."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        message = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="edgent",
         description="Device-edge co-inference: DNN partitioning and right-sizing (Edgent).",
     )
@@ -51,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         with cpus_awake(not args.allow_cpu_sleep and not getattr(args, "manages_cpu_idle", False)):
             return int(args.func(args) or 0)
     except EdgentError as exc:
+        print(f"edgent {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file or socket the user named: say which and why, without a traceback
         print(f"edgent {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

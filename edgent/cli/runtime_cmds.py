@@ -7,22 +7,27 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from edgent.errors import ConfigError
+from edgent import argtypes
+from edgent.errors import ConfigError, EdgentError, ModelError
+from edgent.jsonio import dumps_finite
 from edgent.model.zoo import load_for_inference
+from edgent.testbed import MIN_REPLAY_BPS
 
 
 # ---------------------------------------------------------------------------------------------- shared helpers
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="alexnet-cifar10", help="zoo model name (default: alexnet-cifar10)")
-    p.add_argument("--weights", help="weights file (.safetensors) instead of the committed ones")
+    p.add_argument("--weights", type=argtypes.existing_file("the weights file"),
+                   help="weights file (.safetensors) instead of the committed ones")
     p.add_argument("--random-weights", action="store_true",
                    help="random weights (before training finishes; use the same --seed on device and edge)")
-    p.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
+    p.add_argument("--seed", type=argtypes.integer(0), default=0, help="seed for --random-weights (default 0)")
 
 
 def model_flags(args: argparse.Namespace) -> list[str]:
@@ -36,30 +41,42 @@ def model_flags(args: argparse.Namespace) -> list[str]:
 
 
 def _token(args: argparse.Namespace) -> str | None:
+    """The shared token: --token-file (already read and checked when parsed), --token, or $EDGENT_TOKEN."""
     if getattr(args, "token_file", None):
-        return Path(args.token_file).read_text().strip()
-    return args.token or os.environ.get("EDGENT_TOKEN") or None
+        if args.token:
+            raise ConfigError("give the token with --token or --token-file, not both")
+        return args.token_file
+    return args.token or os.environ.get("EDGENT_TOKEN", "").strip() or None
 
 
 def add_client_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--exit", type=int, default=None, help="exit (1-based; default: the main exit)")
-    p.add_argument("--partition", type=int, default=0, help="partition point (0 = edge only, N = device only)")
+    p.add_argument("--exit", type=argtypes.integer(1), default=None, help="exit (1-based; default: the main exit)")
+    p.add_argument("--partition", type=argtypes.integer(0), default=0,
+                   help="partition point (0 = edge only, N = device only)")
     p.add_argument("--codec", default="float32", help="codec of the crossing tensor (float32, float16, int8, "
                    "uint8, jpeg, with optional +zlib)")
-    p.add_argument("--deadline-ms", type=float, default=None, help="latency requirement per request")
-    p.add_argument("--count", type=int, default=1, help="requests to send")
-    p.add_argument("--index", type=int, default=0, help="first CIFAR-10 test image (default 0)")
+    p.add_argument("--deadline-ms", type=argtypes.number(0.0), default=None, help="latency requirement per request")
+    p.add_argument("--count", type=argtypes.integer(1), default=1, help="requests to send")
+    p.add_argument("--index", type=argtypes.integer(0), default=0, help="first CIFAR-10 test image (default 0)")
     p.add_argument("--random-input", action="store_true", help="random pixels instead of CIFAR-10 test images")
-    p.add_argument("--token", help="shared token (also $EDGENT_TOKEN)")
-    p.add_argument("--token-file", help="file holding the shared token")
-    p.add_argument("--tls-ca", help="enable TLS; trust this CA/certificate file (PEM)")
-    p.add_argument("--records", help="append one JSON line per request to this file")
-    p.add_argument("--slowdown", type=float, default=None, help="emulate a device this many times slower")
-    p.add_argument("--cpu-quota", type=float, default=None,
+    p.add_argument("--token", type=argtypes.token, help="shared token (also $EDGENT_TOKEN)")
+    p.add_argument("--token-file", type=argtypes.token_file, help="file holding the shared token")
+    p.add_argument("--tls-ca", type=argtypes.existing_file("the CA file"),
+                   help="enable TLS; trust this CA/certificate file (PEM)")
+    p.add_argument("--records", type=argtypes.new_file("the records file"),
+                   help="append one JSON line per request to this file")
+    p.add_argument("--edge-only", action="store_true",
+                   help="no answer on the device: a request the edge does not answer fails (its record says why) "
+                        "and the command exits with code 1 (default: fall back on the device and say why)")
+    p.add_argument("--slowdown", type=argtypes.number(1.0, allow_low=True), default=None,
+                   help="emulate a device this many times slower")
+    p.add_argument("--cpu-quota", type=argtypes.number(0.0, high=1.0), default=None,
                    help="limit the device to this fraction of one CPU (cgroup v1 quota, root)")
-    p.add_argument("--delay-ms", type=float, default=0.0, help="round-trip delay added by the application")
-    p.add_argument("--rate-bps", type=float, default=None,
-                   help="emulated link rate (token bucket in the client; without root)")
+    p.add_argument("--delay-ms", type=argtypes.number(0.0, allow_low=True), default=0.0,
+                   help="round-trip delay added by the application")
+    p.add_argument("--rate-bps", type=argtypes.number(MIN_REPLAY_BPS, allow_low=True), default=None,
+                   help=f"emulated link rate, at least {MIN_REPLAY_BPS:g} bit/s (token bucket in the client; "
+                        "without root)")
     p.add_argument("--json", action="store_true", help="print one JSON object per request")
 
 
@@ -93,33 +110,71 @@ def _inputs(args: argparse.Namespace, chain) -> tuple[Any, list[int | None]]:
     return torch.from_numpy(split.images[idx]), [int(split.labels[i]) for i in idx]
 
 
+def _device_warnings() -> logging.Handler:
+    """Show the device client's warnings (a refused token, a TLS certificate that does not verify) on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("edgent.device")
+    logger.addHandler(handler)
+    logger.propagate = False
+    return handler
+
+
 def run_device_requests(args: argparse.Namespace, host: str, port: int, link=None, chain=None) -> int:
-    """The body of `edgent infer` (also used by `edgent testbed run`): ``--count`` requests, one line each."""
+    """The body of `edgent infer` (also used by `edgent testbed run`): ``--count`` requests, one line each.
+
+    An edge-side failure is answered on the device (the line and the record say why) unless ``--edge-only``;
+    then the request fails, its record says why, and the exit code is 1. A refused token or a TLS certificate
+    that does not verify is also warned about on stderr."""
     from edgent.runtime.client import DeviceClient, client_ssl_context
     from edgent.runtime.link import AppLink
     from edgent.runtime.session import DeviceRuntime, fixed_plan
 
     chain = chain or load_for_inference(args.model, args.weights, args.random_weights, args.seed)
     exit_ = args.exit or chain.num_exits
+    if not 1 <= exit_ <= chain.num_exits:
+        raise ConfigError(f"--exit {exit_} is out of range: {chain.name} has exits 1..{chain.num_exits}")
+    n_units = chain.exit_point(exit_).num_units
+    if not 0 <= args.partition <= n_units:
+        raise ConfigError(f"--partition {args.partition} is out of range: exit {exit_} of {chain.name} has points "
+                          f"0..{n_units} (0: all on the edge, {n_units}: all on the device)")
+    from edgent.codec import get_codec
+
+    get_codec(args.codec)  # an unknown codec is refused before anything starts
     slowdown, stack = _device_context(args)
     link = link or AppLink(delay_ms=args.delay_ms, rate_bps=args.rate_bps)
     if link.emulated and getattr(args, "_say_emulated", True):
         print(f"edgent: EMULATED link: {link.rate_bps / 1e6:g} Mbit/s enforced by a token bucket in this client "
               "(no tc shaping)", file=sys.stderr)
-    ssl_ctx = client_ssl_context(args.tls_ca) if args.tls_ca else None
+    try:
+        ssl_ctx = client_ssl_context(args.tls_ca) if args.tls_ca else None
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise ConfigError(f"--tls-ca {args.tls_ca} is not a PEM certificate file: {exc}") from None
     x, labels = _inputs(args, chain)
-    met = served = 0
-    with stack, DeviceClient(host, port, chain, token=_token(args), ssl_context=ssl_ctx, link=link,
-                             slowdown=slowdown) as client, \
-            DeviceRuntime(client, getattr(args, "_configurator", None) or fixed_plan(exit_, args.partition,
-                                                                                     args.codec),
-                          deadline_ms=args.deadline_ms, records=args.records) as runtime:
+    met = served = failed = 0
+    handler = _device_warnings()
+    edge_only = getattr(args, "edge_only", False)
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(logging.getLogger("edgent.device").removeHandler, handler)
+        cleanup.enter_context(stack)
+        client = cleanup.enter_context(DeviceClient(host, port, chain, token=_token(args), ssl_context=ssl_ctx,
+                                                    link=link, slowdown=slowdown))
+        runtime = cleanup.enter_context(DeviceRuntime(
+            client, getattr(args, "_configurator", None) or fixed_plan(exit_, args.partition, args.codec),
+            deadline_ms=args.deadline_ms, records=args.records, fallback=not edge_only))
         for i in range(args.count):
-            r = runtime.infer(x[i : i + 1], label=labels[i])
+            try:
+                r = runtime.infer(x[i : i + 1], label=labels[i])
+            except EdgentError as exc:
+                if not edge_only:
+                    raise
+                failed += 1
+                print(f"#{i}: FAILED (--edge-only): {exc}", file=sys.stderr)
+                continue
             served += r.where == "edge"
             met += bool(r.met_deadline)
             if args.json:
-                print(json.dumps(runtime.record(runtime_plan(r), r, client.estimator.rate_bps,
+                print(dumps_finite(runtime.record(runtime_plan(r), r, client.estimator.rate_bps,
                                                 client.estimator.rtt_ms, labels[i])))
             else:
                 from edgent.data.cifar10 import CLASSES
@@ -133,6 +188,10 @@ def run_device_requests(args: argparse.Namespace, host: str, port: int, link=Non
                       f"{'-' if r.network_ms is None else f'{r.network_ms:.2f}'}); bandwidth estimate "
                       f"{'-' if bw is None else f'{bw / 1e6:.3f} Mbit/s'}"
                       + ("" if r.deadline_ms is None else f"; deadline {'met' if r.met_deadline else 'MISSED'}"))
+    if failed:
+        print(f"edgent: {failed} of {args.count} requests failed: the edge did not answer them (--edge-only)",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -159,7 +218,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = ServerConfig(host=args.host, port=args.port, token=_token(args), max_queue=args.max_queue,
                        threads=args.threads, max_payload_bytes=int(args.max_payload_mb * 1024 * 1024),
                        max_connections=args.max_connections, ssl_context=ssl_ctx,
-                       inline_when_idle=not args.always_hand_off)
+                       inline_when_idle=not args.always_hand_off, handshake_timeout_s=args.handshake_timeout_s,
+                       idle_timeout_s=args.idle_timeout_s, body_timeout_s=args.body_timeout_s,
+                       min_rate_bps=args.min_rate_bps, rate_grace_s=args.rate_grace_s,
+                       write_timeout_s=args.write_timeout_s, read_buffer_bytes=args.read_buffer_kb * 1024,
+                       write_buffer_bytes=args.write_buffer_kb * 1024)
+    cfg.check()
     server = EdgeServer(models, cfg)
     try:
         asyncio.run(server.serve_until_signal(args.ready_file))
@@ -221,56 +285,95 @@ def cmd_testbed_run(args: argparse.Namespace) -> int:
     from edgent.adapt.traces import load_trace
     from edgent.testbed import open_testbed, replay_steps, serve_argv, temp_ready_file
 
+    steps = None
+    if args.trace:  # read before anything starts: a bad file is refused at once
+        trace = load_trace(args.trace).scaled(args.trace_scale)
+        steps = replay_steps(trace.time_s, trace.rate_bps)
     tb = open_testbed(args.rate_bps, args.delay_ms, emulate=True if args.emulate else None)
     with tb:
         print(f"edgent testbed: {tb.describe()}", file=sys.stderr)
         ready = temp_ready_file()
         extra = model_flags(args)[2:]
-        tb.start_edge(serve_argv(args.model, args.port, ready, host="0.0.0.0" if tb.kind == "netns" else "127.0.0.1",
-                                 extra=extra), stdout=subprocess.DEVNULL)
-        with contextlib.suppress(OSError):
-            os.unlink(ready)
-        if args.trace:
-            trace = load_trace(args.trace).scaled(args.trace_scale)
-            steps = replay_steps(trace.time_s, trace.rate_bps)
+        try:
+            tb.start_edge(serve_argv(args.model, args.port, ready,
+                                     host="0.0.0.0" if tb.kind == "netns" else "127.0.0.1", extra=extra),
+                          stdout=subprocess.DEVNULL)
+            port = int(Path(ready).read_text().split()[0])  # the port the edge bound (--port 0: a free one)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(ready)
+        if steps is not None:
             tb.replay(steps, loop=True)
-            print(f"edgent testbed: replaying {args.trace} ({len(steps)} steps, scale {args.trace_scale:g})",
-                  file=sys.stderr)
-        if args.command:
-            cmd = [c for c in args.command if c != "--"]
-            env = dict(os.environ, EDGENT_EDGE_HOST=tb.edge_host, EDGENT_EDGE_PORT=str(args.port))
+            print(f"edgent testbed: replaying {args.trace} ({len(steps)} steps, scale {args.trace_scale:g}; rates "
+                  f"under {MIN_REPLAY_BPS:g} bit/s run at {MIN_REPLAY_BPS:g})", file=sys.stderr)
+        if args.device_command:
+            cmd = [c for c in args.device_command if c != "--"]
+            env = dict(os.environ, EDGENT_EDGE_HOST=tb.edge_host, EDGENT_EDGE_PORT=str(port))
             return subprocess.call(cmd, env=env)
         args._say_emulated = False
-        return run_device_requests(args, tb.edge_host, args.port, link=tb.link)
+        return run_device_requests(args, tb.edge_host, port, link=tb.link)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from edgent.runtime.server import DEFAULT_PORT
 
+    from edgent.runtime.server import ServerConfig
+
+    d = ServerConfig()
     p = sub.add_parser("serve", help="run the edge server (finishes the DNN for devices)")
     p.add_argument("--model", action="append", default=None, help="model to serve (repeatable; default "
                    "alexnet-cifar10)")
-    p.add_argument("--weights", help="weights file instead of the committed ones")
+    p.add_argument("--weights", type=argtypes.existing_file("the weights file"),
+                   help="weights file instead of the committed ones")
     p.add_argument("--random-weights", action="store_true", help="seeded random weights (see --seed)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=argtypes.integer(0), default=0)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT)
-    p.add_argument("--token", help="require this shared token from devices (also $EDGENT_TOKEN)")
-    p.add_argument("--token-file", help="file holding the shared token")
-    p.add_argument("--tls-cert", help="TLS certificate chain (PEM)")
-    p.add_argument("--tls-key", help="TLS private key (PEM)")
-    p.add_argument("--max-queue", type=int, default=64, help="requests waiting for a worker before 'overloaded'")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--port", type=argtypes.port(allow_zero=True), default=DEFAULT_PORT,
+                   help=f"port to listen on (default {DEFAULT_PORT}; 0: any free port, see --ready-file)")
+    p.add_argument("--token", type=argtypes.token, help="require this shared token from devices (also $EDGENT_TOKEN)")
+    p.add_argument("--token-file", type=argtypes.token_file, help="file holding the shared token")
+    p.add_argument("--tls-cert", type=argtypes.existing_file("the TLS certificate"),
+                   help="TLS certificate chain (PEM)")
+    p.add_argument("--tls-key", type=argtypes.existing_file("the TLS key"), help="TLS private key (PEM)")
+    p.add_argument("--max-queue", type=argtypes.integer(1), default=d.max_queue,
+                   help="requests waiting for a worker before 'overloaded'")
+    p.add_argument("--threads", type=argtypes.integer(0), default=d.threads,
                    help="worker threads running the edge part (0: compute inline on the event loop, lowest latency "
                    "for one device, no health answers during a computation)")
     p.add_argument("--always-hand-off", action="store_true",
                    help="hand every request to a worker thread, also when the edge is idle (by default an idle "
                    "edge computes on the event loop and saves the thread hand-off and back; its cost is measured "
                    "by `edgent bench runtime`, see docs/runtime.md)")
-    p.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    p.add_argument("--max-payload-mb", type=float, default=64.0, help="largest accepted payload")
-    p.add_argument("--max-connections", type=int, default=256)
-    p.add_argument("--ready-file", help="write the bound port to this file once ready")
+    p.add_argument("--torch-threads", type=argtypes.integer(0), default=0,
+                   help="torch intra-op threads (0: torch's default)")
+    p.add_argument("--max-payload-mb", type=argtypes.number(0.0, high=4095.0), default=d.max_payload_bytes / 2**20,
+                   help=f"largest accepted payload in MiB (default {d.max_payload_bytes / 2**20:g})")
+    b = p.add_argument_group("bounds (docs/runtime.md, 'Bounds')")
+    b.add_argument("--max-connections", type=argtypes.integer(2), default=d.max_connections,
+                   help="open sockets at most, counting TLS handshakes and connections before HELLO; when full, "
+                        "a newcomer frees the oldest unfinished handshake or the longest idle connection "
+                        f"(default {d.max_connections})")
+    b.add_argument("--handshake-timeout-s", type=argtypes.number(0.0), default=d.handshake_timeout_s,
+                   help="from connect to an answered HELLO, TLS included "
+                        f"(default {d.handshake_timeout_s:g})")
+    b.add_argument("--idle-timeout-s", type=argtypes.number(0.0), default=d.idle_timeout_s,
+                   help=f"close a connection without a frame for this long (default {d.idle_timeout_s:g})")
+    b.add_argument("--body-timeout-s", type=argtypes.number(0.0), default=d.body_timeout_s,
+                   help=f"a frame must arrive whole within this time of its first byte (default {d.body_timeout_s:g})")
+    b.add_argument("--min-rate-bps", type=argtypes.number(0.0), default=d.min_rate_bps,
+                   help="after --rate-grace-s, a frame must keep arriving at this rate, bit/s "
+                        f"(default {d.min_rate_bps:g})")
+    b.add_argument("--rate-grace-s", type=argtypes.number(0.0, allow_low=True), default=d.rate_grace_s,
+                   help=f"time a frame may take before --min-rate-bps applies (default {d.rate_grace_s:g})")
+    b.add_argument("--write-timeout-s", type=argtypes.number(0.0), default=d.write_timeout_s,
+                   help="close a connection whose answers the device does not read for this long "
+                        f"(default {d.write_timeout_s:g})")
+    b.add_argument("--read-buffer-kb", type=argtypes.integer(1, 1 << 20), default=d.read_buffer_bytes // 1024,
+                   help=f"bytes read ahead per connection, KiB (default {d.read_buffer_bytes // 1024})")
+    b.add_argument("--write-buffer-kb", type=argtypes.integer(1, 1 << 20), default=d.write_buffer_bytes // 1024,
+                   help=f"answers buffered per connection, KiB (default {d.write_buffer_bytes // 1024})")
+    p.add_argument("--ready-file", type=argtypes.new_file("the ready file"),
+                   help="write the bound port to this file once ready")
 
     def serve(args: argparse.Namespace) -> int:
         args.model = args.model or ["alexnet-cifar10"]
@@ -281,7 +384,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("infer", help="co-infer images with an edge server (device side)")
     add_model_args(p)
     p.add_argument("--host", default=os.environ.get("EDGENT_EDGE_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("EDGENT_EDGE_PORT", DEFAULT_PORT)))
+    p.add_argument("--port", type=argtypes.port(), default=os.environ.get("EDGENT_EDGE_PORT", str(DEFAULT_PORT)),
+                   help=f"the edge's port (default $EDGENT_EDGE_PORT or {DEFAULT_PORT})")
     add_client_args(p)
     p.set_defaults(func=cmd_infer)
 
@@ -290,8 +394,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     tsub.required = True
     up = tsub.add_parser("up", help="create a persistent namespace testbed (root)")
     up.add_argument("--name", default="default")
-    up.add_argument("--rate-bps", type=float, default=None, help="tc tbf rate each way (default: unshaped)")
-    up.add_argument("--delay-ms", type=float, default=0.0)
+    up.add_argument("--rate-bps", type=argtypes.number(MIN_REPLAY_BPS, allow_low=True), default=None,
+                    help="tc tbf rate each way (default: unshaped)")
+    up.add_argument("--delay-ms", type=argtypes.number(0.0, allow_low=True), default=0.0)
     up.set_defaults(func=cmd_testbed_up)
     down = tsub.add_parser("down", help="remove a testbed made by `up` (and leftovers of killed runs)")
     down.add_argument("--name", default="default")
@@ -299,12 +404,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     down.set_defaults(func=cmd_testbed_down)
     run = tsub.add_parser("run", help="start an edge in a fresh testbed, run requests (or a command), clean up")
     add_model_args(run)
-    run.add_argument("--port", type=int, default=DEFAULT_PORT)
+    run.add_argument("--port", type=argtypes.port(allow_zero=True), default=0,
+                     help="the edge's port (default 0: any free port; the device dials the one the edge bound)")
     run.add_argument("--emulate", action="store_true", help="emulated link even as root")
-    run.add_argument("--trace", help="bandwidth trace to replay: Norway 3G text (time_s Mbit/s), Belgium 4G JSON "
-                     "or Mahimahi; outages run at the replay's lowest rate")
-    run.add_argument("--trace-scale", type=float, default=1.0, help="multiply the trace's rates")
+    run.add_argument("--trace", type=argtypes.existing_file("the trace file"),
+                     help="bandwidth trace to replay: Norway 3G text (time_s Mbit/s), Belgium 4G JSON or Mahimahi; "
+                          "outages run at the replay's lowest rate")
+    run.add_argument("--trace-scale", type=argtypes.number(0.0), default=1.0, help="multiply the trace's rates")
     add_client_args(run)
-    run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD: run CMD as the device instead "
+    run.add_argument("device_command", nargs=argparse.REMAINDER, metavar="command",
+                     help="-- CMD: run CMD as the device instead "
                      "($EDGENT_EDGE_HOST/$EDGENT_EDGE_PORT name the edge)")
     run.set_defaults(func=cmd_testbed_run)

@@ -293,13 +293,16 @@ class JpegCodec(Codec):
         mode = "L" if shape[1] == 1 else "RGB"
         for i, length in enumerate(lengths):
             try:
-                with Image.open(io.BytesIO(bytes(data[pos : pos + length]))) as im:
+                # Image.open reads the header only; the size is checked before any pixel is decoded, and a header
+                # that claims more pixels than PIL's bomb limit is refused by Image.open itself
+                with Image.open(io.BytesIO(bytes(data[pos : pos + length])), formats=["JPEG"]) as im:
                     if im.format != "JPEG" or im.size != (shape[3], shape[2]):
-                        raise InputError(f"codec {self.name}: image {i} is not a {shape[3]}x{shape[2]} JPEG")
+                        raise InputError(f"codec {self.name}: image {i} is not a {shape[3]}x{shape[2]} JPEG "
+                                         f"(its header says {im.size[0]}x{im.size[1]})")
                     img = np.asarray(im.convert(mode))
-            except (UnidentifiedImageError, OSError, ValueError) as exc:
-                if isinstance(exc, InputError):
-                    raise
+            except InputError:
+                raise
+            except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
                 raise InputError(f"codec {self.name}: image {i} cannot be decoded: {exc}") from exc
             out[i] = img.reshape(shape[2], shape[3], shape[1])
             pos += length
@@ -338,6 +341,8 @@ class CompressedCodec(Codec):
             raw = d.decompress(data, limit)
             if d.unconsumed_tail or not d.eof:
                 raise InputError(f"codec {self.name}: the payload is truncated or inflates beyond {limit} bytes")
+            if d.unused_data:
+                raise InputError(f"codec {self.name}: {len(d.unused_data)} bytes follow the end of the zlib stream")
         except zlib.error as exc:
             raise InputError(f"codec {self.name}: the payload is not valid zlib data: {exc}") from exc
         return self.inner.decode(raw, shape)

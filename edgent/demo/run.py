@@ -115,7 +115,9 @@ def run_demo(opts: DemoOptions, console: Any = None) -> Path:
     old_term = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     # Ctrl-C must reach us even when started from a shell that ignores SIGINT for background jobs
     old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-    bed_opts = BedOptions(model=MODEL, rate_bps=float(trace.rate_bps[0]), rtt_ms=opts.rtt_ms,
+    # rates under the replay's floor (outages: tc tbf needs a rate > 0; an emulated link at a few bit/s would take
+    # minutes per request) run at the floor, from the first rate on
+    bed_opts = BedOptions(model=MODEL, rate_bps=max(float(trace.rate_bps[0]), MIN_REPLAY_BPS), rtt_ms=opts.rtt_ms,
                           emulate=True if opts.emulate else None, port=opts.port, random_weights=random_weights,
                           seed=opts.seed, log_dir=out, client_name="edgent-demo")
     try:
@@ -135,7 +137,8 @@ def run_demo(opts: DemoOptions, console: Any = None) -> Path:
             hook = PlanHook(conf, sc.candidates, opts.rtt_ms)
             steps = replay_steps(trace.time_s, trace.rate_bps, 0.0, duration_s)
             if any(r < MIN_REPLAY_BPS for r in trace.rate_bps):
-                say(f"note: the trace's outages (0 bit/s) run at {MIN_REPLAY_BPS / 1e3:g} kbit/s on the link")
+                say(f"note: the trace's rates under {MIN_REPLAY_BPS / 1e3:g} kbit/s (outages) run at "
+                    f"{MIN_REPLAY_BPS / 1e3:g} kbit/s on the link")
             say(f"set-up took {time.perf_counter() - t_setup:.1f} s; running {duration_s:g} s, one request every "
                 f"{opts.period_ms:g} ms")
             with DeviceRuntime(bed.client, hook, opts.deadline_ms, records=out / "records.jsonl") as rt:

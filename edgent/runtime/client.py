@@ -3,12 +3,19 @@
 :class:`DeviceClient` holds one connection to one edge server (blocking sockets: the device does one request at a
 time). ``infer(x, exit, partition, codec, deadline_ms)`` returns an :class:`InferenceResult` that says where the
 answer came from (``"edge"``, ``"device"`` when the plan ran everything locally, ``"fallback"`` when the edge
-was unreachable, too slow, overloaded or broken) and the time of every stage.
+was unreachable, full, too slow, overloaded, refused the device or answered nonsense) and the time of every stage.
+
+Nothing the edge does makes ``infer`` raise unless the caller asked for the edge only (``fallback=False``): every
+edge-side failure becomes an on-device answer whose ``fallback_reason`` says why. A failure that a person has to
+fix (the edge refused the token, its TLS certificate does not verify against the device's CA, the edge refused the
+request itself) is also reported once per distinct message as a warning (logger ``edgent.device``, shown on
+stderr when logging is not configured).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import ssl
 import time
@@ -48,8 +55,10 @@ class RemoteError(EdgentError):
 
 
 _FLOAT32 = get_codec("float32")
+log = logging.getLogger("edgent.device")
 
-#: edge error codes after which the device computes the answer itself (the rest are the caller's mistakes)
+#: edge error codes that are the edge's passing state (the device falls back quietly); after any other code the
+#: device falls back too, but warns: a person has to fix something (the token, the model the edge serves, ...)
 RECOVERABLE_CODES = frozenset({"overloaded", "shutting_down", "internal", "timeout", "too_many_connections"})
 
 
@@ -154,6 +163,10 @@ class DeviceClient:
         #: in time); False: wait for the edge until the deadline itself (a planner already budgeted the edge path)
         self.fallback_reserve = True
         self.sock: socket.socket | None = None
+        self.last_connect_error: str | None = None
+        #: the last failure a person has to fix (rejected token, TLS certificate, refused request), else None
+        self.config_problem: str | None = None
+        self._warned: set[str] = set()
         self.welcome: dict[str, Any] = {}
         self.last_edge_load: dict[str, Any] | None = None
         self._next_try_s = 0.0
@@ -180,17 +193,20 @@ class DeviceClient:
     def connected(self) -> bool:
         return self.sock is not None
 
-    def connect(self, force: bool = False) -> bool:
+    def connect(self, force: bool = False, timeout_s: float | None = None) -> bool:
         """Open the connection and say HELLO, unless connected or still backing off after a failure (``force``
-        ignores the back-off). Returns whether connected; raises RemoteError when the edge refuses the token."""
+        ignores the back-off); wait at most ``timeout_s`` (default ``connect_timeout_s``). Returns whether
+        connected and keeps the reason of a failure in ``last_connect_error``; raises RemoteError only when the
+        edge refuses the token (a full or stopping edge is a failure to connect, retried after the back-off)."""
         if self.sock is not None:
             return True
         now = time.monotonic()
         if not force and now < self._next_try_s:
             return False
+        wait_s = self.connect_timeout_s if timeout_s is None else max(min(timeout_s, self.connect_timeout_s), 1e-3)
         sock = None
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout_s)
+            sock = socket.create_connection((self.host, self.port), timeout=wait_s)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.ssl_context is not None:
                 sock = self.ssl_context.wrap_socket(sock, server_hostname=self.server_hostname)
@@ -199,24 +215,49 @@ class DeviceClient:
             if self.token is not None:
                 meta["token"] = self.token
             t0 = time.perf_counter()
-            reply = self._exchange(encode_frame(MsgType.HELLO, meta), self.connect_timeout_s)
+            reply = self._exchange(encode_frame(MsgType.HELLO, meta), wait_s)
             self.estimator.observe_rtt((time.perf_counter() - t0) * 1e3)
-        except RemoteError:
+        except RemoteError as exc:
             self.close()
-            raise
+            self._failed_to_connect(str(exc))
+            if exc.code == "unauthorized":
+                self._problem(f"the edge at {self.host}:{self.port} refused this device's token (check --token / "
+                              "--token-file against the edge's)")
+                raise
+            return False
+        except ssl.SSLCertVerificationError as exc:
+            self._close_sock(sock)
+            self._failed_to_connect(f"TLS certificate verification failed: {exc.verify_message or exc}")
+            self._problem(f"the edge at {self.host}:{self.port} presented a TLS certificate that does not verify "
+                          f"against the device's CA ({exc.verify_message or exc}); check --tls-ca")
+            return False
         except (OSError, EdgeUnavailable, ProtocolError, ssl.SSLError) as exc:
-            self.close()
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.close()
-            self._next_try_s = time.monotonic() + self._backoff_s
-            self._backoff_s = min(self._backoff_s * 2, self.max_backoff_s)
-            self.last_connect_error = str(exc)
+            self._close_sock(sock)
+            self._failed_to_connect(str(exc))
             return False
         self.welcome = reply.meta
         self.last_edge_load = reply.meta.get("load")
+        self.last_connect_error = None
         self._backoff_s = 0.05
         return True
+
+    def _close_sock(self, sock: socket.socket | None) -> None:
+        self.close()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _failed_to_connect(self, reason: str) -> None:
+        self._next_try_s = time.monotonic() + self._backoff_s
+        self._backoff_s = min(self._backoff_s * 2, self.max_backoff_s)
+        self.last_connect_error = reason
+
+    def _problem(self, message: str) -> None:
+        """Remember a failure a person has to fix and warn about it (once per distinct message)."""
+        self.config_problem = message
+        if message not in self._warned and len(self._warned) < 100:
+            self._warned.add(message)
+            log.warning("edgent device: WARNING: %s", message)
 
     def close(self) -> None:
         """Close the connection (the next request reconnects)."""
@@ -234,13 +275,14 @@ class DeviceClient:
     def _exchange(self, frame: bytes, timeout_s: float) -> Frame:
         """Send one frame and read the answer within ``timeout_s``; ERROR answers raise RemoteError."""
         assert self.sock is not None
+        t_end = time.perf_counter() + timeout_s
         try:
             self.sock.settimeout(max(timeout_s, 1e-3))
             self.link.one_way_delay()
-            self.link.pace_upload(len(frame))
+            self.link.pace_upload(len(frame), max_wait_s=t_end - time.perf_counter())
             self.sock.sendall(frame)
             reply = recv_frame(self.sock, DEFAULT_MAX_PAYLOAD_BYTES)
-            self.link.pace_download(reply.wire_bytes)
+            self.link.pace_download(reply.wire_bytes, max_wait_s=t_end - time.perf_counter())
             self.link.one_way_delay()
         except (socket.timeout, TimeoutError) as exc:
             self.close()  # a late answer would arrive on this connection: start afresh
@@ -258,17 +300,20 @@ class DeviceClient:
         return reply
 
     def _request(self, frame: bytes, timeout_s: float) -> Frame:
-        """``_exchange`` on a live connection, reconnecting once when a reused connection turns out dead."""
+        """``_exchange`` on a live connection (a connect included, within ``timeout_s`` too), reconnecting once
+        when a reused connection turns out dead."""
+        t_end = time.perf_counter() + timeout_s
         reused = self.sock is not None
-        if not self.connect():
+        if not self.connect(timeout_s=timeout_s):
             raise EdgeUnavailable(f"the edge at {self.host}:{self.port} is unreachable "
-                                  f"({getattr(self, 'last_connect_error', 'backing off')})")
+                                  f"({self.last_connect_error or 'backing off after a failed connect'})")
         try:
-            return self._exchange(frame, timeout_s)
+            return self._exchange(frame, max(t_end - time.perf_counter(), 1e-3))
         except EdgeUnavailable as exc:
-            if not reused or "no answer" in str(exc) or not self.connect(force=True):
+            if not reused or "no answer" in str(exc) or t_end <= time.perf_counter() or \
+                    not self.connect(force=True, timeout_s=t_end - time.perf_counter()):
                 raise
-            return self._exchange(frame, timeout_s)
+            return self._exchange(frame, max(t_end - time.perf_counter(), 1e-3))
 
     def health(self, timeout_s: float = 2.0) -> dict[str, Any]:
         """Ask the edge for its STATUS (live, ready, load); the round trip is an RTT sample."""
@@ -305,10 +350,16 @@ class DeviceClient:
         codec: str = "float32",
         deadline_ms: float | None = None,
         fallback: bool = True,
+        t_arrival: float | None = None,
     ) -> InferenceResult:
         """Co-infer a batch ``x`` (uint8 pixels or the float model input) with the device running units
-        ``[0, partition)`` of ``exit``'s sub-model and the edge the rest (see :class:`InferenceResult`)."""
-        t0 = time.perf_counter()
+        ``[0, partition)`` of ``exit``'s sub-model and the edge the rest (see :class:`InferenceResult`).
+
+        ``t_arrival``: when the request arrived (``time.perf_counter()``; default: now). ``total_ms`` and the
+        deadline count from it, so that work done for the request before this call (a connect, a probe, planning)
+        is part of its time. With ``fallback=False`` an edge-side failure raises (EdgeUnavailable, RemoteError,
+        ProtocolError) instead of finishing on the device."""
+        t0 = time.perf_counter() if t_arrival is None else t_arrival
         chain = self.chain
         ep = chain.exit_point(exit)
         n_units = ep.num_units
@@ -348,37 +399,21 @@ class DeviceClient:
         frame = encode_frame(MsgType.INFER, meta, data)
         encode_ms = (time.perf_counter() - te0) * 1e3
         result_kw["encode_ms"] = encode_ms
-        timeout_s = self.timeout_s
-        if deadline_ms is not None:
-            spent_ms = (time.perf_counter() - t0) * 1e3
-            reserve_ms = (min(self.device_exit_ms.values()) * h.shape[0]
-                          if fallback and self.fallback_reserve else 0.0)
-            left_ms = deadline_ms - spent_ms - reserve_ms
-            timeout_s = min(timeout_s, left_ms / 1e3 if left_ms >= 1.0 else max(deadline_ms - spent_ms, 1.0) / 1e3)
+        timeout_s = self.edge_budget_s(t0, deadline_ms, h.shape[0], fallback)
         t_send = time.perf_counter()
         try:
             reply = self._request(frame, timeout_s)
-        except (EdgeUnavailable, ProtocolError) as exc:
+            t_recv = time.perf_counter()
+            logits, timings = self._logits_of(reply, meta["id"], h.shape[0])
+        except EdgentError as exc:  # EdgeUnavailable, RemoteError, ProtocolError, a payload that does not decode
+            if isinstance(exc, RemoteError) and exc.code == "overloaded":
+                self.last_edge_load = exc.meta.get("load", self.last_edge_load)
+            if isinstance(exc, RemoteError) and exc.code not in RECOVERABLE_CODES and exc.code != "unauthorized":
+                self._problem(f"the edge refused the request: {exc}")
             if not fallback:
                 raise
             return self._fallback(x, pixels, model_in, h, exit, partition, str(exc), t0, **result_kw)
-        except RemoteError as exc:
-            if exc.code == "overloaded":
-                self.last_edge_load = exc.meta.get("load", self.last_edge_load)
-            if not fallback or exc.code not in RECOVERABLE_CODES:
-                raise
-            return self._fallback(x, pixels, model_in, h, exit, partition, str(exc), t0, **result_kw)
-        t_recv = time.perf_counter()
-        if reply.type != MsgType.RESULT or reply.meta.get("id") != meta["id"]:
-            self.close()
-            raise ProtocolError("bad_reply", f"the edge answered {reply.type.name} id={reply.meta.get('id')!r} "
-                                             f"to INFER id={meta['id']}")
-        shape = reply.meta.get("shape")
-        if not isinstance(shape, list) or len(shape) != 2 or shape[0] != h.shape[0] or shape[1] != chain.num_classes:
-            raise ProtocolError("bad_reply", f"the edge's logits have shape {shape!r}")
-        logits = _FLOAT32.decode(reply.payload, (shape[0], shape[1]))
-        timings = reply.meta.get("timings") or {}
-        server_ms = float(timings.get("server_ms", 0.0))
+        server_ms = _finite_float(timings.get("server_ms"))
         total_ms = (t_recv - t_send) * 1e3
         sample = self.estimator.observe_request(len(frame), reply.wire_bytes, total_ms, server_ms)
         self.last_edge_load = reply.meta.get("load")
@@ -387,6 +422,31 @@ class DeviceClient:
             server_timings_ms=timings, edge_load=self.last_edge_load, upload_bytes=len(frame),
             download_bytes=reply.wire_bytes, bandwidth_sample_bps=None if sample is None else sample.rate_bps,
             **result_kw)
+
+    def edge_budget_s(self, t0: float, deadline_ms: float | None, batch: int = 1, fallback: bool = True) -> float:
+        """How long (s) the edge may take for a request that arrived at ``t0`` (``perf_counter``): the deadline
+        minus what is spent and, when falling back, minus the fastest exit's device time (so that a fallback
+        still ends in time); ``timeout_s`` without a deadline."""
+        if deadline_ms is None:
+            return self.timeout_s
+        spent_ms = (time.perf_counter() - t0) * 1e3
+        reserve_ms = min(self.device_exit_ms.values()) * batch if fallback and self.fallback_reserve else 0.0
+        left_ms = deadline_ms - spent_ms - reserve_ms
+        return min(self.timeout_s, left_ms / 1e3 if left_ms >= 1.0 else max(deadline_ms - spent_ms, 1.0) / 1e3)
+
+    def _logits_of(self, reply: Frame, request_id: int, batch: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The logits and timings of the edge's RESULT for request ``request_id``; ProtocolError (connection
+        closed) when the reply is not that."""
+        if reply.type != MsgType.RESULT or reply.meta.get("id") != request_id:
+            self.close()
+            raise ProtocolError("bad_reply", f"the edge answered {reply.type.name} id={reply.meta.get('id')!r} "
+                                             f"to INFER id={request_id}")
+        shape = reply.meta.get("shape")
+        if not isinstance(shape, list) or len(shape) != 2 or shape[0] != batch or shape[1] != self.chain.num_classes:
+            self.close()
+            raise ProtocolError("bad_reply", f"the edge's logits have shape {shape!r}")
+        timings = reply.meta.get("timings")
+        return _FLOAT32.decode(reply.payload, (shape[0], shape[1])), timings if isinstance(timings, dict) else {}
 
     def _finish(self, logits: torch.Tensor, exit: int, partition: int, codec: str | None, where: str, t0: float,
                 **kw: Any) -> InferenceResult:
@@ -429,6 +489,15 @@ class DeviceClient:
         kw["edge_load"] = self.last_edge_load
         return self._finish(logits, e, chain.exit_point(e).num_units, None, "fallback", t0, fallback_reason=reason,
                             **kw)
+
+
+def _finite_float(v: Any) -> float:
+    """``v`` as a finite float, else 0.0 (for timings another program reported)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return 0.0
+    return f if np.isfinite(f) else 0.0
 
 
 def parse_shape(text: str) -> Sequence[int]:

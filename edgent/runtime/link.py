@@ -3,6 +3,7 @@ emulated rate limit (a token bucket in the device's socket writes and reads) tha
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,8 +45,8 @@ class AppLink:
 
     def set_rate(self, rate_bps: float | None) -> None:
         """Change the emulated rate (None: no limit in the application)."""
-        if rate_bps is not None and not rate_bps > 0:
-            raise ConfigError(f"the link rate must be > 0 bit/s, got {rate_bps}")
+        if rate_bps is not None and not (math.isfinite(rate_bps) and rate_bps > 0):
+            raise ConfigError(f"the link rate must be a finite number > 0 bit/s, got {rate_bps}")
         self.rate_bps = rate_bps
 
     def one_way_delay(self) -> None:
@@ -53,26 +54,34 @@ class AppLink:
         if self.delay_ms > 0:
             time.sleep(self.delay_ms / 2e3)
 
-    def _pace(self, nbytes: int, up: bool) -> None:
+    def _pace(self, nbytes: int, up: bool, max_wait_s: float | None) -> None:
         rate = self.rate_bps
         if rate is None or nbytes <= 0:
             return
         with self._lock:
             now = time.monotonic()
-            free = max(now, self._up_free_s if up else self._down_free_s)
-            free += 8.0 * nbytes / rate
-            if up:
-                self._up_free_s = free
+            free = max(now, self._up_free_s if up else self._down_free_s) + 8.0 * nbytes / rate
+            wait = free - now - 8.0 * self.bucket_bytes / rate
+            if max_wait_s is not None and wait > max_wait_s:
+                wait = max(max_wait_s, 0.0)  # the bytes do not go: the bucket keeps its tokens
+                give_up = True
             else:
-                self._down_free_s = free
-        wait = free - now - 8.0 * self.bucket_bytes / rate
+                give_up = False
+                if up:
+                    self._up_free_s = free
+                else:
+                    self._down_free_s = free
         if wait > 0:
             time.sleep(wait)
+        if give_up:
+            raise TimeoutError(f"the emulated link ({rate:g} bit/s) cannot carry {nbytes} bytes in "
+                               f"{max_wait_s * 1e3:.0f} ms")
 
-    def pace_upload(self, nbytes: int) -> None:
-        """Block until the token bucket lets ``nbytes`` go up."""
-        self._pace(nbytes, True)
+    def pace_upload(self, nbytes: int, max_wait_s: float | None = None) -> None:
+        """Block until the token bucket lets ``nbytes`` go up; TimeoutError (after waiting ``max_wait_s``) when
+        that would take longer than ``max_wait_s``."""
+        self._pace(nbytes, True, max_wait_s)
 
-    def pace_download(self, nbytes: int) -> None:
-        """Block until the token bucket lets ``nbytes`` come down."""
-        self._pace(nbytes, False)
+    def pace_download(self, nbytes: int, max_wait_s: float | None = None) -> None:
+        """Block until the token bucket lets ``nbytes`` come down (``max_wait_s`` as in :meth:`pace_upload`)."""
+        self._pace(nbytes, False, max_wait_s)

@@ -7,8 +7,10 @@ Every message is one frame::
     meta     (meta_len bytes)               a UTF-8 JSON object (at most MAX_META_BYTES)
     payload  (payload_len bytes)            raw bytes: a codec's output (at most the receiver's payload limit)
 
-Nothing in a frame runs code on load: JSON and raw bytes only (no pickle). Lengths are checked against the limits
-before anything is read; a frame that breaks the framing (bad magic, wrong version, unknown type, a length over the
+Nothing in a frame runs code on load: JSON and raw bytes only (no pickle); the meta's JSON may not hold NaN or
+Infinity. Lengths are checked against the limits before anything is read, and a body is buffered as it arrives,
+never allocated from a declared length; before a connection is authenticated only a HELLO of at most
+MAX_HELLO_META_BYTES is accepted. A frame that breaks the framing (bad magic, wrong version, unknown type, a length over the
 limit) is answered with an ERROR frame and the connection is closed; a well-framed but bad request (bad JSON, a
 field out of range, a wrong codec size) gets an ERROR frame and the connection stays open. The message types and
 their meta fields are documented in docs/runtime.md.
@@ -18,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import socket
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, Callable
 
 from edgent.errors import EdgentError
 
@@ -31,7 +34,11 @@ VERSION = 1
 HEADER = struct.Struct("!4sBBHII")
 HEADER_BYTES = HEADER.size
 MAX_META_BYTES = 16 * 1024
+#: the largest meta of a HELLO (client name and token); a HELLO carries no payload
+MAX_HELLO_META_BYTES = 4 * 1024
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
+#: the most bytes asked of the stream per read while a frame's body arrives (the body grows with what arrived)
+_BODY_CHUNK_BYTES = 1 << 20
 
 
 class MsgType(IntEnum):
@@ -52,7 +59,7 @@ _TYPES = {int(t) for t in MsgType}
 
 #: error codes after which the edge closes the connection (the framing or the peer can no longer be trusted)
 FATAL_CODES = frozenset({"bad_magic", "bad_version", "bad_type", "too_large", "unauthorized", "hello_required",
-                         "shutting_down", "too_many_connections"})
+                         "shutting_down", "too_many_connections", "timeout"})
 
 
 class ProtocolError(EdgentError):
@@ -89,7 +96,8 @@ def encode_frame(msg_type: MsgType, meta: dict[str, Any] | None = None, payload:
     return HEADER.pack(MAGIC, VERSION, int(msg_type), 0, len(meta_bytes), len(payload)) + meta_bytes + payload
 
 
-def parse_header(data: bytes, max_payload_bytes: int) -> tuple[MsgType, int, int]:
+def parse_header(data: bytes, max_payload_bytes: int, max_meta_bytes: int = MAX_META_BYTES
+                 ) -> tuple[MsgType, int, int]:
     """Check a 16-byte header and return (type, meta_len, payload_len); raises ProtocolError."""
     magic, version, msg_type, _flags, meta_len, payload_len = HEADER.unpack(data)
     if magic != MAGIC:
@@ -98,19 +106,24 @@ def parse_header(data: bytes, max_payload_bytes: int) -> tuple[MsgType, int, int
         raise ProtocolError("bad_version", f"protocol version {version} is not supported; this end speaks {VERSION}")
     if msg_type not in _TYPES:
         raise ProtocolError("bad_type", f"unknown frame type {msg_type}")
-    if meta_len > MAX_META_BYTES:
-        raise ProtocolError("too_large", f"frame meta of {meta_len} bytes exceeds the limit of {MAX_META_BYTES}")
+    if meta_len > max_meta_bytes:
+        raise ProtocolError("too_large", f"frame meta of {meta_len} bytes exceeds the limit of {max_meta_bytes}")
     if payload_len > max_payload_bytes:
         raise ProtocolError("too_large", f"payload of {payload_len} bytes exceeds the limit of {max_payload_bytes}")
     return MsgType(msg_type), meta_len, payload_len
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_meta(data: bytes | bytearray) -> dict[str, Any]:
-    """The JSON object of a frame's meta part; raises ProtocolError("bad_meta") for anything else."""
+    """The JSON object of a frame's meta part; raises ProtocolError("bad_meta") for anything else, also for the
+    NaN, Infinity and -Infinity that Python's json module would otherwise accept."""
     if not data:
         return {}
     try:
-        meta = json.loads(str(data, "utf-8"))
+        meta = json.loads(str(data, "utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError("bad_meta", f"frame meta is not valid UTF-8 JSON: {exc}") from exc
     if not isinstance(meta, dict):
@@ -119,23 +132,72 @@ def parse_meta(data: bytes | bytearray) -> dict[str, Any]:
 
 
 async def read_frame(reader: asyncio.StreamReader, max_payload_bytes: int,
-                     body_timeout_s: float | None = 30.0, header_timeout_s: float | None = None) -> Frame:
-    """Read one frame: the header within ``header_timeout_s`` (None: wait indefinitely), then the rest within
-    ``body_timeout_s`` of the header (one timer for both, rescheduled: this runs for every request).
+                     body_timeout_s: float | None = 30.0, header_timeout_s: float | None = None, *,
+                     min_rate_bps: float | None = None, rate_grace_s: float = 2.0,
+                     max_meta_bytes: int = MAX_META_BYTES, deadline: float | None = None,
+                     check_header: Callable[[MsgType, int, int], None] | None = None) -> Frame:
+    """Read one frame (one timer for the whole read, rescheduled as bytes arrive).
 
-    Raises ProtocolError for a bad frame, asyncio.IncompleteReadError when the peer closes mid-frame and
-    TimeoutError when the header or the body is too slow. The meta of a well-framed frame with bad JSON raises
+    Timing rules (times on the running loop's clock):
+
+    - the frame's first byte must arrive within ``header_timeout_s`` (None: wait indefinitely);
+    - from that byte on, the whole frame must arrive within ``body_timeout_s``;
+    - with ``min_rate_bps``, a sender must keep up that rate after ``rate_grace_s``: by ``t`` seconds after the
+      first byte, at least ``(t - rate_grace_s) * min_rate_bps / 8`` bytes of the frame must have arrived;
+    - nothing is waited for past ``deadline`` (an absolute loop time, e.g. the end of a handshake).
+
+    ``check_header(type, meta_len, payload_len)`` may raise ProtocolError to refuse a frame from its header (before
+    its body is read). The body is buffered as it arrives (at most 1 MiB is asked of the stream at a time), never
+    allocated from the declared lengths.
+
+    Raises ProtocolError for a bad frame, asyncio.IncompleteReadError when the peer closes mid-frame (or before
+    it) and TimeoutError when a timing rule is broken. The meta of a well-framed frame with bad JSON raises
     ProtocolError("bad_meta") only after the whole frame was read, so the connection stays usable."""
     loop = asyncio.get_running_loop()
-    async with asyncio.timeout_at(None if header_timeout_s is None else loop.time() + header_timeout_s) as timer:
-        head = await reader.readexactly(HEADER_BYTES)
-        msg_type, meta_len, payload_len = parse_header(head, max_payload_bytes)
-        timer.reschedule(None if body_timeout_s is None else loop.time() + body_timeout_s)
-        body = await reader.readexactly(meta_len + payload_len)
+    first_by = math.inf if header_timeout_s is None else loop.time() + header_timeout_s
+    end_by = math.inf if deadline is None else deadline
+    async with asyncio.timeout_at(_finite(min(first_by, end_by))) as timer:
+        head = await reader.read(HEADER_BYTES)
+        if not head:
+            raise asyncio.IncompleteReadError(b"", HEADER_BYTES)
+        t_first = loop.time()
+        if body_timeout_s is not None:
+            end_by = min(end_by, t_first + body_timeout_s)
+        rate_Bps = None if not min_rate_bps else min_rate_bps / 8.0
+
+        async def more(have: int, want: int) -> bytes:
+            """Up to ``want`` more bytes of the frame, of which ``have`` bytes arrived so far."""
+            due = end_by if rate_Bps is None else min(end_by, t_first + rate_grace_s + have / rate_Bps)
+            timer.reschedule(_finite(due))
+            chunk = await reader.read(want)
+            if not chunk:
+                raise asyncio.IncompleteReadError(b"", want)
+            return chunk
+
+        if len(head) < HEADER_BYTES:
+            head = bytearray(head)
+            while len(head) < HEADER_BYTES:
+                head += await more(len(head), HEADER_BYTES - len(head))
+            head = bytes(head)
+        msg_type, meta_len, payload_len = parse_header(head, max_payload_bytes, max_meta_bytes)
+        if check_header is not None:
+            check_header(msg_type, meta_len, payload_len)
+        need = meta_len + payload_len
+        body: bytes | bytearray = b""
+        if need:
+            body = await more(HEADER_BYTES, min(need, _BODY_CHUNK_BYTES))
+            if len(body) < need:
+                body = bytearray(body)
+                while len(body) < need:
+                    body += await more(HEADER_BYTES + len(body), min(need - len(body), _BODY_CHUNK_BYTES))
     frame = Frame(msg_type, {}, memoryview(body)[meta_len:] if payload_len else b"")
-    frame._wire_bytes = HEADER_BYTES + meta_len + payload_len  # type: ignore[attr-defined]
+    frame._wire_bytes = HEADER_BYTES + need  # type: ignore[attr-defined]
     frame.meta = parse_meta(body[:meta_len])
     return frame
+
+
+def _finite(t: float) -> float | None:
+    return None if t == math.inf else t
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytearray:

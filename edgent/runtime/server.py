@@ -5,30 +5,55 @@ of worker threads, and answers with the logits and its own timings (queueing, de
 its load, so that a device can tell link time from server time. A full queue answers ``overloaded`` at once
 instead of growing; a bad frame from one client is answered and, if the framing is broken, that connection is
 closed: nothing a client sends can stop the server.
+
+[Note: bounds and fairness] No client, authenticated or not, may take the edge from the others
+(``docs/runtime.md``, "Bounds"). The server accepts sockets itself, so that every open socket counts against
+``max_connections`` from the moment it is accepted: one whose first message has not arrived, one in its TLS
+handshake, one that has not said HELLO yet and one being turned away alike. Until its first message (a TLS
+ClientHello, or a HELLO frame without TLS) has fully arrived a connection has no transport and no task: the
+server only looks at its pending bytes now and then, so that a flood of connections that never finish their
+first message costs little. A socket must be authenticated (TLS done and a valid HELLO answered) within
+``handshake_timeout_s`` of its accept; before that it may send nothing but a HELLO of at most
+``MAX_HELLO_META_BYTES``. When the last slot is taken, the accept frees one (:meth:`EdgeServer._victim`: one
+slow or stalled in its handshake first, else the one whose last progress is oldest; none while all are busy: the
+newcomer is told ``too_many_connections``). Each connection has at most one frame in flight (its next frame is read once its answer is written), buffers at most
+``read_buffer_bytes`` ahead of the frame being read, one frame of at most ``max_payload_bytes``, and
+``write_buffer_bytes`` of answers: a peer that stops reading is closed after ``write_timeout_s``. A sender slower
+than ``min_rate_bps`` (after ``rate_grace_s`` of a frame) is cut. Between two frames of a connection the loop
+serves every other connection once, so a client that pipelines frames gets its turn like everyone else and no
+more; frames that ask for no computation (HEALTH, PROBE, refused ones) are also held to
+``control_frames_per_s`` per connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
+import math
 import os
 import signal
+import socket
 import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 
 from edgent.codec import check_shape, get_codec
-from edgent.errors import EdgentError
+from edgent.errors import ConfigError, EdgentError
 from edgent.model.chain import MultiExitChain
 from edgent.model.preprocess import default_preprocess, get_preprocess
 from edgent.runtime.protocol import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    HEADER,
+    HEADER_BYTES,
+    MAGIC,
+    MAX_HELLO_META_BYTES,
     Frame,
     MsgType,
     ProtocolError,
@@ -41,11 +66,27 @@ log = logging.getLogger("edgent.serve")
 
 DEFAULT_PORT = 8470
 MAX_BATCH = 256
+#: the most of a connection's first message looked at before it is handed to TLS or the framing (a TLS record
+#: of a ClientHello is at most 16 KiB + 5 bytes; a HELLO frame at most 16 + 4 KiB)
+_GREETING_PEEK_BYTES = 16 * 1024 + 5
 
 
 @dataclass
 class ServerConfig:
-    """Settings of an edge server. ``token``: when set, a device's HELLO must carry it (constant-time compare)."""
+    """Settings of an edge server (see the module's note on bounds; ``docs/runtime.md`` lists the defaults).
+
+    ``token``: when set, a device's HELLO must carry it (constant-time compare); it may not be empty.
+    ``max_connections``: open sockets at most, counting those in their TLS handshake and before HELLO.
+    ``handshake_timeout_s``: from accept to an answered HELLO, TLS handshake included.
+    ``idle_timeout_s``: an authenticated connection with no frame for this long is closed.
+    ``body_timeout_s``: a frame must arrive whole within this time of its first byte.
+    ``min_rate_bps`` / ``rate_grace_s``: after the grace, a frame must keep arriving at this rate (bit/s).
+    ``write_timeout_s``: an answer that cannot be handed to the kernel within this time closes the connection.
+    ``control_frames_per_s``: frames per connection and second that are not answered with a RESULT (HEALTH,
+    PROBE, refused requests); beyond it (after a burst of as many) the connection's next frame waits.
+    ``read_buffer_bytes`` / ``write_buffer_bytes``: per-connection buffers ahead of the frame being read and of
+    answers not yet taken by the kernel.
+    """
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
@@ -55,11 +96,39 @@ class ServerConfig:
     inline_when_idle: bool = True
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     max_connections: int = 256
-    hello_timeout_s: float = 10.0
+    handshake_timeout_s: float = 5.0
     idle_timeout_s: float = 300.0
     body_timeout_s: float = 30.0
+    min_rate_bps: float = 8000.0
+    rate_grace_s: float = 2.0
+    write_timeout_s: float = 10.0
+    control_frames_per_s: float = 20.0
+    read_buffer_bytes: int = 64 * 1024
+    write_buffer_bytes: int = 256 * 1024
     ssl_context: ssl.SSLContext | None = None
     shutdown_grace_s: float = 5.0
+
+    def check(self) -> None:
+        """Raise ConfigError (naming the ``edgent serve`` option) for a setting with which no device can be served."""
+        if self.token is not None and (not isinstance(self.token, str) or not self.token):
+            raise ConfigError("the token is empty: give a non-empty --token / --token-file, or none to admit any "
+                              "device")
+        ints = {"max_queue": (1, "--max-queue"), "threads": (0, "--threads"),
+                "max_payload_bytes": (1, "--max-payload-mb"), "max_connections": (2, "--max-connections"),
+                "read_buffer_bytes": (1024, "--read-buffer-kb"), "write_buffer_bytes": (1024, "--write-buffer-kb")}
+        for name, (low, option) in ints.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ConfigError(f"{option} must be an integer of at least {low} (as bytes for the sizes), "
+                                  f"got {v!r}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be 0..65535 (0: any free port), got {self.port}")
+        for f in fields(self):
+            if f.name.endswith("_s") or f.name in ("min_rate_bps", "control_frames_per_s"):
+                v = getattr(self, f.name)
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (
+                        v == 0 and f.name != "shutdown_grace_s" and f.name != "rate_grace_s"):
+                    raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite positive number, got {v!r}")
 
 
 @dataclass
@@ -76,6 +145,51 @@ class EdgeLoad:
         return dict(self.__dict__)
 
 
+class _Connection:
+    """One accepted socket and where it stands (see the module's note on bounds).
+
+    ``greeting``: accepted, but its first message (a TLS ClientHello, or a HELLO frame without TLS) has not fully
+    arrived; such a connection has no transport and no task yet, only a look at its pending bytes now and then,
+    so that a flood of connections that never finish their first message costs the server little."""
+
+    __slots__ = ("sock", "transport", "raw_transport", "accepted_at", "idle_since", "authenticated", "busy", "evicted", "greeting",
+                 "watching", "poll_handle", "deadline_handle", "poll_delay_s", "stalled")
+
+    def __init__(self, sock: socket.socket, now: float) -> None:
+        self.sock = sock
+        self.transport: asyncio.BaseTransport | None = None
+        self.raw_transport: asyncio.BaseTransport | None = None  # under TLS, the socket's own transport
+        self.accepted_at = now
+        self.idle_since = now
+        self.authenticated = False
+        self.busy = False
+        self.evicted = False
+        self.greeting = False
+        self.watching = False
+        self.poll_handle: asyncio.TimerHandle | None = None
+        self.deadline_handle: asyncio.TimerHandle | None = None
+        self.poll_delay_s = 0.0
+        self.stalled = False  # its first message stopped short
+
+
+class _FrameBudget:
+    """A token bucket of frames per second (burst: one second's worth, at least one)."""
+
+    __slots__ = ("rate", "burst", "tokens", "t_last")
+
+    def __init__(self, rate_per_s: float, now: float) -> None:
+        self.rate = rate_per_s
+        self.burst = max(1.0, rate_per_s)
+        self.tokens = self.burst
+        self.t_last = now
+
+    def wait_s(self, now: float) -> float:
+        """Take one frame's token; how long to wait before the next frame may be read (0: at once)."""
+        self.tokens = min(self.burst, self.tokens + (now - self.t_last) * self.rate) - 1.0
+        self.t_last = now
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
 class EdgeServer:
     """Serves the edge part of the chains in ``models`` (name -> chain); see the module docstring."""
 
@@ -84,37 +198,57 @@ class EdgeServer:
             raise EdgentError("the edge server needs at least one model")
         self.models = {name: m.eval() for name, m in models.items()}
         self.config = config or ServerConfig()
-        if self.config.max_queue < 1 or self.config.threads < 0:
-            raise EdgentError("--max-queue must be at least 1 and --threads at least 0 (0: compute inline)")
+        self.config.check()
+        self._welcome = {"server": "edgent", "models": self._model_info(),
+                         "max_payload_bytes": self.config.max_payload_bytes}
+        self._token = None if self.config.token is None else self.config.token.encode("utf-8", "surrogatepass")
         self._pool = ThreadPoolExecutor(max(1, self.config.threads), thread_name_prefix="edge-worker")
         self._waiting = 0
         self._in_service = 0
         self._mean_compute_ms: float | None = None
         self._lock = threading.Lock()
         self._jobs: dict[str, dict[str, Any]] = {}
-        self._connections: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.base_events.Server | None = None
+        self._connections: set[_Connection] = set()
+        #: connections not authenticated yet, in the order they were accepted
+        self._unauth: dict[_Connection, None] = {}
+        #: authenticated connections with nothing in flight, least recently answered first
+        self._idle: dict[_Connection, None] = {}
+        self._open_sockets = 0
+        self._slot_freed: asyncio.Event | None = None
+        self._listeners: list[socket.socket] = []
+        self._accept_tasks: list[asyncio.Task] = []
+        self._tasks: set[asyncio.Task] = set()
         self._ready = False
         self._closing = False
         self.requests_served = 0
         self.errors_sent = 0
+        self.connections_evicted = 0
+        self.connections_turned_away = 0
+        self._closed_since_trim = 0
+        self._trim_task: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ life cycle
     @property
     def port(self) -> int:
         """The port actually bound (useful with port 0)."""
-        assert self._server is not None, "start() the server first"
-        return self._server.sockets[0].getsockname()[1]
+        assert self._listeners, "start() the server first"
+        return self._listeners[0].getsockname()[1]
+
+    @property
+    def open_sockets(self) -> int:
+        """Accepted sockets not closed yet (at most ``max_connections``)."""
+        return self._open_sockets
 
     async def start(self) -> None:
         """Bind and start accepting; warm every model up once so that the first request is not slow."""
         for chain in self.models.values():
             with torch.inference_mode():
                 chain(torch.zeros((1, *chain.input_shape)))
-        self._server = await asyncio.start_server(
-            self._handle, self.config.host, self.config.port, ssl=self.config.ssl_context,
-            limit=1 << 16, backlog=512,
-        )
+        self._slot_freed = asyncio.Event()
+        _keep_large_buffers_apart()
+        self._listeners = _listen(self.config.host, self.config.port)
+        loop = asyncio.get_running_loop()
+        self._accept_tasks = [loop.create_task(self._accept(s)) for s in self._listeners]
         self._ready = True
         log.info("edge server on %s:%d serving %s", self.config.host, self.port, ", ".join(self.models))
 
@@ -122,23 +256,29 @@ class EdgeServer:
         """Graceful shutdown: stop accepting, let requests in service finish (up to the grace time), close."""
         self._closing = True
         self._ready = False
-        if self._server is not None:
-            self._server.close()
+        for t in self._accept_tasks:
+            t.cancel()
+        for s in self._listeners:
+            s.close()
         t_end = time.monotonic() + self.config.shutdown_grace_s
         while (self._in_service or self._waiting) and time.monotonic() < t_end:
             await asyncio.sleep(0.01)
-        for w in list(self._connections):
-            w.close()
-        if self._server is not None:
-            try:
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
-            except (asyncio.TimeoutError, TimeoutError):
-                pass
+        for c in list(self._connections):
+            if c.greeting:
+                self._drop_greeting(c)
+            elif c.transport is not None:
+                c.transport.close()
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=1.5)
+            for t in pending:
+                t.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def serve_until_signal(self, ready_file: str | None = None) -> None:
         """Start, then serve until SIGTERM or SIGINT; then shut down gracefully."""
         await self.start()
+        gc.collect()
+        gc.freeze()  # the models and libraries stay: later collections look only at what serving creates
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -149,7 +289,8 @@ class EdgeServer:
             os.replace(ready_file + ".tmp", ready_file)
         print(f"edgent serve: listening on {self.config.host}:{self.port} "
               f"(models: {', '.join(self.models)}; TLS {'on' if self.config.ssl_context else 'off'}; "
-              f"token {'required' if self.config.token else 'not required'})", flush=True)
+              f"token {'required' if self.config.token else 'not required'}; "
+              f"at most {self.config.max_connections} connections)", flush=True)
         await stop.wait()
         print("edgent serve: shutting down", flush=True)
         await self.stop()
@@ -160,86 +301,315 @@ class EdgeServer:
                         None if self._mean_compute_ms is None else round(self._mean_compute_ms, 3),
                         len(self._connections))
 
+    # ------------------------------------------------------------------ accepting
+    async def _accept(self, listener: socket.socket) -> None:
+        """Accept while a slot is free; when the last one is taken, free one (or turn the newcomer away)."""
+        loop = asyncio.get_running_loop()
+        assert self._slot_freed is not None
+        cap = self.config.max_connections
+        while not self._closing:
+            while self._open_sockets >= cap:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+            try:
+                sock, _ = await loop.sock_accept(listener)
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                continue
+            except OSError as exc:  # out of descriptors or memory: wait for some to be freed
+                log.warning("accept failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            self._open_sockets += 1
+            conn = _Connection(sock, loop.time())
+            if self._open_sockets >= cap:
+                victim = self._victim(conn.accepted_at)
+                if victim is None:
+                    self.connections_turned_away += 1
+                    self._start(conn, turn_away=True)
+                    await asyncio.sleep(0)
+                    continue
+                self._evict(victim)
+            self._connections.add(conn)
+            self._unauth[conn] = None
+            self._await_greeting(conn)
+            await asyncio.sleep(0)  # a flood of connects waits its turn like everything else
+
+    def _victim(self, now: float) -> _Connection | None:
+        """The connection to close for a newcomer: the oldest suspect (not authenticated, and connected for more
+        than a fifth of the handshake timeout or with a first message that stopped short), else the connection
+        whose last sign of progress is oldest (its connect while not authenticated, its last answer once
+        authenticated; busy ones are never chosen). None while every connection is busy.
+
+        A connection that just made progress is the last to go, whatever its state: on a busy host a legitimate
+        handshake, or the gap between WELCOME and the first request, can take long, and the newcomer's own
+        request follows at once."""
+        min_age_s = 0.2 * self.config.handshake_timeout_s
+        oldest = None
+        for c in self._unauth:  # oldest first
+            if now - c.accepted_at >= min_age_s or c.stalled:
+                return c
+            if oldest is None:
+                oldest = c
+        idlest = next(iter(self._idle), None)
+        if oldest is None or (idlest is not None and idlest.idle_since < oldest.accepted_at):
+            return idlest
+        return oldest
+
+    def _evict(self, conn: _Connection) -> None:
+        """Close ``conn`` at once (no answer, buffers dropped) to make room for a newcomer."""
+        self.connections_evicted += 1
+        conn.evicted = True
+        self._unauth.pop(conn, None)
+        self._idle.pop(conn, None)
+        if conn.greeting:
+            self._drop_greeting(conn)
+        elif conn.transport is not None:
+            conn.transport.abort()  # its task sees the stream end and frees the slot
+
+    # ------------------------------------------------------------------ the first message
+    def _await_greeting(self, conn: _Connection) -> None:
+        """Watch a new connection until its first message has fully arrived (or the handshake time is over)."""
+        loop = asyncio.get_running_loop()
+        conn.greeting = True
+        with _suppress_os_error():
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.deadline_handle = loop.call_at(conn.accepted_at + self.config.handshake_timeout_s,
+                                            self._greeting_too_late, conn)
+        loop.add_reader(conn.sock.fileno(), self._check_greeting, conn)
+        conn.watching = True
+
+    def _check_greeting(self, conn: _Connection) -> None:
+        loop = asyncio.get_running_loop()
+        conn.poll_handle = None
+        try:
+            data = conn.sock.recv(_GREETING_PEEK_BYTES, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            if not conn.watching:
+                loop.add_reader(conn.sock.fileno(), self._check_greeting, conn)
+                conn.watching = True
+            return
+        except OSError:
+            data = b""
+        if not data:  # the peer closed (or reset) before its first message
+            self._drop_greeting(conn)
+        elif len(data) >= _GREETING_PEEK_BYTES or self._greeting_complete(data):
+            self._unwatch(conn)
+            conn.greeting = False
+            self._start(conn)
+        else:
+            # pending bytes would wake a level-triggered watch on every turn of the loop: look again later
+            if conn.watching:
+                loop.remove_reader(conn.sock.fileno())
+                conn.watching = False
+            conn.stalled = True
+            conn.poll_delay_s = min(max(2 * conn.poll_delay_s, 0.005), 0.05)
+            conn.poll_handle = loop.call_later(conn.poll_delay_s, self._check_greeting, conn)
+
+    def _greeting_complete(self, data: bytes) -> bool:
+        """Whether ``data`` holds a whole first message, or enough to refuse it (then the full path answers)."""
+        if self.config.ssl_context is not None:
+            if data[0] != 0x16:  # not a TLS handshake record: the TLS layer refuses it
+                return True
+            return len(data) >= 5 and len(data) >= 5 + int.from_bytes(data[3:5], "big")
+        if not MAGIC.startswith(data[:4]):
+            return True  # not a frame: answered bad_magic
+        if len(data) < HEADER_BYTES:
+            return False
+        _, _, msg_type, _, meta_len, payload_len = HEADER.unpack_from(data)
+        if msg_type != MsgType.HELLO or meta_len > MAX_HELLO_META_BYTES or payload_len:
+            return True  # refused from its header
+        return len(data) >= HEADER_BYTES + meta_len
+
+    def _unwatch(self, conn: _Connection) -> None:
+        if conn.watching:
+            asyncio.get_running_loop().remove_reader(conn.sock.fileno())
+            conn.watching = False
+        for h in (conn.poll_handle, conn.deadline_handle):
+            if h is not None:
+                h.cancel()
+        conn.poll_handle = conn.deadline_handle = None
+
+    def _greeting_too_late(self, conn: _Connection) -> None:
+        """The handshake time is over before the first message arrived: say so (without TLS: there is no session
+        to say it in) and close."""
+        if conn.greeting and self.config.ssl_context is None:
+            self.errors_sent += 1
+            with _suppress_os_error():  # a small frame into an empty send buffer: never blocks
+                conn.sock.send(encode_frame(MsgType.ERROR, error_meta(
+                    "timeout", f"no HELLO within {self.config.handshake_timeout_s:g} s of connecting; closing the "
+                               "connection")))
+        self._drop_greeting(conn)
+
+    def _drop_greeting(self, conn: _Connection) -> None:
+        """Close a connection still waiting for its first message and free its slot."""
+        if not conn.greeting:
+            return
+        conn.greeting = False
+        self._unwatch(conn)
+        conn.sock.close()
+        self._connections.discard(conn)
+        self._unauth.pop(conn, None)
+        self._open_sockets -= 1
+        if self._slot_freed is not None:
+            self._slot_freed.set()
+
+    def _start(self, conn: _Connection, turn_away: bool = False) -> None:
+        task = asyncio.get_running_loop().create_task(self._handle(conn, turn_away))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     # ------------------------------------------------------------------ connections
     async def _send(self, writer: asyncio.StreamWriter, msg_type: MsgType, meta: dict[str, Any],
-                    payload: bytes = b"") -> None:
+                    payload: bytes = b"", timeout_s: float | None = None) -> None:
         writer.write(encode_frame(msg_type, meta, payload))
-        if writer.transport.get_write_buffer_size() == 0 and not writer.transport.is_closing():
+        transport = writer.transport
+        if transport.get_write_buffer_size() == 0 and not transport.is_closing():
             return  # the kernel took it all: nothing to wait for (the usual case for an answer of logits)
-        # a device that stops reading cannot hold a handler forever (asyncio.timeout: no extra task per frame)
-        async with asyncio.timeout(self.config.body_timeout_s):
+        # a device that stops reading cannot hold a handler or buffer answers without bound
+        async with asyncio.timeout(self.config.write_timeout_s if timeout_s is None else timeout_s):
             await writer.drain()
 
     async def _send_error(self, writer: asyncio.StreamWriter, code: str, message: str, request_id: Any = None) -> None:
         self.errors_sent += 1
         try:
-            await asyncio.wait_for(self._send(writer, MsgType.ERROR, error_meta(code, message[:1000], request_id)),
-                                   5.0)
-        except (OSError, ConnectionError, asyncio.TimeoutError, TimeoutError):
+            await self._send(writer, MsgType.ERROR, error_meta(code, message[:1000], request_id),
+                             timeout_s=min(5.0, self.config.write_timeout_s))
+        except (OSError, ConnectionError, TimeoutError, ssl.SSLError):
             pass
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            try:
-                import socket as _s
-
-                sock.setsockopt(_s.IPPROTO_TCP, _s.TCP_NODELAY, 1)
-            except OSError:
-                pass
-        if len(self._connections) >= self.config.max_connections or self._closing:
-            code = "shutting_down" if self._closing else "too_many_connections"
-            await self._send_error(writer, code, "the edge server is not accepting this connection now")
-            writer.close()
-            return
-        self._connections.add(writer)
+    async def _handle(self, conn: _Connection, turn_away: bool) -> None:
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        deadline = conn.accepted_at + cfg.handshake_timeout_s
+        writer = None
         try:
-            await self._serve_connection(reader, writer)
-        except (asyncio.TimeoutError, TimeoutError, ConnectionError, OSError, ssl.SSLError):
-            pass  # the device stopped reading or went away
+            if conn.evicted:
+                return
+            reader = asyncio.StreamReader(limit=cfg.read_buffer_bytes)
+            writers: list[asyncio.StreamWriter] = []
+            protocol = asyncio.StreamReaderProtocol(reader, lambda _r, w: writers.append(w))
+            conn.transport, _ = await loop.connect_accepted_socket(lambda: protocol, conn.sock)
+            writer = writers[0]
+            if conn.evicted:  # evicted while the transport was being made
+                conn.transport.abort()
+                return
+            if cfg.ssl_context is not None:
+                async with asyncio.timeout_at(deadline):
+                    await writer.start_tls(cfg.ssl_context,
+                                           ssl_handshake_timeout=max(deadline - loop.time(), 1e-3))
+                conn.raw_transport, conn.transport = conn.transport, writer.transport
+                protocol._over_ssl = True  # (asyncio sets it only for connections made with TLS from the start)
+            conn.transport.set_write_buffer_limits(high=cfg.write_buffer_bytes)
+            if turn_away or self._closing:
+                code = "shutting_down" if self._closing else "too_many_connections"
+                await self._send_error(writer, code, "the edge server is not accepting this connection now")
+                return
+            await self._serve_connection(conn, reader, writer, deadline)
+        except (TimeoutError, ConnectionError, OSError, ssl.SSLError, asyncio.IncompleteReadError):
+            pass  # the device stopped reading, went away, or never finished its handshake
         except Exception:  # noqa: BLE001 - a bug in one connection must not stop the server
             log.exception("connection handler failed")
         finally:
-            self._connections.discard(writer)
-            writer.close()
-            try:
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
-            except (OSError, ConnectionError, asyncio.TimeoutError, TimeoutError, ssl.SSLError):
-                pass
+            await self._close(conn)
 
-    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        welcomed = False
+    async def _close(self, conn: _Connection) -> None:
+        """Close the socket once a last answer has reached the kernel (waiting at most 1 s for that; no TLS
+        close_notify exchange, which a peer could draw out), then free its slot once its descriptor is closed."""
+        t = conn.transport
+        try:
+            if t is None:
+                conn.sock.close()
+            else:
+                for i in range(100):
+                    if t.is_closing() or (t.get_write_buffer_size() == 0 and (
+                            conn.raw_transport is None or conn.raw_transport.get_write_buffer_size() == 0)):
+                        break
+                    await asyncio.sleep(0.01 if i > 10 else 0)
+                t.abort()  # the kernel still sends what it holds, then closes
+                for _ in range(100):
+                    if conn.sock.fileno() == -1:
+                        break
+                    await asyncio.sleep(0)
+                else:
+                    conn.sock.close()
+        finally:
+            self._connections.discard(conn)
+            self._unauth.pop(conn, None)
+            self._idle.pop(conn, None)
+            self._open_sockets -= 1
+            if self._slot_freed is not None:
+                self._slot_freed.set()
+            self._closed_since_trim += 1
+            if self._trim_task is None and self._closed_since_trim >= _TRIM_AFTER_CLOSED:
+                self._trim_task = asyncio.get_running_loop().create_task(self._give_back_memory())
+
+    async def _give_back_memory(self) -> None:
+        """After a burst of closed connections, hand the memory their buffers and TLS states used back to the
+        system: collect the reference cycles a closed connection leaves (transport, protocol, stream, task),
+        which would otherwise hold their buffers until the next full collection, when the objects from before
+        serving are frozen (``serve_until_signal``: the collection then only looks at what came later), then let
+        glibc return its free pages (it keeps them in its heaps otherwise). At most once per
+        ``_TRIM_INTERVAL_S``; the trim runs in a worker thread."""
+        try:
+            await asyncio.sleep(_TRIM_INTERVAL_S)
+            self._closed_since_trim = 0
+            if gc.get_freeze_count():
+                gc.collect()
+            if _malloc_trim is not None:
+                await asyncio.get_running_loop().run_in_executor(None, _malloc_trim, 0)
+        finally:
+            self._trim_task = None
+
+    async def _serve_connection(self, conn: _Connection, reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter, deadline: float) -> None:
         cfg = self.config
-        while not self._closing:
+        loop = asyncio.get_running_loop()
+        rate = {"min_rate_bps": cfg.min_rate_bps, "rate_grace_s": cfg.rate_grace_s}
+        budget = _FrameBudget(cfg.control_frames_per_s, loop.time())
+        while not conn.authenticated:  # HELLO, within the handshake deadline
             try:
-                frame = await read_frame(reader, cfg.max_payload_bytes, cfg.body_timeout_s,
-                                         cfg.idle_timeout_s if welcomed else cfg.hello_timeout_s)
+                frame = await read_frame(reader, cfg.max_payload_bytes, cfg.body_timeout_s, None, deadline=deadline,
+                                         check_header=_check_hello_header, **rate)
             except ProtocolError as exc:
                 await self._send_error(writer, exc.code, str(exc))
                 if exc.fatal:
                     return
+                await asyncio.sleep(budget.wait_s(loop.time()))
                 continue
-            except (asyncio.IncompleteReadError, ConnectionError, OSError, ssl.SSLError):
-                return
-            except (asyncio.TimeoutError, TimeoutError):
-                await self._send_error(writer, "timeout", "no complete frame in time; closing the connection")
+            except TimeoutError:
+                await self._send_error(writer, "timeout", f"no HELLO within {cfg.handshake_timeout_s:g} s of "
+                                                          "connecting; closing the connection")
                 return
             rid = _request_id(frame.meta)
-            if not welcomed:
-                if frame.type != MsgType.HELLO:
-                    await self._send_error(writer, "hello_required", "the first frame must be HELLO", rid)
+            token = frame.meta.get("token")
+            if self._token is not None and not (
+                isinstance(token, str) and hmac.compare_digest(token.encode("utf-8", "surrogatepass"), self._token)
+            ):
+                await self._send_error(writer, "unauthorized", "wrong or missing token", rid)
+                return
+            await self._send(writer, MsgType.WELCOME, {**self._welcome, "load": self.load().to_dict()})
+            conn.authenticated = True
+            conn.idle_since = loop.time()
+            self._unauth.pop(conn, None)
+            if not conn.evicted:
+                self._idle[conn] = None
+        while not self._closing:
+            try:
+                frame = await read_frame(reader, cfg.max_payload_bytes, cfg.body_timeout_s, cfg.idle_timeout_s,
+                                         **rate)
+            except ProtocolError as exc:
+                await self._send_error(writer, exc.code, str(exc))
+                if exc.fatal:
                     return
-                token = frame.meta.get("token")
-                if cfg.token is not None and not (
-                    isinstance(token, str) and hmac.compare_digest(token.encode(), cfg.token.encode())
-                ):
-                    await self._send_error(writer, "unauthorized", "wrong or missing token", rid)
-                    return
-                welcomed = True
-                await self._send(writer, MsgType.WELCOME, {
-                    "server": "edgent", "models": self._model_info(), "max_payload_bytes": cfg.max_payload_bytes,
-                    "load": self.load().to_dict()})
+                await asyncio.sleep(budget.wait_s(loop.time()))
                 continue
+            except TimeoutError:  # (an OSError: caught before the others)
+                await self._send_error(writer, "timeout", "no complete frame in time; closing the connection")
+                return
+            conn.busy = True
+            self._idle.pop(conn, None)
+            rid = _request_id(frame.meta)
+            msg_type = None
             if frame.type == MsgType.INFER:
                 msg_type, meta, payload = await self._infer(frame)
                 if msg_type == MsgType.ERROR:
@@ -256,6 +626,15 @@ class EdgeServer:
             else:
                 await self._send_error(writer, "bad_type", f"a device may not send {frame.type.name} frames", rid)
                 return
+            del frame
+            conn.busy = False
+            conn.idle_since = loop.time()
+            if not conn.evicted:
+                self._idle[conn] = None
+            # [Note: bounds and fairness] every other connection gets its turn before this one's next frame,
+            # which may already be buffered (a pipelining client would otherwise hold the loop); a frame that did
+            # not ask for a computation takes from the connection's budget of them
+            await asyncio.sleep(0 if msg_type == MsgType.RESULT else budget.wait_s(conn.idle_since))
 
     def _model_info(self) -> dict[str, Any]:
         return {name: {"input_shape": list(m.input_shape), "num_exits": m.num_exits,
@@ -272,6 +651,9 @@ class EdgeServer:
         except EdgentError as exc:
             code = getattr(exc, "code", "bad_request")
             return MsgType.ERROR, error_meta(code, str(exc), rid), b""
+        except Exception as exc:  # noqa: BLE001 - a field of a type no check foresaw
+            return MsgType.ERROR, error_meta("bad_request", f"bad INFER request: {type(exc).__name__}: {exc}",
+                                             rid), b""
         if self._waiting + self._in_service >= self.config.max_queue + max(1, self.config.threads):
             meta_err = error_meta("overloaded", f"the edge queue is full ({self.config.max_queue} waiting)", rid)
             meta_err["load"] = self.load().to_dict()
@@ -291,8 +673,8 @@ class EdgeServer:
                     self._pool, self._work, job, frame.payload, time.perf_counter())
         except EdgentError as exc:
             return MsgType.ERROR, error_meta(getattr(exc, "code", "bad_request"), str(exc), rid), b""
-        except RuntimeError as exc:  # pool shut down, torch failure
-            log.exception("edge computation failed")
+        except Exception as exc:  # noqa: BLE001 - pool shut down, torch failure, a bug: the device gets an answer
+            log.warning("edge computation failed: %s: %s", type(exc).__name__, exc)
             return MsgType.ERROR, error_meta("internal", f"the edge could not compute: {exc}", rid), b""
         logits, timings = out
         self.requests_served += 1
@@ -375,6 +757,78 @@ class EdgeServer:
             self._mean_compute_ms = compute_ms if m is None else 0.8 * m + 0.2 * compute_ms
         return logits, {"queue_ms": (t0 - t_queued) * 1e3, "decode_ms": (t1 - t0) * 1e3, "compute_ms": compute_ms,
                         "encode_ms": (t3 - t2) * 1e3}
+
+
+def _glibc_malloc() -> tuple[Any, Any]:
+    """glibc's ``malloc_trim`` and ``mallopt`` (None, None elsewhere)."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim, opt = libc.malloc_trim, libc.mallopt
+        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+        opt.argtypes, opt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        return trim, opt
+    except (OSError, AttributeError):
+        return None, None
+
+
+_malloc_trim, _mallopt = _glibc_malloc()
+_M_MMAP_THRESHOLD = -3
+
+
+def _keep_large_buffers_apart() -> None:
+    """Make glibc map every allocation of 128 KiB or more on its own (a connection's TLS and stream buffers), so
+    that freeing it returns it to the system; by default the threshold grows after the first frees and such
+    buffers end up in heaps that stay at their peak size."""
+    if _mallopt is not None:
+        _mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+#: closed connections after which the server gives freed memory back, at most once per interval
+_TRIM_AFTER_CLOSED = 16
+_TRIM_INTERVAL_S = 2.0
+
+
+def _check_hello_header(msg_type: MsgType, meta_len: int, payload_len: int) -> None:
+    """Before authentication only a HELLO of handshake size: nothing larger is buffered for an unknown peer."""
+    if msg_type != MsgType.HELLO:
+        raise ProtocolError("hello_required", "the first frame must be HELLO")
+    if meta_len > MAX_HELLO_META_BYTES or payload_len:
+        raise ProtocolError("too_large", f"a HELLO carries at most {MAX_HELLO_META_BYTES} bytes of meta and no "
+                                         f"payload, got {meta_len} and {payload_len}")
+
+
+class _suppress_os_error:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, *_: Any) -> bool:
+        return exc_type is not None and issubclass(exc_type, OSError)
+
+
+def _listen(host: str, port: int, backlog: int = 512) -> list[socket.socket]:
+    """Non-blocking listening sockets on every address of ``host`` (as ``asyncio.start_server`` binds them)."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    out: list[socket.socket] = []
+    seen = set()
+    try:
+        for family, type_, proto, _, addr in infos:
+            if (family, addr) in seen:
+                continue
+            seen.add((family, addr))
+            s = socket.socket(family, type_, proto)
+            out.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind(addr)
+            s.listen(backlog)
+            s.setblocking(False)
+    except OSError:
+        for s in out:
+            s.close()
+        raise
+    return out
 
 
 def _is_int(v: Any) -> bool:

@@ -10,7 +10,7 @@ configurator plug in here.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,8 @@ from typing import IO, Any, Callable
 import numpy as np
 import torch
 
-from edgent.errors import ConfigError
+from edgent.errors import ConfigError, EdgentError
+from edgent.jsonio import dumps_finite
 from edgent.plan.planner import Plan
 from edgent.runtime.client import DeviceClient, InferenceResult
 
@@ -53,16 +54,30 @@ class DeviceRuntime:
         records: a path or an open text file for the JSON lines (None: keep no records).
         probe_idle_s: when the link has been idle this long, send a light probe before the next request
             (None: never probe).
+        fallback: finish on the device when the edge fails (default); False: the edge only, an edge-side
+            failure is recorded (``where: "failed"``) and raised.
+
+    Every record's ``total`` time runs from the request's arrival (the call of :meth:`infer`) to its answer:
+    the connect, a probe and planning are part of it.
     """
 
     def __init__(self, client: DeviceClient, configurator: Configurator, deadline_ms: float | None = None,
-                 records: str | Path | IO[str] | None = None, probe_idle_s: float | None = None) -> None:
+                 records: str | Path | IO[str] | None = None, probe_idle_s: float | None = None,
+                 fallback: bool = True) -> None:
         self.client = client
         self.configurator = configurator
         self.deadline_ms = deadline_ms
         self.probe_idle_s = probe_idle_s
+        self.fallback = fallback
         self._own_file = isinstance(records, (str, Path))
-        self._records: IO[str] | None = open(records, "a") if self._own_file else records  # type: ignore[arg-type]
+        if self._own_file:
+            try:
+                self._records: IO[str] | None = open(records, "a")  # type: ignore[arg-type]
+            except OSError as exc:
+                raise ConfigError(f"cannot open the records file {records}: {exc.strerror or exc}; give a path in "
+                                  "an existing, writable folder") from None
+        else:
+            self._records = records  # type: ignore[assignment]
         self.seq = 0
 
     def close(self) -> None:
@@ -78,26 +93,57 @@ class DeviceRuntime:
 
     def infer(self, x: torch.Tensor | np.ndarray, deadline_ms: float | None = None,
               label: int | None = None) -> InferenceResult:
-        """One request: plan with the current estimates, co-infer, record."""
-        est = self.client.estimator
-        if self.probe_idle_s is not None and est.idle_for_s() > self.probe_idle_s and self.client.connect():
-            try:
-                self.client.probe()
-            except Exception:  # noqa: BLE001 - a failed probe only means no sample
-                pass
+        """One request: plan with the current estimates, co-infer, record. Never raises for an edge-side
+        failure unless the runtime is edge-only (``fallback=False``)."""
+        t_arrival = time.perf_counter()
+        client, est = self.client, self.client.estimator
         deadline = self.deadline_ms if deadline_ms is None else deadline_ms
-        self.client.connect()  # the first plan gets the RTT of HELLO and the edge's load (no-op when connected)
-        bw, rtt, load = est.rate_bps, est.rtt_ms, self.client.last_edge_load
+        try:
+            if self.probe_idle_s is not None and est.idle_for_s() > self.probe_idle_s and \
+                    client.connect(timeout_s=client.edge_budget_s(t_arrival, deadline, fallback=self.fallback)):
+                with contextlib.suppress(EdgentError, OSError):  # a failed probe only means no sample
+                    client.probe(timeout_s=client.edge_budget_s(t_arrival, deadline, fallback=self.fallback))
+            # the first plan gets the RTT of HELLO and the edge's load (no-op when connected)
+            client.connect(timeout_s=client.edge_budget_s(t_arrival, deadline, fallback=self.fallback))
+        except EdgentError:
+            pass  # a refused token: the request itself meets it again, and records it
+        bw, rtt, load = est.rate_bps, est.rtt_ms, client.last_edge_load
         t0 = time.perf_counter()
         plan = as_plan(self.configurator(bw, rtt, load))
         plan_ms = (time.perf_counter() - t0) * 1e3
-        result = self.client.infer(x, plan.exit, plan.partition, plan.codec, deadline_ms=deadline)
+        try:
+            result = client.infer(x, plan.exit, plan.partition, plan.codec, deadline_ms=deadline,
+                                  fallback=self.fallback, t_arrival=t_arrival)
+        except EdgentError as exc:
+            if self.fallback:
+                raise  # not an edge-side failure: the caller's mistake
+            self.seq += 1
+            self._write(self.failure_record(plan, exc, t_arrival, deadline, bw, rtt, label))
+            raise
         result.timings_ms["plan_ms"] = plan_ms
         self.seq += 1
-        if self._records is not None:
-            self._records.write(json.dumps(self.record(plan, result, bw, rtt, label)) + "\n")
-            self._records.flush()
+        self._write(self.record(plan, result, bw, rtt, label))
         return result
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self._records is not None:
+            self._records.write(dumps_finite(record) + "\n")
+            self._records.flush()
+
+    def failure_record(self, plan: Plan, exc: Exception, t_arrival: float, deadline_ms: float | None,
+                       bw: float | None, rtt: float | None, label: int | None) -> dict[str, Any]:
+        """The JSON record of a request the edge did not answer in an edge-only runtime (no answer at all)."""
+        total_ms = (time.perf_counter() - t_arrival) * 1e3
+        return {
+            "seq": self.seq,
+            "time_unix_s": round(time.time(), 6),
+            "plan": {"exit": plan.exit, "partition": plan.partition, "codec": plan.codec},
+            "inputs": {"bandwidth_bps": bw, "rtt_ms": rtt, "edge_load": self.client.last_edge_load},
+            "predicted_ms": plan.predicted_ms,
+            "measured_ms": {"total": round(total_ms, 4)},
+            "outcome": {"where": "failed", "fallback_reason": None, "error": str(exc), "deadline_ms": deadline_ms,
+                        "met_deadline": False if deadline_ms is not None else None, "label": label},
+        }
 
     def record(self, plan: Plan, r: InferenceResult, bw: float | None, rtt: float | None,
                label: int | None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ this module created are ever touched.
 from __future__ import annotations
 
 import bisect
-import json
+import math
 import os
 import random
 import shutil
