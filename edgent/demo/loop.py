@@ -26,6 +26,8 @@ from edgent.runtime.bandwidth import corrected_sample_bps, timeout_bound_bps
 PROBE_BYTES = 4096
 #: seconds without traffic after which a probe is sent
 PROBE_AFTER_IDLE_S = 1.0
+#: the longest a probe may take (on a link too slow to carry it in time it gives no sample)
+PROBE_TIMEOUT_S = 2.0
 
 
 class PlanHook:
@@ -157,16 +159,16 @@ def run_loop(s: DemoSession, st: RunState) -> None:
         st.t0 = time.monotonic()
         # a first throughput sample so that the configurator starts from a measurement
         try:
-            rate = _probe(s, st)
+            rate = _probe(s, st, timeout_s=PROBE_TIMEOUT_S)
         except EdgentError:  # a link too slow to carry the probe in time: the configurator starts from the trace
             rate = None
         s.conf.observe(rate if rate else float(s.ctx.trace.rate_bps[0]))  # (a sample is needed to start)
         st.last_sample_bps = s.hook.rate_bps = rate
         k = 0
-        while time.monotonic() - st.t0 < s.ctx.duration_s:
+        while k == 0 or time.monotonic() - st.t0 < s.ctx.duration_s:  # at least one request, however slow
             if s.bed.client.estimator.idle_for_s() > PROBE_AFTER_IDLE_S:
                 try:
-                    _observe(s, st, _probe(s, st, timeout_s=2.0))
+                    _observe(s, st, _probe(s, st, timeout_s=PROBE_TIMEOUT_S))
                 except EdgentError:
                     pass
             rec = _request(s, st, k)
