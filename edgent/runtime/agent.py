@@ -208,8 +208,13 @@ class EdgentAgent:
         self.device_exit_offline_ms = t0.fallback_device_ms()
         client.device_exit_ms = dict(self.device_exit_offline_ms)
         client.fallback_reserve = True
+        # the first connection, before any request (a refused token raises here: a person must fix it)
+        if not client.connected:
+            client.connect(force=True)
         self.reconnector = _Reconnector(self)
         self.reconnector.start()
+        if not client.connected:
+            self.reconnector.wanted.set()
 
     # ------------------------------------------------------------------ life cycle
     def close(self) -> None:
