@@ -347,6 +347,11 @@ class EdgentAgent:
             codec = wire_codec(cfg.codec, cfg.partition, n_units, table.raw_input) or cfg.codec
             if c.crosses[k] and not edge_up:  # (cannot happen: decide() restricts) never wait on a reconnect
                 raise EdgentError("internal: an edge configuration was chosen with the edge unreachable")
+            # the give-up point: wait for the edge until the fastest on-device exit just fits before the
+            # deadline, when the plan itself is predicted to answer before then; a plan predicted later than that
+            # point gets the whole deadline (giving up early would only turn a likely answer into a miss)
+            give_up_ms = o.deadline_ms - self._fastest_exit_ms()
+            client.fallback_reserve = pred_cal <= give_up_ms
             res = client.infer(x, cfg.exit, cfg.partition, codec, deadline_ms=o.deadline_ms, t_arrival=t_arrival)
             if not client.connected and c.crosses[k]:
                 self.reconnector.wanted.set()
@@ -420,6 +425,7 @@ class EdgentAgent:
                             "edge_total": server.get("server_ms")},
             "bytes": {"upload": res.upload_bytes, "download": res.download_bytes},
             "where": res.where, "fallback_reason": res.fallback_reason, "exit_used": res.exit,
+            "give_up_reserved": bool(self.client.fallback_reserve) if c.crosses[k] else None,
             "no_exit_could_meet": None if could_meet is None else not could_meet,
             "deadline_ms": o.deadline_ms, "total_ms": round(total_ms, 3), "met": met,
             "prediction": {"class": top, "confidence": round(float(probs[top]), 6), "exit": res.exit},
