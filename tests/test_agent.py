@@ -163,3 +163,21 @@ def test_calibration_enters_the_decision(chain, cands):
         assert offline2 == pytest.approx(offline)
         assert cal2 == pytest.approx(offline + 2 * float(cands.device_ms[k]))
         assert np.isfinite(cal2)
+
+
+def test_edgent_run_over_loopback_with_the_emulated_link(chain, tmp_path, capsys):
+    """`edgent run` as a user types it: every request answered once, one JSON line each, records kept."""
+    from edgent.cli.main import main
+
+    with ThreadedServer({MODEL: chain}, ServerConfig(port=0, threads=1)) as server:
+        records = tmp_path / "run.jsonl"
+        rc = main(["--allow-cpu-sleep", "run", "--edge", f"127.0.0.1:{server.port}", "--deadline", "5s",
+                   "--policy", "edgent", "--source", "synthetic", "--count", "6", "--emulate-link", "2Mbit",
+                   "--random-weights", "--json", "--records", str(records), "--live", "off"])
+    assert rc == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert [x["seq"] for x in lines] == list(range(6))
+    recs = [json.loads(x) for x in records.read_text().splitlines()]
+    assert [r["seq"] for r in recs] == list(range(6))
+    assert all(r["policy"] == "edgent" and r["predicted_ms"]["offline"] > 0 for r in recs)
+    assert sum(r["where"] == "edge" for r in recs) >= 1
