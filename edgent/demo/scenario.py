@@ -69,14 +69,9 @@ def training_traces(seed: int, n_synthetic: int = 24, trace_file: str | Path | N
     """Traces to build the maps from (never the replayed one): synthetic traces of random states in
     0.04-2.5 Mbit/s (seeds ``seed + 1000 + i``), plus, when ``trace_file`` is given, every other trace file of
     its folder times ``scale``."""
-    rng = np.random.default_rng(seed + 1000)
-    out = []
-    for i in range(n_synthetic):
-        n = int(rng.integers(5, 10))
-        means = np.exp(rng.uniform(np.log(0.04e6), np.log(2.5e6), n))
-        lens = [int(v) for v in rng.integers(5, 15, n)]
-        stds = [float(v) for v in rng.uniform(0.05, 0.3, n)]
-        out.append(synthetic_trace(means, lens, stds, 1.0, seed + 1000 + i, name=f"train-synthetic-{i}").trace)
+    from edgent.adapt.training import synthetic_training_traces
+
+    out = synthetic_training_traces(seed, n_synthetic)
     what = f"{n_synthetic} synthetic traces (random states 0.04-2.5 Mbit/s, seeds {seed + 1000}..)"
     if trace_file is not None:
         folder, own = Path(trace_file).resolve().parent, Path(trace_file).resolve()

@@ -40,3 +40,15 @@ def payload_bytes(shape: Sequence[int], codec: str = "float32") -> int:
 def raw_input_bytes(input_shape: Sequence[int], bytes_per_element: int = 1) -> int:
     """Bytes of one raw input as a device really sends it at point 0 (default: uint8 pixels, 1 byte each)."""
     return int(prod(int(d) for d in input_shape)) * int(bytes_per_element)
+
+
+def wire_codec(codec: str, partition: int, num_units: int, raw_input: bool = True) -> str | None:
+    """The codec a configuration is priced with and must be sent with: the raw uint8 pixels at point 0 when the
+    table priced the raw input there (:func:`raw_input_bytes`), ``codec`` for an intermediate tensor, None at
+    ``num_units`` (nothing crosses the link). The one translation from a planned (exit, partition, codec) to what
+    the runtime sends, so that the plan is priced as run."""
+    if partition >= num_units:
+        return None
+    if partition == 0 and raw_input:
+        return "uint8"
+    return check_codec(codec)

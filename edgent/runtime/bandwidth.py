@@ -22,20 +22,38 @@ from edgent.plan.link import shaper_burst_bytes, wire_per_payload
 
 @dataclass(frozen=True)
 class BandwidthSample:
-    """One throughput sample: ``size_bytes`` crossed the link in ``link_ms``."""
+    """One throughput sample: ``size_bytes`` crossed the link in ``link_ms``; ``rate_bps`` is what the estimator
+    keeps (the shaper's burst taken out when it corrects for one), ``raw_rate_bps`` the bytes over the time as
+    measured, ``kind`` is ``measured`` or ``upper_bound`` (a transfer the edge did not answer in time)."""
 
     size_bytes: int
     link_ms: float
     rate_bps: float
     time_s: float
+    raw_rate_bps: float = 0.0
+    kind: str = "measured"
 
 
 class BandwidthEstimator:
     """Smooths throughput samples (harmonic mean over the last ``window``) and tracks the RTT (min of the last
-    ``rtt_window`` small round trips). ``min_link_ms`` drops samples too short to time reliably."""
+    ``rtt_window`` small round trips). ``min_link_ms`` drops samples too short to time reliably.
+
+    ``shaper``: what shapes the link, for the burst correction of every sample (:func:`corrected_sample_bps`):
+    ``None`` (no correction: the bytes over the time), ``"app"`` (a token bucket on the application's bytes, the
+    emulated link) or ``"packets"`` (a token bucket counting Ethernet packets, ``tc tbf`` on a veth). A sample
+    whose bytes all fit in the burst says nothing about the rate and is not kept.
+
+    :meth:`add_upper_bound` takes the evidence of a transfer that did not finish in time: the rate was at most
+    the bound, so kept samples above it are dropped before the bound is kept; the estimate then never exceeds it.
+    """
+
+    SHAPERS = (None, "app", "packets")
 
     def __init__(self, window: int = 8, rtt_window: int = 16, min_link_ms: float = 0.5,
-                 initial_rate_bps: float | None = None) -> None:
+                 initial_rate_bps: float | None = None, shaper: str | None = None) -> None:
+        if shaper not in self.SHAPERS:
+            raise ConfigError(f"the bandwidth estimator's shaper must be one of none, app, packets; got {shaper!r}")
+        self.shaper = shaper
         if window < 1 or rtt_window < 1:
             raise ConfigError("the bandwidth estimator's windows must hold at least one sample")
         self.samples: deque[BandwidthSample] = deque(maxlen=window)
@@ -62,12 +80,32 @@ class BandwidthEstimator:
             self.rtts_ms.append(float(rtt_ms))
         self.last_activity_s = time.monotonic()
 
-    def add(self, size_bytes: int, link_ms: float) -> BandwidthSample | None:
-        """Add one sample directly; returns it, or None when it was too short to count."""
+    def add(self, size_bytes: int, link_ms: float, download_bytes: int = 0) -> BandwidthSample | None:
+        """Add one sample directly (``size_bytes`` up and ``download_bytes`` down in ``link_ms``), burst-corrected
+        when the estimator knows a shaper; returns it, or None when it was too short to count or all burst."""
         self.last_activity_s = time.monotonic()
-        if size_bytes <= 0 or link_ms < self.min_link_ms:
+        total = int(size_bytes) + int(download_bytes)
+        if total <= 0 or link_ms < self.min_link_ms:
             return None
-        s = BandwidthSample(int(size_bytes), float(link_ms), 8.0 * size_bytes / (link_ms / 1e3), time.time())
+        raw = 8.0 * total / (link_ms / 1e3)
+        rate = raw if self.shaper is None else corrected_sample_bps(int(size_bytes), int(download_bytes), raw,
+                                                                    self.shaper == "packets")
+        if rate is None:
+            return None
+        s = BandwidthSample(total, float(link_ms), float(rate), time.time(), raw)
+        self.samples.append(s)
+        return s
+
+    def add_upper_bound(self, rate_bps: float) -> BandwidthSample | None:
+        """Evidence that the rate is at most ``rate_bps`` (a transfer that timed out: :func:`timeout_bound_bps`):
+        samples above it are dropped, then it is kept as a sample."""
+        self.last_activity_s = time.monotonic()
+        if not rate_bps > 0:
+            return None
+        kept = [s for s in self.samples if s.rate_bps <= rate_bps]
+        self.samples.clear()
+        self.samples.extend(kept)
+        s = BandwidthSample(0, 0.0, float(rate_bps), time.time(), float(rate_bps), "upper_bound")
         self.samples.append(s)
         return s
 
@@ -76,7 +114,7 @@ class BandwidthEstimator:
         """One sample from a request: its bytes over (round trip - server time - RTT)."""
         rtt = self.rtt_ms if rtt_ms is None else rtt_ms
         link_ms = total_ms - server_ms - (rtt or 0.0)
-        return self.add(upload_bytes + download_bytes, link_ms)
+        return self.add(upload_bytes, link_ms, download_bytes)
 
     def idle_for_s(self) -> float:
         """Seconds since the last request or probe (a light probe is worth sending after a long idle)."""

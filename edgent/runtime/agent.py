@@ -1,0 +1,463 @@
+"""The Edgent device agent: the whole adaptive loop for one device and one edge server, per request.
+
+Per request (:meth:`EdgentAgent.handle`), with the time from the request's arrival to its answer as its
+``total_ms`` (everything below is charged to it):
+
+1. **Probe when idle.** When no transfer has crossed the link for ``probe_idle_s`` (device-only plans during an
+   outage, say), a probe sized to the current estimate (``probe_link_ms`` of traffic at the estimated rate plus
+   the shaper's burst, within ``[min_probe_bytes, max_probe_bytes]``) is sent within a part of the request's
+   slack; a probe that does not finish in time is evidence of a rate below its bytes over its wait.
+2. **Decide.** The policy picks (exit, partition, codec) from the latency table's candidates: ``edgent`` reads
+   the configuration map at the change detector's (BOCPD) state (:class:`edgent.adapt.dynamic.
+   DynamicConfigurator`) when a map is given, else plans like ``static``; ``static`` is the static planner at
+   the estimated bandwidth; ``edge-only``, ``device-only`` and ``neurosurgeon`` restrict it to the main exit
+   at point 0, on the device, or at any point. Predictions are corrected online by the measured compute
+   (:class:`edgent.plan.calibration.ComputeCalibration`), and ``static``-style decisions rank by the corrected
+   prediction. While the edge is unreachable the decision is restricted to on-device configurations, and the
+   connection is re-opened in the background (no request waits on a reconnect).
+3. **Co-infer** with the codec the plan was priced with (:func:`edgent.plan.transfer.wire_codec`: raw uint8 pixels
+   at point 0). The client gives up on the edge early enough that its predicted fastest on-device exit still
+   finishes within the requirement (the give-up point), and falls back.
+4. **Learn.** The answer's bandwidth sample (the estimator corrects the shaper's burst and takes the edge's
+   reported time out), or, for a request the edge did not answer, the bound :func:`edgent.runtime.bandwidth.
+   timeout_bound_bps`, goes to the estimator and to the change detector; the compute times go to the
+   calibration.
+5. **Record** one JSON line: the decision, the offline and the calibrated prediction, the estimate, the sample,
+   where the answer came from, whether it met the requirement, and ``no_exit_could_meet`` when no on-device
+   exit was predicted to fit in what was left when the device fell back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Sequence
+
+import numpy as np
+import torch
+
+from edgent.adapt.config_map import Candidates, ConfigurationMap
+from edgent.adapt.dynamic import DynamicConfigurator, edge_queue_ms
+from edgent.errors import ConfigError, EdgentError
+from edgent.jsonio import dumps_finite
+from edgent.plan.calibration import ComputeCalibration
+from edgent.plan.link import Link, shaper_burst_bytes
+from edgent.plan.transfer import wire_codec
+from edgent.runtime.bandwidth import timeout_bound_bps
+from edgent.runtime.client import DeviceClient, InferenceResult
+
+POLICIES: tuple[str, ...] = ("edgent", "static", "edge-only", "device-only", "neurosurgeon")
+
+
+@dataclass
+class AgentOptions:
+    """How the agent decides and measures.
+
+    Attributes:
+        deadline_ms: the latency requirement of every request.
+        policy: one of :data:`POLICIES`.
+        prior_rate_bps: the bandwidth assumed before the first sample.
+        prior_rtt_ms: the round-trip time assumed before the first measurement.
+        probe_idle_s: probe when no transfer crossed the link for this long (None: never).
+        probe_link_ms: a probe carries this much time of traffic at the estimated rate (beyond the burst).
+        min_probe_bytes, max_probe_bytes: the probe's size limits.
+        probe_share: the share of the request's slack (deadline minus the fastest on-device exit) a probe may use.
+        calibrate: correct predictions by measured compute (online calibration).
+        reconnect_every_s: how often the background reconnect tries while the edge is unreachable.
+    """
+
+    deadline_ms: float = 200.0
+    policy: str = "edgent"
+    prior_rate_bps: float = 1e6
+    prior_rtt_ms: float = 20.0
+    probe_idle_s: float | None = 1.0
+    probe_link_ms: float = 40.0
+    min_probe_bytes: int = 2048
+    max_probe_bytes: int = 256 * 1024
+    probe_share: float = 0.5
+    calibrate: bool = True
+    reconnect_every_s: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ConfigError(f"unknown policy {self.policy!r}; policies: {', '.join(POLICIES)}")
+        if not (math.isfinite(self.deadline_ms) and self.deadline_ms > 0):
+            raise ConfigError(f"the deadline must be > 0 ms, got {self.deadline_ms!r}")
+        if not self.prior_rate_bps > 0:
+            raise ConfigError(f"the prior rate must be > 0 bit/s, got {self.prior_rate_bps!r}")
+        if not 0 < self.probe_share <= 1:
+            raise ConfigError(f"probe_share must be in (0, 1], got {self.probe_share!r}")
+        if not 0 < self.min_probe_bytes <= self.max_probe_bytes:
+            raise ConfigError("need 0 < min_probe_bytes <= max_probe_bytes")
+
+
+@dataclass
+class AgentStats:
+    """Running totals for the live view and the summary."""
+
+    requests: int = 0
+    met: int = 0
+    fallbacks: int = 0
+    offloaded: int = 0
+    switches: int = 0
+    changes: int = 0
+    probes: int = 0
+    labelled: int = 0
+    correct: int = 0
+    fallbacks_met: int = 0
+    fallbacks_could_meet: int = 0
+    exits_used: dict[int, int] = field(default_factory=dict)
+    card_accuracy_sum: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        n = max(self.requests, 1)
+        return {
+            "requests": self.requests, "met": self.met, "met_share": self.met / n,
+            "fallbacks": self.fallbacks, "fallbacks_met": self.fallbacks_met,
+            "fallbacks_that_could_meet": self.fallbacks_could_meet, "offloaded": self.offloaded,
+            "switches": self.switches, "changes_detected": self.changes, "probes": self.probes,
+            "exits_used": {str(k): v for k, v in sorted(self.exits_used.items())},
+            "mean_card_accuracy_of_exits_used": self.card_accuracy_sum / n if self.requests else None,
+            "labelled": self.labelled,
+            "measured_accuracy": self.correct / self.labelled if self.labelled else None,
+        }
+
+
+class _Reconnector(threading.Thread):
+    """Re-opens the client's connection in the background while the edge is unreachable."""
+
+    def __init__(self, agent: "EdgentAgent") -> None:
+        super().__init__(name="edgent-reconnect", daemon=True)
+        self.agent = agent
+        self.wanted = threading.Event()
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        a = self.agent
+        while not self.stopped.is_set():
+            if not self.wanted.wait(timeout=0.5):
+                continue
+            with a.lock:
+                if a.client.connected:
+                    self.wanted.clear()
+                    continue
+                with contextlib.suppress(EdgentError, OSError):
+                    a.client.connect(force=True)
+                if a.client.connected:
+                    self.wanted.clear()
+                    continue
+            self.stopped.wait(a.options.reconnect_every_s)
+
+
+class EdgentAgent:
+    """The adaptive device agent (see the module docstring).
+
+    Args:
+        client: the device's client of one edge server; its estimator should know the link's shaper.
+        candidates: every (exit, partition, codec) configuration with its costs (from the latency tables).
+        options: :class:`AgentOptions`.
+        config_map: the configuration map for ``edgent`` (None: ``edgent`` plans with the static planner).
+        detector: the change detector behind the map (default BOCPD).
+        records: a path or an open text file for one JSON line per request (None: no records).
+    """
+
+    def __init__(self, client: DeviceClient, candidates: Candidates, options: AgentOptions,
+                 config_map: ConfigurationMap | None = None, detector: Any = None,
+                 records: str | Path | IO[str] | None = None) -> None:
+        self.client = client
+        self.cands = candidates
+        self.options = options
+        self.tables = {t.codec: t for t in candidates.tables}
+        self.conf: DynamicConfigurator | None = None
+        self.detector: Any = None
+        if options.policy == "edgent" and config_map is not None:
+            self.conf = DynamicConfigurator(config_map, candidates, detector)
+        else:
+            from edgent.adapt.detectors import make_detector
+
+            self.detector = detector if detector is not None else make_detector("bocpd")
+        self.calibration = ComputeCalibration()
+        self.stats = AgentStats()
+        self.lock = threading.Lock()
+        self.seq = 0
+        self.t0 = time.perf_counter()
+        self._last_config: Any = None
+        self._own_file = isinstance(records, (str, Path))
+        if self._own_file:
+            try:
+                self._records: IO[str] | None = open(records, "a")  # type: ignore[arg-type]
+            except OSError as exc:
+                raise ConfigError(f"cannot open the records file {records}: {exc.strerror or exc}") from None
+        else:
+            self._records = records  # type: ignore[assignment]
+        last = int(candidates.exit.max())
+        main = candidates.exit == last
+        self.allowed = {
+            "edgent": np.ones(len(candidates), bool), "static": np.ones(len(candidates), bool),
+            "edge-only": main & (candidates.partition == 0),
+            "device-only": main & ~candidates.crosses,
+            "neurosurgeon": main,
+        }[options.policy]
+        self.on_device = ~candidates.crosses
+        # the predicted on-device time of every exit (the fallback's budget), corrected as the device is measured
+        t0 = candidates.tables[0]
+        self.device_exit_offline_ms = t0.fallback_device_ms()
+        client.device_exit_ms = dict(self.device_exit_offline_ms)
+        client.fallback_reserve = True
+        # the first connection, before any request (a refused token raises here: a person must fix it)
+        if not client.connected:
+            client.connect(force=True)
+        self.reconnector = _Reconnector(self)
+        self.reconnector.start()
+        if not client.connected:
+            self.reconnector.wanted.set()
+
+    # ------------------------------------------------------------------ life cycle
+    def close(self) -> None:
+        self.reconnector.stopped.set()
+        self.reconnector.wanted.set()
+        self.reconnector.join(timeout=5.0)
+        if self._own_file and self._records is not None:
+            self._records.close()
+        self._records = None
+
+    def __enter__(self) -> "EdgentAgent":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ estimates
+    @property
+    def rate_bps(self) -> float:
+        """The bandwidth estimate (bit/s) the decision uses."""
+        return self.client.estimator.rate_bps or self.options.prior_rate_bps
+
+    @property
+    def rtt_ms(self) -> float:
+        """The round-trip estimate (ms) the decision uses."""
+        r = self.client.estimator.rtt_ms
+        return self.options.prior_rtt_ms if r is None else r
+
+    def _observe(self, rate_bps: float | None) -> bool:
+        """Feed one sample to the change detector; True on a detected change."""
+        if not rate_bps or not rate_bps > 0:
+            return False
+        changed = self.conf.observe(rate_bps) if self.conf is not None else bool(self.detector.update(rate_bps))
+        self.stats.changes += int(changed)
+        return changed
+
+    def _fastest_exit_ms(self) -> float:
+        return min(self.client.device_exit_ms.values())
+
+    def probe_bytes(self) -> int:
+        """The next probe's size: ``probe_link_ms`` of traffic at the estimate beyond the shaper's burst."""
+        r = self.rate_bps
+        want = r / 8 * self.options.probe_link_ms / 1e3 + shaper_burst_bytes(r)
+        return int(min(max(want, self.options.min_probe_bytes), self.options.max_probe_bytes))
+
+    def _maybe_probe(self, t_arrival: float) -> dict[str, Any] | None:
+        """A probe, when the link has been idle, within the request's slack; what it gave."""
+        o, est, client = self.options, self.client.estimator, self.client
+        if o.probe_idle_s is None or est.idle_for_s() <= o.probe_idle_s or not client.connected:
+            return None
+        if not self.allowed.any() or not (self.allowed & self.cands.crosses).any():
+            return None  # a policy that never uses the link needs no estimate
+        slack_ms = o.deadline_ms - self._fastest_exit_ms() - (time.perf_counter() - t_arrival) * 1e3
+        budget_ms = slack_ms * o.probe_share
+        if budget_ms < 5.0:
+            return None
+        size = self.probe_bytes()
+        t0 = time.perf_counter()
+        self.stats.probes += 1
+        out: dict[str, Any] = {"bytes": size, "budget_ms": round(budget_ms, 3)}
+        try:
+            sample = client.probe(size, timeout_s=budget_ms / 1e3)
+            out["sample_bps"] = None if sample is None else sample.rate_bps
+            out["kind"] = "measured"
+        except EdgentError as exc:
+            waited_ms = (time.perf_counter() - t0) * 1e3
+            out["error"] = str(exc)
+            if "no answer" in str(exc):
+                bound = timeout_bound_bps(size, waited_ms, 0.0)
+                est.add_upper_bound(bound)
+                out["sample_bps"], out["kind"] = bound, "upper_bound"
+            else:
+                out["sample_bps"], out["kind"] = None, "none"
+        out["ms"] = round((time.perf_counter() - t0) * 1e3, 3)
+        if out.get("sample_bps"):
+            out["change"] = self._observe(out["sample_bps"])
+        return out
+
+    # ------------------------------------------------------------------ deciding
+    def _calibrated_ms(self, lat: np.ndarray) -> np.ndarray:
+        """Every candidate's latency with its device and edge compute corrected by the calibration."""
+        if not self.options.calibrate:
+            return lat
+        c = self.cands
+        fd = np.array([self.calibration.factor("device", cfg) for cfg in c.configs])
+        fe = np.array([self.calibration.factor("edge", cfg) for cfg in c.configs])
+        return lat + c.device_ms * (fd - 1.0) + c.edge_ms * (fe - 1.0)
+
+    def decide(self, edge_up: bool) -> tuple[int, str, float, float]:
+        """(candidate index, source, offline prediction ms, calibrated prediction ms) for the next request."""
+        c, o = self.cands, self.options
+        rate, rtt = self.rate_bps, self.rtt_ms
+        queue = edge_queue_ms(self.client.last_edge_load)
+        lat = c.latency_ms(Link(rate, rate, rtt), queue)
+        cal = self._calibrated_ms(lat)
+        allowed = self.allowed if edge_up else (self.allowed & self.on_device)
+        source = "static"
+        if not allowed.any():  # an edge-only policy with the edge gone: the best on-device configuration
+            allowed, source = self.on_device, "edge-unreachable"
+        if self.conf is not None and edge_up:
+            d = self.conf.decide(rate, rtt, queue)
+            k, source = c.index(d.config), d.source
+        else:
+            k = c.best(cal, o.deadline_ms, allowed)
+            if not edge_up and source == "static":
+                source = "edge-unreachable"
+        return k, source, float(lat[k]), float(cal[k])
+
+    # ------------------------------------------------------------------ one request
+    def handle(self, x: torch.Tensor | np.ndarray, label: int | None = None,
+               t_arrival: float | None = None) -> dict[str, Any]:
+        """Serve one request (see the module docstring); returns its record (also written to the records)."""
+        t_arrival = time.perf_counter() if t_arrival is None else t_arrival
+        o, c, client, est = self.options, self.cands, self.client, self.client.estimator
+        # the calibrated on-device time of every exit: the client's give-up point and fallback choice
+        fd = self.calibration.factor("device") if o.calibrate else 1.0
+        client.device_exit_ms = {e: v * fd for e, v in self.device_exit_offline_ms.items()}
+        locked = self.lock.acquire(blocking=False)  # held by the background reconnect: the edge is not ready
+        try:
+            edge_up = locked and client.connected
+            if not edge_up:
+                self.reconnector.wanted.set()
+            probe = self._maybe_probe(t_arrival) if edge_up else None
+            edge_up = edge_up and client.connected
+            estimate_before = self.rate_bps
+            k, source, pred_offline, pred_cal = self.decide(edge_up)
+            cfg = c.configs[k]
+            table = self.tables[cfg.codec]
+            n_units = table.exit_costs(cfg.exit).num_units
+            codec = wire_codec(cfg.codec, cfg.partition, n_units, table.raw_input) or cfg.codec
+            if c.crosses[k] and not edge_up:  # (cannot happen: decide() restricts) never wait on a reconnect
+                raise EdgentError("internal: an edge configuration was chosen with the edge unreachable")
+            # the give-up point: wait for the edge until the fastest on-device exit just fits before the
+            # deadline, when the plan itself is predicted to answer before then; a plan predicted later than that
+            # point gets the whole deadline (giving up early would only turn a likely answer into a miss)
+            give_up_ms = o.deadline_ms - self._fastest_exit_ms()
+            client.fallback_reserve = pred_cal <= give_up_ms
+            res = client.infer(x, cfg.exit, cfg.partition, codec, deadline_ms=o.deadline_ms, t_arrival=t_arrival)
+            if not client.connected and c.crosses[k]:
+                self.reconnector.wanted.set()
+        finally:
+            if locked:
+                self.lock.release()
+        return self._learn_and_record(res, k, source, codec, pred_offline, pred_cal, probe, estimate_before,
+                                      label, t_arrival)
+
+    def _learn_and_record(self, res: InferenceResult, k: int, source: str, codec: str, pred_offline: float,
+                          pred_cal: float, probe: dict[str, Any] | None, estimate_before: float,
+                          label: int | None, t_arrival: float) -> dict[str, Any]:
+        o, c, est = self.options, self.cands, self.client.estimator
+        cfg = c.configs[k]
+        sample_kind, sample = None, None
+        if res.where == "edge":
+            sample, sample_kind = res.bandwidth_sample_bps, "measured"
+        elif res.where == "fallback" and c.crosses[k] and "no answer" in (res.fallback_reason or ""):
+            bound = timeout_bound_bps(float(res.upload_bytes or c.tx_bytes[k]), res.total_ms, res.device_ms,
+                                      res.encode_ms)
+            est.add_upper_bound(bound)
+            sample, sample_kind = bound, "upper_bound"
+        changed = self._observe(sample)
+        # calibration: what was measured against what was predicted, per side and configuration
+        if res.where == "edge":
+            self.calibration.observe("device", float(c.device_ms[k]), res.device_ms, cfg)
+            compute = (res.server_timings_ms or {}).get("compute_ms")
+            if compute is not None:
+                self.calibration.observe("edge", float(c.edge_ms[k]), float(compute), cfg)
+        elif res.where == "device":
+            self.calibration.observe("device", float(c.device_ms[k]), res.device_ms, cfg)
+        total_ms = (time.perf_counter() - t_arrival) * 1e3
+        met = total_ms <= o.deadline_ms
+        s = self.stats
+        s.requests += 1
+        s.met += int(met)
+        s.offloaded += int(res.where == "edge")
+        s.exits_used[res.exit] = s.exits_used.get(res.exit, 0) + 1
+        s.card_accuracy_sum += float(c.tables[0].exits[res.exit - 1].accuracy)
+        if self._last_config is not None and cfg != self._last_config:
+            s.switches += 1
+        self._last_config = cfg
+        could_meet = None
+        if res.where == "fallback":
+            s.fallbacks += 1
+            s.fallbacks_met += int(met)
+            # could any on-device exit have made it, as predicted, from the request's arrival?
+            could_meet = min(self.client.device_exit_ms.values()) <= o.deadline_ms
+            s.fallbacks_could_meet += int(could_meet)
+        probs = torch.softmax(res.logits[0].float(), dim=0)
+        top = int(res.classes[0])
+        if label is not None:
+            s.labelled += 1
+            s.correct += int(top == label)
+        server = res.server_timings_ms or {}
+        rec = {
+            "seq": self.seq,
+            "time_s": round(t_arrival - self.t0, 6),
+            "time_unix_s": round(time.time(), 6),
+            "policy": o.policy,
+            "plan": {"exit": cfg.exit, "partition": cfg.partition, "codec": codec, "planned_codec": cfg.codec,
+                     "source": source, "candidate": k, "upload_bytes_priced": int(c.tx_bytes[k])},
+            "estimate_bps": estimate_before, "estimate_after_bps": est.rate_bps, "rtt_ms": self.rtt_ms,
+            "sample_bps": sample, "sample_kind": sample_kind, "change_detected": changed, "probe": probe,
+            "predicted_ms": {"offline": round(pred_offline, 3), "calibrated": round(pred_cal, 3)},
+            "calibration": {"device": self.calibration.factor("device", cfg),
+                            "edge": self.calibration.factor("edge", cfg)} if o.calibrate else None,
+            "measured_ms": {"device": round(res.device_ms, 3), "encode": round(res.encode_ms, 3),
+                            "network": None if res.network_ms is None else round(res.network_ms, 3),
+                            "edge_queue": server.get("queue_ms"), "edge_compute": server.get("compute_ms"),
+                            "edge_total": server.get("server_ms")},
+            "bytes": {"upload": res.upload_bytes, "download": res.download_bytes},
+            "where": res.where, "fallback_reason": res.fallback_reason, "exit_used": res.exit,
+            "give_up_reserved": bool(self.client.fallback_reserve) if c.crosses[k] else None,
+            "no_exit_could_meet": None if could_meet is None else not could_meet,
+            "deadline_ms": o.deadline_ms, "total_ms": round(total_ms, 3), "met": met,
+            "prediction": {"class": top, "confidence": round(float(probs[top]), 6), "exit": res.exit},
+            "label": label, "correct": None if label is None else top == label,
+        }
+        self.seq += 1
+        if self._records is not None:
+            self._records.write(dumps_finite(rec) + "\n")
+            self._records.flush()
+        return rec
+
+    def run(self, inputs: Sequence[Any] | Any, on_record: Any = None, rate_per_s: float | None = None,
+            count: int | None = None, duration_s: float | None = None) -> AgentStats:
+        """Serve ``inputs`` (an iterable of ``(image, label or None)``): at ``rate_per_s`` (arrivals on a fixed
+        schedule; a late request starts at once) or back to back, until ``count`` requests, ``duration_s`` or
+        the inputs end; ``on_record(record)`` after each."""
+        t_start = time.perf_counter()
+        n = 0
+        for item in inputs:
+            if count is not None and n >= count:
+                break
+            now = time.perf_counter()
+            if duration_s is not None and now - t_start >= duration_s:
+                break
+            t_arr = now
+            if rate_per_s:  # the request arrives at its due time; a late one has waited since then
+                t_arr = t_start + n / rate_per_s
+                if t_arr > now:
+                    time.sleep(t_arr - now)
+            img, label = item
+            rec = self.handle(img, label, t_arrival=t_arr)
+            n += 1
+            if on_record is not None:
+                on_record(rec)
+        return self.stats

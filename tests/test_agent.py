@@ -1,0 +1,183 @@
+"""The device agent (edgent.runtime.agent): plans priced as run, the estimator's outage evidence, and the whole loop
+against a real edge server on loopback, the edge killed and restarted."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from edgent.adapt.config_map import Candidates
+from edgent.plan.sources import table_for_model
+from edgent.plan.transfer import CODECS, wire_codec
+from edgent.runtime import BandwidthEstimator, DeviceClient, ServerConfig
+from edgent.runtime.agent import AgentOptions, EdgentAgent
+from edgent.runtime.client import EdgeUnavailable
+from edgent.runtime.local import ThreadedServer
+from edgent.runtime.protocol import HEADER
+
+MODEL = "alexnet-cifar10"
+
+
+@pytest.fixture(scope="module")
+def cands():
+    return Candidates([table_for_model(MODEL, codec=c) for c in CODECS])
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+
+
+def test_every_plan_is_sent_with_the_codec_and_bytes_it_was_priced_with(chain, cands, images):
+    """For every (exit, partition, codec) that crosses the link, the payload the client puts on the wire has the
+    priced upload size, in the codec :func:`wire_codec` names (uint8 pixels at point 0)."""
+    sent: list[tuple[int, str]] = []
+
+    def capture(frame: bytes, timeout_s: float):
+        _magic, _v, _t, _f, meta_len, payload_len = HEADER.unpack(frame[:HEADER.size])
+        meta = json.loads(frame[HEADER.size:HEADER.size + meta_len])
+        sent.append((payload_len, meta["codec"]))
+        raise EdgeUnavailable("captured")
+
+    client = DeviceClient("127.0.0.1", 1, chain, device_exit_ms={e: 1.0 for e in range(1, chain.num_exits + 1)})
+    client._request = capture  # type: ignore[method-assign]
+    checked = 0
+    for k, cfg in enumerate(cands.configs):
+        if not cands.crosses[k]:
+            continue
+        table = cands.tables[cands.codec_index[k]]
+        codec = wire_codec(cfg.codec, cfg.partition, table.exit_costs(cfg.exit).num_units, table.raw_input)
+        sent.clear()
+        r = client.infer(images, cfg.exit, cfg.partition, codec)
+        assert r.where == "fallback"
+        assert sent == [(int(cands.tx_bytes[k]), codec)], (cfg, codec)
+        assert (codec == "uint8") == (cfg.partition == 0)
+        checked += 1
+    assert checked == int(cands.crosses.sum()) > 3 * chain.num_exits
+
+
+def test_wire_codec_names_nothing_for_device_only_and_refuses_unknown_codecs():
+    assert wire_codec("int8", 4, 4) is None
+    assert wire_codec("int8", 0, 4, raw_input=False) == "int8"
+    with pytest.raises(Exception, match="unknown codec"):
+        wire_codec("bogus", 1, 4)
+
+
+def test_estimator_corrects_the_burst_and_takes_timeout_bounds():
+    # 3204 B up + 364 B down at 1 Mbit/s through a 1600-byte bucket: only 1604 B were paced
+    link_ms = 1604 * 8 / 1e6 * 1e3
+    raw = BandwidthEstimator()
+    raw.add(3204, link_ms, 364)
+    assert raw.rate_bps == pytest.approx(8 * 3568 / (link_ms / 1e3))
+    app = BandwidthEstimator(shaper="app")
+    s = app.add(3204, link_ms, 364)
+    assert s is not None and s.rate_bps == pytest.approx(1e6, rel=1e-6) and s.raw_rate_bps > 2e6
+    assert app.add(1000, 0.6, 200) is None  # all burst: no information, nothing kept
+    for _ in range(5):
+        app.add(3204, link_ms, 364)
+    app.add_upper_bound(50e3)  # a request that timed out: the rate was at most 50 kbit/s
+    assert app.rate_bps == pytest.approx(50e3)
+    app.add(3204, 1604 * 8 / 40e3 * 1e3, 364)  # then a 40 kbit/s sample: harmonic mean of both
+    assert app.rate_bps == pytest.approx(2 / (1 / 50e3 + 1 / 40e3), rel=1e-6)
+    with pytest.raises(Exception, match="shaper"):
+        BandwidthEstimator(shaper="tbf")
+
+
+def test_options_refuse_what_cannot_run():
+    with pytest.raises(Exception, match="policy"):
+        AgentOptions(policy="fastest")
+    with pytest.raises(Exception, match="deadline"):
+        AgentOptions(deadline_ms=0)
+
+
+@pytest.mark.parametrize("policy", ["static", "device-only", "edge-only", "neurosurgeon"])
+def test_policies_restrict_the_decision(chain, cands, policy):
+    client = DeviceClient("127.0.0.1", 1, chain, device_exit_ms={e: 1.0 for e in range(1, chain.num_exits + 1)})
+    with EdgentAgent(client, cands, AgentOptions(deadline_ms=10_000, policy=policy)) as agent:
+        k, source, offline, cal = agent.decide(edge_up=True)
+        cfg = cands.configs[k]
+        last = int(cands.exit.max())
+        if policy != "static":
+            assert cfg.exit == last
+        if policy == "device-only":
+            assert not cands.crosses[k]
+        if policy == "edge-only":
+            assert cfg.partition == 0
+        assert offline == pytest.approx(cal)  # no measurement yet: the calibration is the identity
+        k2, source2, _, _ = agent.decide(edge_up=False)
+        assert not cands.crosses[k2] and source2 == "edge-unreachable"
+
+
+def test_the_agent_against_a_real_edge_killed_and_restarted(chain, cands, images, tmp_path):
+    """Every request is answered and recorded once; with the edge gone the agent decides on-device at once
+    (no request waits on a reconnect) and offloads again after the background reconnect."""
+    from edgent.runtime.local import free_port
+
+    port = free_port()
+    server = ThreadedServer({MODEL: chain}, ServerConfig(port=port, threads=1)).__enter__()
+    client = DeviceClient("127.0.0.1", port, chain, estimator=BandwidthEstimator(shaper="app"),
+                          device_exit_ms=cands.tables[0].fallback_device_ms())
+    records = tmp_path / "records.jsonl"
+    opts = AgentOptions(deadline_ms=60_000, policy="edge-only", reconnect_every_s=0.05)
+    try:
+        with EdgentAgent(client, cands, opts, records=records) as agent:
+            first = [agent.handle(images, label=1) for _ in range(3)]
+            assert [r["where"] for r in first] == ["edge"] * 3
+            assert all(r["plan"]["codec"] == "uint8" and r["bytes"]["upload"] > r["plan"]["upload_bytes_priced"]
+                       for r in first)
+            assert first[-1]["predicted_ms"]["offline"] > 0
+            server.__exit__(None, None, None)
+            down = [agent.handle(images) for _ in range(3)]
+            assert all(r["where"] in ("fallback", "device") for r in down)
+            assert down[-1]["plan"]["source"] == "edge-unreachable" and down[-1]["where"] == "device"
+            server = ThreadedServer({MODEL: chain}, ServerConfig(port=port, threads=1)).__enter__()
+            back = None
+            for _ in range(400):  # the background reconnect; no request waits for it
+                r = agent.handle(images)
+                if r["where"] == "edge":
+                    back = r
+                    break
+                threading.Event().wait(0.02)
+            assert back is not None
+            n = agent.seq
+        lines = [json.loads(x) for x in records.read_text().splitlines()]
+        assert [x["seq"] for x in lines] == list(range(n))
+        assert all(x["total_ms"] > 0 and x["prediction"]["exit"] == x["exit_used"] for x in lines)
+        assert agent.stats.requests == n and agent.stats.offloaded >= 4
+    finally:
+        server.__exit__(None, None, None)
+
+
+def test_calibration_enters_the_decision(chain, cands):
+    client = DeviceClient("127.0.0.1", 1, chain, device_exit_ms={e: 1.0 for e in range(1, chain.num_exits + 1)})
+    with EdgentAgent(client, cands, AgentOptions(deadline_ms=10_000, policy="device-only")) as agent:
+        k, _, offline, _ = agent.decide(edge_up=True)
+        cfg = cands.configs[k]
+        for _ in range(3):  # the device measured 3x slower than predicted on this configuration
+            agent.calibration.observe("device", float(cands.device_ms[k]), 3 * float(cands.device_ms[k]), cfg)
+        _, _, offline2, cal2 = agent.decide(edge_up=True)
+        assert offline2 == pytest.approx(offline)
+        assert cal2 == pytest.approx(offline + 2 * float(cands.device_ms[k]))
+        assert np.isfinite(cal2)
+
+
+def test_edgent_run_over_loopback_with_the_emulated_link(chain, tmp_path, capsys):
+    """`edgent run` as a user types it: every request answered once, one JSON line each, records kept."""
+    from edgent.cli.main import main
+
+    with ThreadedServer({MODEL: chain}, ServerConfig(port=0, threads=1)) as server:
+        records = tmp_path / "run.jsonl"
+        rc = main(["--allow-cpu-sleep", "run", "--edge", f"127.0.0.1:{server.port}", "--deadline", "5s",
+                   "--policy", "edgent", "--source", "synthetic", "--count", "6", "--emulate-link", "2Mbit",
+                   "--random-weights", "--json", "--records", str(records), "--live", "off"])
+    assert rc == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert [x["seq"] for x in lines] == list(range(6))
+    recs = [json.loads(x) for x in records.read_text().splitlines()]
+    assert [r["seq"] for r in recs] == list(range(6))
+    assert all(r["policy"] == "edgent" and r["predicted_ms"]["offline"] > 0 for r in recs)
+    assert sum(r["where"] == "edge" for r in recs) >= 1
