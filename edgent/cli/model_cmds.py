@@ -22,6 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="stop following the one-cycle schedule after this epoch, then anneal (see --anneal-epochs)")
     p.add_argument("--anneal-epochs", type=int, default=0,
                    help="epochs after --cut-at-epoch over which the learning rate falls linearly to zero")
+    p.add_argument("--bottleneck", metavar="AFTER_UNIT", default=None,
+                   help="instead of the model, train a learned bottleneck after this trunk unit (name or index; "
+                        "trunk frozen, distilled from the model's outputs); --out is then the .safetensors file")
+    p.add_argument("--channels", type=int, default=16, help="with --bottleneck: channels of the code")
+    p.add_argument("--levels", type=int, default=8, help="with --bottleneck: integer levels per symbol")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("info", help="describe a model's units, exits and partition points")
@@ -39,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.bottleneck is not None:
+        return _train_bottleneck(args)
     from edgent.train.trainer import TrainConfig, train
 
     cfg = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr_max=args.lr,
@@ -48,6 +55,21 @@ def _train(args: argparse.Namespace) -> int:
     card = train(cfg, resume=args.resume)
     print(json.dumps({"model": card["model"], "exits": [{"exit": e["exit"], "top1": e["top1"]}
                                                           for e in card["exits"]], "out": cfg.out_dir}))
+    return 0
+
+
+def _train_bottleneck(args: argparse.Namespace) -> int:
+    from edgent.train.bottleneck import BottleneckTrainConfig, train_bottleneck
+
+    cfg = BottleneckTrainConfig(model=args.model, after_unit=args.bottleneck, channels=args.channels,
+                                levels=args.levels, epochs=args.epochs, batch_size=args.batch_size,
+                                seed=args.seed, threads=args.threads, limit_train=args.limit_train, data=args.data,
+                                out=args.out or f"runs/bottleneck/{args.model}.bottleneck.safetensors")
+    if args.lr != 0.08:  # the model's default; the bottleneck's own default otherwise
+        cfg.lr = args.lr
+    out = train_bottleneck(cfg)
+    print(json.dumps({"model": cfg.model, "bottleneck": str(out), "after_unit": cfg.after_unit,
+                      "channels": cfg.channels, "levels": cfg.levels}))
     return 0
 
 
