@@ -40,6 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None)
     p.add_argument("--download", action="store_true", help="fetch CIFAR-10 with torchvision if not found")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--codecs", default=None,
+                   help="also measure each exit's top-1 through these codecs (comma-separated, e.g. "
+                        "uint8,jpeg50,int8,bneck-alexnet-cifar10; edgent.train.codec_eval says how)")
+    p.add_argument("--limit", type=int, default=None, help="with --codecs: N seeded test images only")
+    p.add_argument("--bottleneck-file", default=None,
+                   help="with --codecs: use this bottleneck file for bneck-<model> instead of the package's")
+    p.add_argument("--update-card", default=None, metavar="CARD",
+                   help="with --codecs: write the measured values into this model card's codec_accuracy")
     p.set_defaults(func=_eval)
 
 
@@ -109,9 +117,33 @@ def _eval(args: argparse.Namespace) -> int:
     result = {"model": model.name, "images": len(split),
               "exits": [{"exit": ep.exit, "units": ep.num_units, "top1": acc}
                         for ep, acc in zip(model.exit_points, top1)]}
+    if args.codecs:
+        result["codec_accuracy"] = _eval_codecs(args, model, split)
     if args.json:
         print(json.dumps(result))
     else:
         for e in result["exits"]:
             print(f"exit {e['exit']} ({e['units']} units): top-1 {e['top1']:.4f}")
+        for name, entry in result.get("codec_accuracy", {}).items():
+            print(f"{name} ({entry['images']} images): " + ", ".join(f"{a:.4f}" for a in entry["top1"]))
     return 0
+
+
+def _eval_codecs(args: argparse.Namespace, model, split) -> dict:
+    from edgent.codec import BottleneckCodec, register_codec
+    from edgent.model.bottleneck import load_bottleneck
+    from edgent.train.codec_eval import evaluate_codecs
+
+    if args.bottleneck_file:
+        register_codec(BottleneckCodec(load_bottleneck(args.bottleneck_file)))
+    names = [c.strip() for c in args.codecs.split(",") if c.strip()]
+    measured = evaluate_codecs(model, split, names, limit=args.limit)
+    if args.update_card:
+        from pathlib import Path
+
+        from edgent.jsonio import write_json_file
+
+        card = json.loads(Path(args.update_card).read_text())
+        card.setdefault("codec_accuracy", {}).update(measured)
+        write_json_file(args.update_card, card)
+    return measured

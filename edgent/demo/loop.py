@@ -57,8 +57,9 @@ class PlanHook:
 
 
 def wire_codec(cfg: Any) -> str:
-    """The codec actually sent for a configuration: the raw uint8 pixels at point 0 (what the table prices)."""
-    return "uint8" if cfg.partition == 0 else cfg.codec
+    """The codec sent for a configuration: exactly the one it was priced with (``uint8`` pixels at point 0 of
+    a raw-input table, a JPEG quality, a tensor codec, the learned bottleneck)."""
+    return cfg.codec
 
 
 @dataclass

@@ -82,8 +82,9 @@ def train_bottleneck(cfg: BottleneckTrainConfig, log=print) -> Path:
     neck = Bottleneck(spec)
     split = load_split("train", cfg.data)
     images = torch.from_numpy(split.images)
-    if cfg.limit_train:
-        images = images[: cfg.limit_train]
+    if cfg.limit_train:  # a seeded random subset (the split is stored sorted by class)
+        keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.limit_train]
+        images = images[keep]
     n = len(images)
     steps = cfg.epochs * ((n + cfg.batch_size - 1) // cfg.batch_size)
     opt = torch.optim.Adam(neck.parameters(), lr=cfg.lr)
