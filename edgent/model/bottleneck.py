@@ -97,6 +97,8 @@ class Bottleneck(nn.Module):
         self.spec = spec
         c = spec.in_shape[0]
         self.encoder = nn.Conv2d(c, spec.channels, 3, stride=2, padding=1)
+        with torch.no_grad():  # start in the middle of the levels, so that rounding keeps information from step 1
+            self.encoder.bias.fill_((spec.levels - 1) / 2)
         self.decoder = nn.Sequential(
             nn.Conv2d(spec.channels, spec.hidden, 3, padding=1), nn.ReLU(),
             nn.Upsample(scale_factor=2, mode="nearest"),

@@ -34,6 +34,9 @@ class BottleneckTrainConfig:
     levels: int = 8
     hidden: int = 64
     epochs: int = 2
+    #: epochs of a first phase that trains on the reconstruction of the cut's tensor alone (no trunk
+    #: forward or backward past the cut: several times cheaper per image than distillation)
+    feature_epochs: int = 0
     batch_size: int = 128
     lr: float = 2e-3
     temperature: float = 2.0
@@ -86,12 +89,14 @@ def train_bottleneck(cfg: BottleneckTrainConfig, log=print) -> Path:
         keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.limit_train]
         images = images[keep]
     n = len(images)
-    steps = cfg.epochs * ((n + cfg.batch_size - 1) // cfg.batch_size)
+    per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
+    steps = (cfg.feature_epochs + cfg.epochs) * per_epoch
     opt = torch.optim.Adam(neck.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
     T = cfg.temperature
     step, t0 = 0, time.time()
-    for epoch in range(cfg.epochs):
+    for epoch in range(cfg.feature_epochs + cfg.epochs):
+        distil = epoch >= cfg.feature_epochs
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         order = torch.randperm(n, generator=gen)
         neck.train()
@@ -99,20 +104,24 @@ def train_bottleneck(cfg: BottleneckTrainConfig, log=print) -> Path:
             x = to_model_input(augment(images[order[start:start + cfg.batch_size]], gen))
             with torch.no_grad():
                 h = chain.run_device(x, None, point)
-                teacher = [F.log_softmax(o / T, dim=1) for o in forward_all_from(chain, h, point)]
+                if distil:
+                    teacher = [F.log_softmax(o / T, dim=1) for o in forward_all_from(chain, h, point)]
             rec = neck(h)
-            student = forward_all_from(chain, rec, point)
-            kd = sum(F.kl_div(F.log_softmax(s / T, dim=1), t, log_target=True, reduction="batchmean")
-                     for s, t in zip(student, teacher)) * T * T
             feat = F.mse_loss(rec, h) / h.pow(2).mean().clamp_min(1e-8)
-            loss = kd + cfg.feature_loss_weight * feat
+            if distil:
+                student = forward_all_from(chain, rec, point)
+                kd = sum(F.kl_div(F.log_softmax(s / T, dim=1), t, log_target=True, reduction="batchmean")
+                         for s, t in zip(student, teacher)) * T * T
+            else:
+                kd = torch.zeros(())
+            loss = kd + (cfg.feature_loss_weight if distil else 1.0) * feat
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             step += 1
             if step % 50 == 0 or step == steps:
-                log(f"epoch {epoch + 1}/{cfg.epochs} step {step}/{steps} loss {loss.item():.4f} "
+                log(f"epoch {epoch + 1}/{cfg.feature_epochs + cfg.epochs} step {step}/{steps} loss {loss.item():.4f} "
                     f"(kd {kd.item():.4f}, feature {feat.item():.4f}) {time.time() - t0:.0f} s")
     neck.eval()
     out = save_bottleneck(neck, cfg.out)
