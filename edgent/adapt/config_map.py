@@ -96,6 +96,14 @@ class Candidates:
         self._index: dict[Configuration, int] = {}
         for i, c in enumerate(self.configs):  # a configuration two tables share (the input) is the first's
             self._index.setdefault(c, i)
+        # point 0 of a table sends its input codec (uint8 pixels for a raw-input table); a configuration naming
+        # the table's own codec there (maps written before the codec was a planning dimension) means the same
+        for q in p:
+            if q.table.input_codec != q.table.codec:
+                for e in q.table.exits:
+                    alias = Configuration(e.exit, 0, q.table.codec)
+                    if alias not in self._index:
+                        self._index[alias] = self._index[Configuration(e.exit, 0, q.table.input_codec)]
 
     @property
     def model(self) -> str:
