@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "trunk frozen, distilled from the model's outputs); --out is then the .safetensors file")
     p.add_argument("--channels", type=int, default=16, help="with --bottleneck: channels of the code")
     p.add_argument("--levels", type=int, default=8, help="with --bottleneck: integer levels per symbol")
+    p.add_argument("--stride", type=int, default=2, choices=(1, 2),
+                   help="with --bottleneck: the encoder's stride (2 halves the code's height and width)")
     p.add_argument("--feature-epochs", type=int, default=0,
                    help="with --bottleneck: epochs of reconstruction-only training before the --epochs of "
                         "distillation")
@@ -73,7 +75,7 @@ def _train_bottleneck(args: argparse.Namespace) -> int:
     from edgent.train.bottleneck import BottleneckTrainConfig, train_bottleneck
 
     cfg = BottleneckTrainConfig(model=args.model, after_unit=args.bottleneck, channels=args.channels,
-                                levels=args.levels, epochs=args.epochs, feature_epochs=args.feature_epochs, batch_size=args.batch_size,
+                                levels=args.levels, epochs=args.epochs, feature_epochs=args.feature_epochs, stride=args.stride, batch_size=args.batch_size,
                                 seed=args.seed, threads=args.threads, limit_train=args.limit_train, data=args.data,
                                 out=args.out or f"runs/bottleneck/{args.model}.bottleneck.safetensors")
     if args.lr != 0.08:  # the model's default; the bottleneck's own default otherwise

@@ -7,10 +7,11 @@ encoder and decoder are trained, by distillation from the model's own outputs (`
 
 Layout (``K`` channels, ``L`` levels, the cut's tensor ``(C, H, W)``):
 
-- encoder (device): ``Conv2d(C, K, 3, stride 2)``, then each value rounded and clamped to ``0..L-1``;
-- wire: the ``K x H/2 x W/2`` symbols packed at ``ceil(log2 L)`` bits each, then losslessly compressed with
+- encoder (device): ``Conv2d(C, K, 3, stride s)`` (``s`` 1 or 2), then each value rounded and clamped to
+  ``0..L-1``;
+- wire: the ``K x H/s x W/s`` symbols packed at ``ceil(log2 L)`` bits each, then losslessly compressed with
   zstandard when that is smaller (:class:`edgent.codec.BottleneckCodec`);
-- decoder (edge): ``Conv2d(K, D, 3)``, ReLU, nearest upsampling x2, ``Conv2d(D, D, 3)``, ReLU,
+- decoder (edge): ``Conv2d(K, D, 3)``, ReLU, nearest upsampling x``s``, ``Conv2d(D, D, 3)``, ReLU,
   ``Conv2d(D, C, 3)``, ReLU (the tensors at the cuts it is meant for follow a ReLU or a max-pool of one).
 
 Saved as ``<model>.bottleneck.safetensors`` with its :class:`BottleneckSpec` in the file's metadata (strings only,
@@ -55,16 +56,20 @@ class BottleneckSpec:
     channels: int
     levels: int
     hidden: int = 64
+    stride: int = 2
 
     def __post_init__(self) -> None:
-        if self.channels < 1 or not 2 <= self.levels <= 256 or self.point < 1 or len(self.in_shape) != 3:
-            raise ModelError(f"bad bottleneck spec {self!r}: channels >= 1, levels 2..256, point >= 1, a 3-D shape")
+        if (self.channels < 1 or not 2 <= self.levels <= 256 or self.point < 1 or len(self.in_shape) != 3
+                or self.stride not in (1, 2)):
+            raise ModelError(f"bad bottleneck spec {self!r}: channels >= 1, levels 2..256, point >= 1, a 3-D shape, "
+                             "stride 1 or 2")
 
     @property
     def code_shape(self) -> tuple[int, int, int]:
-        """Shape of the symbols of one sample, ``(K, ceil(H/2), ceil(W/2))``."""
+        """Shape of the symbols of one sample, ``(K, ceil(H/s), ceil(W/s))`` for the encoder's stride ``s``."""
         _, h, w = self.in_shape
-        return (self.channels, (h + 1) // 2, (w + 1) // 2)
+        s = self.stride
+        return (self.channels, (h + s - 1) // s, (w + s - 1) // s)
 
     @property
     def bits_per_symbol(self) -> int:
@@ -96,12 +101,12 @@ class Bottleneck(nn.Module):
         super().__init__()
         self.spec = spec
         c = spec.in_shape[0]
-        self.encoder = nn.Conv2d(c, spec.channels, 3, stride=2, padding=1)
+        self.encoder = nn.Conv2d(c, spec.channels, 3, stride=spec.stride, padding=1)
         with torch.no_grad():  # start in the middle of the levels, so that rounding keeps information from step 1
             self.encoder.bias.fill_((spec.levels - 1) / 2)
         self.decoder = nn.Sequential(
             nn.Conv2d(spec.channels, spec.hidden, 3, padding=1), nn.ReLU(),
-            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Upsample(scale_factor=2, mode="nearest") if spec.stride == 2 else nn.Identity(),
             nn.Conv2d(spec.hidden, spec.hidden, 3, padding=1), nn.ReLU(),
             nn.Conv2d(spec.hidden, c, 3, padding=1), nn.ReLU(),
         )

@@ -17,16 +17,22 @@ the payload plus the message's framing plus the headers of its packets (:meth:`W
 All pairs are evaluated at once with numpy on arrays precomputed per table (:class:`Planner`), so one decision
 costs time linear in the number of pairs (tens of microseconds for alexnet-cifar10).
 
-Selection (Edgent): exits from the most to the least accurate; the first whose best partition meets the deadline
-wins (equal accuracy: the faster one); within an exit, the fastest partition (equal times: the lowest point). When
-nothing meets the deadline, the plan says why and falls back to the fastest configuration of its policy.
+With codec variants in the table (:mod:`edgent.plan.codecs`) a configuration is a triple (exit, partition, codec):
+each variant adds its own cells, priced with its bytes, its encode time on the device and decode time on the edge,
+and its own accuracy (the exit's top-1 through that codec, from the model card). A raw-input table's own point 0
+sends ``uint8`` pixels; a plan always names the codec it was priced with, and the runtime sends exactly that.
+
+Selection (Edgent): the most accurate configuration that meets the deadline (with one codec, exits from the most
+to the least accurate, the first whose best partition meets it); equal accuracy: the faster; equal times: the
+first in table order (lowest exit and partition point, the table's own codec before the variants). When nothing
+meets the deadline, the plan says why and falls back to the fastest configuration of its policy.
 
 Policies (the paper's baselines share this interface, each a restriction of the search space):
 
-- ``edgent``: every (exit, partition) pair;
+- ``edgent``: every (exit, partition, codec);
 - ``device``: the main exit, all on the device (``p = N``);
-- ``edge``: the main exit, all on the edge (``p = 0``, the raw input is sent);
-- ``neurosurgeon``: the main exit, best partition (partitioning only);
+- ``edge``: the main exit, all on the edge (``p = 0``, the raw input sent with any input codec);
+- ``neurosurgeon``: the main exit, best partition and codec (partitioning only);
 - ``rightsize``: every exit, all on the device (right-sizing only).
 
 The oracle is Edgent planning on measured instead of predicted unit times: :func:`oracle_plan` with a table from

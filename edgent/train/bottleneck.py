@@ -33,6 +33,7 @@ class BottleneckTrainConfig:
     channels: int = 16
     levels: int = 8
     hidden: int = 64
+    stride: int = 2
     epochs: int = 2
     #: epochs of a first phase that trains on the reconstruction of the cut's tensor alone (no trunk
     #: forward or backward past the cut: several times cheaper per image than distillation)
@@ -81,7 +82,8 @@ def train_bottleneck(cfg: BottleneckTrainConfig, log=print) -> Path:
     point = cut_point(chain, cfg.after_unit)
     in_shape = tuple(int(d) for d in chain.unit_input_shape(None, point))
     spec = BottleneckSpec(model=cfg.model, point=point, after_unit=chain.trunk_names[point - 1],
-                          in_shape=in_shape, channels=cfg.channels, levels=cfg.levels, hidden=cfg.hidden)
+                          in_shape=in_shape, channels=cfg.channels, levels=cfg.levels, hidden=cfg.hidden,
+                          stride=cfg.stride)
     neck = Bottleneck(spec)
     split = load_split("train", cfg.data)
     images = torch.from_numpy(split.images)
