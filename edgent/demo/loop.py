@@ -116,7 +116,9 @@ def _request(s: DemoSession, st: RunState, k: int) -> dict[str, Any]:
     met = bool(res.total_ms <= opts.deadline_ms)
     st.met += met
     st.fallbacks += res.where == "fallback"
-    st.card_acc_sum += accs[res.exit - 1]
+    # the configuration's accuracy (exit and codec) when it ran as planned, the exit's own on the device
+    card_acc = float(cands.accuracy[k_c]) if res.where == "edge" else accs[res.exit - 1]
+    st.card_acc_sum += card_acc
     if label is not None:
         st.labelled += 1
         st.correct += int(res.classes[0] == label)
@@ -134,7 +136,7 @@ def _request(s: DemoSession, st: RunState, k: int) -> dict[str, Any]:
         "predicted_ms": round(s.hook.last_predicted_ms, 3), "met": met,
         "label": label, "predicted_class": int(res.classes[0]),
         "correct": None if label is None else bool(res.classes[0] == label),
-        "card_accuracy": accs[res.exit - 1],
+        "card_accuracy": card_acc,
         "state_mean_bps": None if d.state is None else d.state.mean_rate_bps,
     }
 

@@ -116,13 +116,23 @@ def codec_accuracies(model: str, card: str | Path | None = None) -> dict[str, tu
     """Top-1 per exit through each codec measured for ``model`` (the card's ``codec_accuracy``, written by
     ``edgent eval --codecs ... --update-card``; ``edgent.train.codec_eval`` defines the measurement). A lossless
     suffix (``+zlib``, ``+zstd``) carries its inner codec's values, so ``int8`` also answers ``int8+zstd``
-    (:func:`codec_accuracy_of`). Empty when the card has none."""
+    (:func:`codec_accuracy_of`). An entry measured on a subset (with ``reference_top1``, the model's own top-1
+    on those images) gives the card's exit top-1 less the codec's loss on the subset. Empty when the card has
+    none."""
     path = Path(card) if card is not None else card_path(model)
     if path is None or not path.is_file():
         return {}
-    raw = read_card(path).raw.get("codec_accuracy", {})
+    c = read_card(path)
+    raw = c.raw.get("codec_accuracy", {})
     try:
-        return {str(k): tuple(float(a) for a in v["top1"]) for k, v in raw.items()}
+        out = {}
+        for k, v in raw.items():
+            top1 = [float(a) for a in v["top1"]]
+            ref = v.get("reference_top1")
+            if ref is not None:  # measured on a subset: the card's top-1 less the codec's loss there
+                top1 = [min(1.0, max(0.0, e - max(0.0, r - a))) for e, r, a in zip(c.exit_top1, ref, top1)]
+            out[str(k)] = tuple(top1)
+        return out
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"the codec_accuracy of model card {path} is malformed ({exc}); rerun "
                          "`edgent eval --codecs ... --update-card`") from exc

@@ -10,7 +10,11 @@ Definition (what the model card's ``codec_accuracy`` holds and the planner price
   ``1..N_i - 1`` of that exit, each image's tensor encoded and decoded on its own (a per-request quantisation
   range, as the runtime sends it);
 - a lossless suffix (``+zlib``, ``+zstd``) does not change the values: such a codec has its inner codec's
-  accuracy.
+  accuracy;
+- measured on a subset of the split, the entry also holds the model's own top-1 on the same images
+  (``reference_top1``), and the accuracy the planner uses is the card's exit top-1 minus the codec's measured
+  loss on that subset (:func:`edgent.model.card.codec_accuracies`), so that subsets' sampling noise does not
+  pass for a codec's cost.
 
 Requests are batch 1 on the wire, so encoding is per image; the model then runs on batches.
 """
@@ -87,10 +91,15 @@ def codec_accuracy_entry(chain: MultiExitChain, split: ImageSplit, name: str, li
     """The model card's entry of codec ``name``: top-1 per exit on ``limit`` seeded images (:func:`subset`), the
     number of images, and the same measured on :data:`CHECK_IMAGES` seeded images (what a test reruns to pin the card to this
     function)."""
+    from edgent.train.evaluate import evaluate_exits
+
     main = subset(split, limit)
-    return {"top1": [round(a, 6) for a in evaluate_codec(chain, main, name)], "images": len(main),
-            "check_images": CHECK_IMAGES,
-            "check_top1": [round(a, 6) for a in evaluate_codec(chain, subset(split, CHECK_IMAGES), name)]}
+    entry = {"top1": [round(a, 6) for a in evaluate_codec(chain, main, name)], "images": len(main),
+             "check_images": CHECK_IMAGES,
+             "check_top1": [round(a, 6) for a in evaluate_codec(chain, subset(split, CHECK_IMAGES), name)]}
+    if len(main) < len(split):  # the model's own top-1 on the same images: the codec's cost is the difference
+        entry["reference_top1"] = [round(a, 6) for a in evaluate_exits(chain, main)]
+    return entry
 
 
 def evaluate_codecs(chain: MultiExitChain, split: ImageSplit, names: Sequence[str],
