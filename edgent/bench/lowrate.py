@@ -23,6 +23,7 @@ MODEL = "alexnet-cifar10"
 
 def _measure(bed, plan, images, labels, requests: int, gap_s: float, deadline_ms: float) -> dict[str, Any]:
     total, correct, sent, where = [], [], [], []
+    stages: dict[str, list[float]] = {"device_ms": [], "encode_ms": [], "network_ms": [], "server_ms": []}
     for i in range(requests + 1):
         time.sleep(gap_s)
         r = bed.client.infer(images[i % len(images)], plan.exit, plan.partition, plan.codec, deadline_ms=deadline_ms)
@@ -32,13 +33,20 @@ def _measure(bed, plan, images, labels, requests: int, gap_s: float, deadline_ms
         correct.append(bool(r.classes[0] == int(labels[i % len(images)])))
         sent.append(int(r.upload_bytes or 0))
         where.append(r.where)
+        stages["device_ms"].append(float(r.device_ms))
+        stages["encode_ms"].append(float(getattr(r, "encode_ms", 0.0) or 0.0))
+        stages["network_ms"].append(float(r.network_ms or 0.0))
+        stages["server_ms"].append(float((r.server_timings_ms or {}).get("server_ms", 0.0)))
     t = np.asarray(total)
     return {"exit": plan.exit, "partition": plan.partition, "codec": plan.codec, "card_accuracy": plan.accuracy,
             "predicted_ms": plan.predicted_ms, "requests": requests, "measured_top1": float(np.mean(correct)),
             "met_share": float(np.mean(t <= deadline_ms)),
             "latency_ms": {"median": float(np.median(t)), "p95": float(np.percentile(t, 95)),
                            "p99": float(np.percentile(t, 99)), "max": float(t.max())},
-            "upload_bytes_mean": float(np.mean(sent)), "fallbacks": int(sum(w == "fallback" for w in where))}
+            "upload_bytes_mean": float(np.mean(sent)), "fallbacks": int(sum(w == "fallback" for w in where)),
+            "stages_median_ms": {k: float(np.median(v)) for k, v in stages.items()},
+            "stages_p99_ms": {k: float(np.percentile(v, 99)) for k, v in stages.items()},
+            "total_ms": [round(v, 2) for v in total]}
 
 
 def run(rate_bps: float = 50e3, deadline_ms: float = 300.0, requests: int = 100, rtt_ms: float = 20.0,

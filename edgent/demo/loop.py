@@ -185,7 +185,8 @@ def run_loop(s: DemoSession, st: RunState) -> None:
                 last_print = now
                 console.print(f"t={now:5.1f}s  true {rec['true_bps'] / 1e6:.3f} Mbit/s  measured "
                               f"{(st.last_sample_bps or 0) / 1e6:.3f}  changes {len(st.change_times_s)}  exit "
-                              f"{rec['plan']['exit']} part {rec['plan']['partition']}  {rec['latency_ms']:.0f} ms "
+                              f"{rec['plan']['exit']} part {rec['plan']['partition']} {rec['plan']['codec']}  "
+                              f"{rec['latency_ms']:.0f} ms "
                               f"({'met' if rec['met'] else 'MISSED'})  met {100 * st.met / len(st.records):.0f}%")
             wait = rec["time_s"] + period_s - (time.monotonic() - st.t0)
             if wait > 0:
