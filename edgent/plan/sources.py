@@ -62,7 +62,8 @@ def with_codecs(table: LatencyTable, codecs: str | Sequence[str] = "card", *, ca
     (every codec whose accuracy the model card holds, see :func:`edgent.model.card.codec_accuracies`) or
     ``"none"``. Sizes and times are measured now on ``images`` (default: :data:`CODEC_SAMPLE_IMAGES` seeded
     CIFAR-10 test images, ``edgent.data.request_images``); the device's times are multiplied by
-    ``device_factor`` (default: the device role's emulated slowdown)."""
+    ``device_factor`` (default: the device role's emulated slowdown). The measured variants are kept in
+    ``~/.cache/edgent/codec-variants`` (``$EDGENT_CACHE``), keyed by everything they depend on."""
     import dataclasses
 
     from edgent.model.card import codec_accuracies, codec_accuracy_of
@@ -92,9 +93,56 @@ def with_codecs(table: LatencyTable, codecs: str | Sequence[str] = "card", *, ca
         from edgent.profile.throttle import role_emulation
 
         device_factor = role_emulation("device").slowdown
-    chain = load_for_inference(table.model)
-    variants = measure_variants(chain, names, accs, images, device_factor=device_factor)
+    cache = _variants_cache_path(table.model, names, accs, images, device_factor)
+    variants = _read_variants(cache)
+    if variants is None:
+        chain = load_for_inference(table.model)
+        variants = measure_variants(chain, names, accs, images, device_factor=device_factor)
+        _write_variants(cache, variants)
     return dataclasses.replace(table, variants=table.variants + variants)
+
+
+def _variants_cache_path(model: str, names: Sequence[str], accs: Any, images: Any, device_factor: float) -> Path:
+    """Where measured variants are kept between commands on this machine: keyed by everything they depend on
+    (model and weights, codecs and their accuracies, the sample images, the device factor)."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    from edgent.data.cifar10 import cache_dir
+
+    from edgent.model.bottleneck import bottleneck_path
+    from edgent.model.zoo import zoo_entry
+
+    h = hashlib.sha256(json.dumps([model, list(names), {k: list(v) for k, v in accs.items()}, device_factor],
+                                  sort_keys=True).encode())
+    h.update(np.ascontiguousarray(images).tobytes())
+    for f in (zoo_entry(model).weights, bottleneck_path(model)):
+        if f is not None and Path(f).is_file():
+            st = Path(f).stat()
+            h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return cache_dir() / "codec-variants" / f"{model}-{h.hexdigest()[:24]}.json"
+
+
+def _read_variants(path: Path) -> tuple | None:
+    import json
+
+    from edgent.plan.codecs import CodecVariant
+
+    try:
+        return tuple(CodecVariant.from_json(v) for v in json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_variants(path: Path, variants: tuple) -> None:
+    from edgent.jsonio import write_json_file
+
+    try:
+        write_json_file(path, [v.to_json() for v in variants])
+    except OSError:
+        pass  # a cache only
 
 
 @dataclass(frozen=True)
