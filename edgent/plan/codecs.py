@@ -124,6 +124,24 @@ def measure_variants(chain: "MultiExitChain", codecs: Sequence[str], accuracies:
     with torch.inference_mode():
         x = prep(imgs)
     cache: dict[tuple[str, int, int], tuple[float, float, float, dict[str, float]]] = {}
+    per_exit: dict[int, list[list[torch.Tensor]]] = {}
+
+    def tensors(exit: int) -> list[list[torch.Tensor]]:
+        """Per point of ``exit``, each image's tensor there, one request per image as the device computes it
+        (its units applied one after the other, once per image for all points)."""
+        if exit not in per_exit:
+            units = chain.units(exit)
+            pts: list[list[torch.Tensor]] = [[] for _ in range(len(units) + 1)]
+            with torch.inference_mode():
+                for i in range(imgs.shape[0]):
+                    h = x[i:i + 1]
+                    pts[0].append(h)
+                    for k, unit in enumerate(units):
+                        h = unit(h)
+                        pts[k + 1].append(h)
+            per_exit[exit] = pts
+        return per_exit[exit]
+
     out = []
     for name in codecs:
         if name not in accuracies:
@@ -138,9 +156,8 @@ def measure_variants(chain: "MultiExitChain", codecs: Sequence[str], accuracies:
                 # the tensor at p is the trunk's when p lies before the branch: share the measurement
                 key = (name, p if p <= ep.after_trunk_units else -ep.exit * 1000 - p, 0)
                 if key not in cache:
-                    with torch.inference_mode():  # one request per image, as the runtime computes it
-                        hs = [imgs[i:i + 1] if codec.kind == "pixels" else chain.run_device(x[i:i + 1], ep.exit, p)
-                              for i in range(imgs.shape[0])]
+                    hs = ([imgs[i:i + 1] for i in range(imgs.shape[0])] if codec.kind == "pixels"
+                          else tensors(ep.exit)[p])
                     one = hs[0]
                     sizes = np.array([len(codec.encode(h)) for h in hs], dtype=float)
                     if codec.exact_size:
