@@ -201,7 +201,7 @@ def test_map_picks_edge_when_fast_and_device_when_slow(tmp_path):
     m = build_config_map(two_state_traces(), c, 100.0, lambda: make_detector("bocpd"), period_s=0.5, rtt_ms=10)
     fast = m.lookup(BandwidthState(math.log(3.0), 0.15, 20, 20))
     slow = m.lookup(BandwidthState(math.log(0.15), 0.15, 20, 20))
-    assert fast == Configuration(2, 0, "float32")  # full accuracy, edge only
+    assert fast == Configuration(2, 0, "uint8")  # full accuracy, edge only: the raw pixels the table prices
     assert slow == Configuration(1, 2, "float32")  # shallow exit on the device meets 100 ms
     assert m.lookup(BandwidthState(math.log(40.0), 0.05, 20, 20)) is None  # never seen
     path = m.save(tmp_path / "map.json")
@@ -210,7 +210,7 @@ def test_map_picks_edge_when_fast_and_device_when_slow(tmp_path):
     conf = DynamicConfigurator.from_file(path)  # the map carries its latency table for the fallback
     for _ in range(10):
         conf.observe(3e6)
-    assert conf(3e6, 10.0, None) == (2, 0, "float32")
+    assert conf(3e6, 10.0, None) == (2, 0, "uint8")
     assert back.filled_cells == m.filled_cells
     (tmp_path / "bad.json").write_text('{"map_version": 1}')
     with pytest.raises(DataError, match="malformed"):
@@ -229,7 +229,7 @@ def test_configurator_switches_on_a_change():
     cfg = make_configurator()
     for _ in range(20):
         cfg.observe(3e6)
-    assert cfg(3e6, 10.0, None) == (2, 0, "float32")
+    assert cfg(3e6, 10.0, None) == (2, 0, "uint8")
     for _ in range(3):
         cfg.observe(1.5e5)
     assert cfg(1.5e5, 10.0, None) == (1, 2, "float32")
@@ -265,11 +265,11 @@ def test_fallback_and_no_samples_use_the_static_planner():
     with pytest.raises(ConfigError, match="no throughput samples"):
         cfg.decide()
     d = cfg.decide(bandwidth_bps=3e6, rtt_ms=10.0)
-    assert d.source == "no-samples" and d.config == Configuration(2, 0, "float32")
+    assert d.source == "no-samples" and d.config == Configuration(2, 0, "uint8")
     for _ in range(10):
         cfg.observe(60e6)  # far above anything in the map's traces
     d = cfg.decide(rtt_ms=10.0)
-    assert d.source == "fallback" and d.config == Configuration(2, 0, "float32")
+    assert d.source == "fallback" and d.config == Configuration(2, 0, "uint8")
 
 
 def test_samples_from_calls_and_edge_load():

@@ -33,3 +33,30 @@ def test_eval_reproduces_the_card(capsys):
     card = read_card(ENTRY.card)
     assert result["images"] == 10000
     assert [e["top1"] for e in result["exits"]] == pytest.approx(list(card.exit_top1), abs=5e-4)
+
+
+@pytest.mark.skipif(not real_cifar_available(), reason="CIFAR-10 (../shared/datasets) not available")
+@pytest.mark.parametrize("codec", ["jpeg75", "jpeg25", "bneck-alexnet-cifar10", "int8"])
+def test_card_codec_accuracy_is_what_eval_measures(codec, capsys):
+    """The card's per-codec accuracy was written by ``edgent eval --codecs``: rerun on the card's check subset
+    (the same seeded images), eval gives the card's check figures exactly."""
+    from edgent.train.codec_eval import CHECK_IMAGES
+
+    entry = read_card(ENTRY.card).raw["codec_accuracy"][codec]
+    assert entry["check_images"] == CHECK_IMAGES and len(entry["top1"]) == 5
+    assert main(["eval", "--model", "alexnet-cifar10", "--codecs", codec, "--limit", str(CHECK_IMAGES),
+                 "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["codec_accuracy"][codec]
+    assert got["top1"] == pytest.approx(entry["check_top1"], abs=1e-9)
+
+
+def test_committed_bottleneck_and_card_entry():
+    """The committed bottleneck loads as a codec whose point and spec the card records, all weights < 20 MB."""
+    from edgent.codec import get_codec
+    from edgent.model.bottleneck import bottleneck_path
+
+    path = bottleneck_path("alexnet-cifar10")
+    codec = get_codec("bneck-alexnet-cifar10")
+    card = read_card(ENTRY.card).raw
+    assert card["bottleneck"]["point"] == codec.point and card["bottleneck"]["file"] == path.name
+    assert ENTRY.weights.stat().st_size + path.stat().st_size < 20 * 2**20

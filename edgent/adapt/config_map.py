@@ -71,26 +71,39 @@ class Candidates:
             raise ConfigError("Candidates need at least one latency table")
         names = {t.model for t in tables}
         if len(names) != 1 or len({t.codec for t in tables}) != len(tables):
-            raise ConfigError("Candidates take one table per codec, all of the same model")
+            raise ConfigError("Candidates take one table per codec, all of the same model (a table's variants "
+                              "add further codecs)")
         self.tables = tuple(tables)
         self.overhead = overhead or OverheadModel()
         self.planners = tuple(Planner(t, self.overhead) for t in tables)
         p = self.planners
         self.exit = np.concatenate([q.pair_exit for q in p])
         self.partition = np.concatenate([q.pair_point for q in p])
-        self.codec_index = np.concatenate([np.full(q.pair_exit.size, i) for i, q in enumerate(p)])
-        self.codecs = tuple(t.codec for t in tables)
+        names: list[str] = []
+        for q in p:
+            names += [c for c in q.codec_names if c not in names]
+        self.codecs = tuple(names)
+        self.codec_index = np.concatenate([np.array([names.index(q.codec_names[c]) for c in q.pair_codec.tolist()],
+                                                    dtype=int) for q in p])
         self.device_ms = np.concatenate([q.device_ms for q in p])
         self.edge_ms = np.concatenate([q.edge_ms for q in p])
         self.tx_bytes = np.concatenate([q.tx_bytes for q in p])
         self.result_bytes = np.concatenate([q.result_bytes for q in p])
         self.crosses = np.concatenate([q.crosses for q in p]).astype(bool)
-        acc = np.concatenate([q.accuracy for q in p])
-        offs = np.cumsum([0] + [q.accuracy.size for q in p[:-1]])
-        self.accuracy = acc[np.repeat(offs, [q.pair_exit.size for q in p]) + self.exit - 1]
+        self.accuracy = np.concatenate([q.pair_accuracy for q in p])
         self.configs = [Configuration(int(e), int(pt), self.codecs[int(c)])
                         for e, pt, c in zip(self.exit, self.partition, self.codec_index)]
-        self._index = {c: i for i, c in enumerate(self.configs)}
+        self._index: dict[Configuration, int] = {}
+        for i, c in enumerate(self.configs):  # a configuration two tables share (the input) is the first's
+            self._index.setdefault(c, i)
+        # point 0 of a table sends its input codec (uint8 pixels for a raw-input table); a configuration naming
+        # the table's own codec there (maps written before the codec was a planning dimension) means the same
+        for q in p:
+            if q.table.input_codec != q.table.codec:
+                for e in q.table.exits:
+                    alias = Configuration(e.exit, 0, q.table.codec)
+                    if alias not in self._index:
+                        self._index[alias] = self._index[Configuration(e.exit, 0, q.table.input_codec)]
 
     @property
     def model(self) -> str:
@@ -148,8 +161,7 @@ class Candidates:
             pl = q.plan(link, deadline_ms, policy, edge_queue_ms=edge_queue_ms)
             key = (pl.feasible, pl.accuracy if pl.feasible else 0.0, -pl.predicted_ms)
             if best_key is None or key > best_key:
-                n_before = int(np.flatnonzero((q.pair_exit == pl.exit) & (q.pair_point == pl.partition))[0])
-                best, best_key = offset + n_before, key
+                best, best_key = offset + q.index_of(pl.exit, pl.partition, pl.codec), key
             offset += q.pair_exit.size
         return best
 

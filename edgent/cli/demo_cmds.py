@@ -17,7 +17,7 @@ def _cmd(args: argparse.Namespace) -> int:
         emulate=args.emulate, out_dir=args.out, accuracies=parse_accuracies(args.accuracies),
         random_weights=args.random_weights, synthetic_inputs=args.synthetic_inputs,
         live={"auto": None, "on": True, "off": False}[args.live],
-        synthetic_map=args.synthetic_map, port=args.port)
+        synthetic_map=args.synthetic_map, port=args.port, codecs=args.codecs)
     run_demo(opts)
     return 0
 
@@ -49,4 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --trace: build the maps from synthetic traces only (default: also the other files "
                         "of the trace's folder)")
     p.add_argument("--port", type=argtypes.port(), default=8470, help="edge port in the namespace (default 8470)")
+    p.add_argument("--codecs", default="card",
+                   help="codecs the configurator may choose: card (every codec the model card has a measured "
+                        "accuracy for: JPEG input, int8 cuts, the learned bottleneck; the default), none, or a list")
     p.set_defaults(func=_cmd)

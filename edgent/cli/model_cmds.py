@@ -22,6 +22,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="stop following the one-cycle schedule after this epoch, then anneal (see --anneal-epochs)")
     p.add_argument("--anneal-epochs", type=int, default=0,
                    help="epochs after --cut-at-epoch over which the learning rate falls linearly to zero")
+    p.add_argument("--bottleneck", metavar="AFTER_UNIT", default=None,
+                   help="instead of the model, train a learned bottleneck after this trunk unit (name or index; "
+                        "trunk frozen, distilled from the model's outputs); --out is then the .safetensors file")
+    p.add_argument("--channels", type=int, default=16, help="with --bottleneck: channels of the code")
+    p.add_argument("--levels", type=int, default=8, help="with --bottleneck: integer levels per symbol")
+    p.add_argument("--stride", type=int, default=2, choices=(1, 2),
+                   help="with --bottleneck: the encoder's stride (2 halves the code's height and width)")
+    p.add_argument("--feature-epochs", type=int, default=0,
+                   help="with --bottleneck: epochs of reconstruction-only training before the --epochs of "
+                        "distillation")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("info", help="describe a model's units, exits and partition points")
@@ -35,10 +45,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None)
     p.add_argument("--download", action="store_true", help="fetch CIFAR-10 with torchvision if not found")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--codecs", default=None,
+                   help="also measure each exit's top-1 through these codecs (comma-separated, e.g. "
+                        "uint8,jpeg50,int8,bneck-alexnet-cifar10; edgent.train.codec_eval says how)")
+    p.add_argument("--limit", type=int, default=None, help="with --codecs: N seeded test images only")
+    p.add_argument("--bottleneck-file", default=None,
+                   help="with --codecs: use this bottleneck file for bneck-<model> instead of the package's")
+    p.add_argument("--update-card", default=None, metavar="CARD",
+                   help="with --codecs: write the measured values into this model card's codec_accuracy")
     p.set_defaults(func=_eval)
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.bottleneck is not None:
+        return _train_bottleneck(args)
     from edgent.train.trainer import TrainConfig, train
 
     cfg = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr_max=args.lr,
@@ -48,6 +68,21 @@ def _train(args: argparse.Namespace) -> int:
     card = train(cfg, resume=args.resume)
     print(json.dumps({"model": card["model"], "exits": [{"exit": e["exit"], "top1": e["top1"]}
                                                           for e in card["exits"]], "out": cfg.out_dir}))
+    return 0
+
+
+def _train_bottleneck(args: argparse.Namespace) -> int:
+    from edgent.train.bottleneck import BottleneckTrainConfig, train_bottleneck
+
+    cfg = BottleneckTrainConfig(model=args.model, after_unit=args.bottleneck, channels=args.channels,
+                                levels=args.levels, epochs=args.epochs, feature_epochs=args.feature_epochs, stride=args.stride, batch_size=args.batch_size,
+                                seed=args.seed, threads=args.threads, limit_train=args.limit_train, data=args.data,
+                                out=args.out or f"runs/bottleneck/{args.model}.bottleneck.safetensors")
+    if args.lr != 0.08:  # the model's default; the bottleneck's own default otherwise
+        cfg.lr = args.lr
+    out = train_bottleneck(cfg)
+    print(json.dumps({"model": cfg.model, "bottleneck": str(out), "after_unit": cfg.after_unit,
+                      "channels": cfg.channels, "levels": cfg.levels}))
     return 0
 
 
@@ -87,9 +122,33 @@ def _eval(args: argparse.Namespace) -> int:
     result = {"model": model.name, "images": len(split),
               "exits": [{"exit": ep.exit, "units": ep.num_units, "top1": acc}
                         for ep, acc in zip(model.exit_points, top1)]}
+    if args.codecs:
+        result["codec_accuracy"] = _eval_codecs(args, model, split)
     if args.json:
         print(json.dumps(result))
     else:
         for e in result["exits"]:
             print(f"exit {e['exit']} ({e['units']} units): top-1 {e['top1']:.4f}")
+        for name, entry in result.get("codec_accuracy", {}).items():
+            print(f"{name} ({entry['images']} images): " + ", ".join(f"{a:.4f}" for a in entry["top1"]))
     return 0
+
+
+def _eval_codecs(args: argparse.Namespace, model, split) -> dict:
+    from edgent.codec import BottleneckCodec, register_codec
+    from edgent.model.bottleneck import load_bottleneck
+    from edgent.train.codec_eval import evaluate_codecs
+
+    if args.bottleneck_file:
+        register_codec(BottleneckCodec(load_bottleneck(args.bottleneck_file)))
+    names = [c.strip() for c in args.codecs.split(",") if c.strip()]
+    measured = evaluate_codecs(model, split, names, limit=args.limit)
+    if args.update_card:
+        from pathlib import Path
+
+        from edgent.jsonio import write_json_file
+
+        card = json.loads(Path(args.update_card).read_text())
+        card.setdefault("codec_accuracy", {}).update(measured)
+        write_json_file(args.update_card, card)
+    return measured

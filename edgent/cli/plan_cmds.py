@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queue", default="0ms", help="expected queueing delay at the edge (default 0ms)")
     p.add_argument("--policy", default="edgent", choices=POLICIES)
     p.add_argument("--codec", default="float32", choices=CODECS, help="codec of the intermediate tensor")
+    p.add_argument("--codecs", default="card",
+                   help="codecs the plan may choose besides --codec: 'card' (every codec the model card has a "
+                        "measured accuracy for; the default), 'none', or a comma-separated list")
     p.add_argument("--device-profile", default=None, help="device latency model file (default: the fitted one)")
     p.add_argument("--edge-profile", default=None, help="edge latency model file (default: the fitted one)")
     p.add_argument("--card", default=None, help="model card with per-exit accuracy (default: the zoo's card)")
@@ -32,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-table", default=None, help="write the latency table used to this JSON file")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=_plan)
+
+
+def _codec_list(text: str | None) -> str | list[str] | None:
+    if text is None or text in ("card", "none"):
+        return text
+    return [c.strip() for c in text.split(",") if c.strip()]
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -54,7 +63,8 @@ def _plan(args: argparse.Namespace) -> int:
     else:
         table = table_for_model(args.model or "alexnet-cifar10", device_profile=args.device_profile,
                                 edge_profile=args.edge_profile, codec=args.codec,
-                                accuracies=parse_accuracies(args.accuracies), card=args.card)
+                                accuracies=parse_accuracies(args.accuracies), card=args.card,
+                                codecs=_codec_list(args.codecs))
     if args.save_table:
         table.save(args.save_table)
     plan = Planner(table).plan(link, deadline, args.policy, edge_queue_ms=queue)
@@ -67,7 +77,7 @@ def _plan(args: argparse.Namespace) -> int:
     where = ("edge only" if plan.partition == 0 else "device only" if plan.partition == n
              else f"device runs units 0..{plan.partition - 1}, edge the rest")
     print(f"{table.model}, {args.policy}: exit {plan.exit}, partition {plan.partition}/{n} ({where}), "
-          f"accuracy {plan.accuracy:.3f}")
+          f"codec {plan.codec}, accuracy {plan.accuracy:.3f}")
     print(f"predicted {plan.predicted_ms:.1f} ms, {status} the deadline {deadline:g} ms at "
           f"{format_rate(uplink)} up / {format_rate(downlink)} down, rtt {link.rtt_ms:g} ms")
     print(f"  device {b.device_ms:.2f} | upload {b.upload_ms:.2f} | edge {b.edge_ms:.2f} | download "

@@ -11,7 +11,14 @@ Names (``get_codec(name)``):
 - ``int8``: per-tensor affine quantisation ``x = scale * (q - zero_point)`` (the range always holds 0).
   Payload ``n + 8`` bytes: float32 scale and int32 zero point (little-endian), then ``n`` int8 values.
 
-Every codec can take a lossless compression suffix ``+zlib`` (e.g. ``int8+zlib``). ``payload_bytes(shape)`` is
+- ``int8c``: per-channel affine quantisation (channel = dimension 1 of a tensor of 3 or more dimensions; one
+  group otherwise). Payload ``n + 8 C`` bytes: C float32 scales, C int32 zero points, then ``n`` int8 values.
+- ``bneck-<model>``: the learned bottleneck of ``<model>`` at its cut (``edgent.model.bottleneck``): the device's
+  encoder, integer symbols bit-packed and zstandard-compressed, the edge's decoder. Valid for that cut's
+  tensor shape only; lossy with no error bound (its cost is measured as accuracy in the model card).
+
+Every codec except JPEG and the bottleneck can take a lossless compression suffix ``+zlib`` or ``+zstd``
+(e.g. ``int8+zstd``). ``payload_bytes(shape)`` is
 exact for the uncompressed fixed-size codecs and an upper bound for the others (``exact_size`` says which).
 ``shape`` always includes the batch dimension.
 """
@@ -355,10 +362,209 @@ class CompressedCodec(Codec):
         return self.inner.max_abs_error(tensor)
 
 
+class Int8ChannelCodec(Codec):
+    """Per-channel affine 8-bit quantisation (channel = dimension 1 when the tensor has 3 or more dimensions,
+    else one group): each channel's range, widened to hold 0, is spread over 256 levels."""
+
+    name = "int8c"
+    lossless = False
+
+    @staticmethod
+    def channels(shape: Sequence[int]) -> int:
+        shape = check_shape(shape)
+        return shape[1] if len(shape) >= 3 else 1
+
+    def _grouped(self, t: torch.Tensor) -> torch.Tensor:
+        c = self.channels(tuple(t.shape))
+        return t.reshape(t.shape[0], c, -1).transpose(0, 1).reshape(c, -1) if c > 1 else t.reshape(1, -1)
+
+    def params(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel scales (float32) and zero points (int32) of ``t``."""
+        g = self._grouped(t.float())
+        lo = torch.clamp(g.amin(dim=1), max=0.0)
+        hi = torch.clamp(g.amax(dim=1), min=0.0)
+        if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):
+            raise InputError("codec int8c: the tensor holds NaN or infinity; use float32")
+        scale = ((hi - lo) / 255.0).to(torch.float32)
+        scale = torch.where(scale > 0, scale.clamp_min(float(np.finfo(np.float32).tiny)), torch.ones_like(scale))
+        zp = torch.round(-128 - lo / scale).clamp(-128, 127).to(torch.int32)
+        return scale, zp
+
+    def encode(self, tensor):
+        t = _float_tensor(tensor, self.name).to(torch.float32)
+        scale, zp = self.params(t)
+        c = scale.numel()
+        view = (1, c) + (1,) * (t.dim() - 2) if c > 1 else (1,) * t.dim()
+        q = torch.round(t / scale.view(view)).add_(zp.view(view).float()).clamp_(-128, 127).to(torch.int8)
+        return (scale.numpy().astype("<f4").tobytes() + zp.numpy().astype("<i4").tobytes()
+                + q.contiguous().numpy().tobytes())
+
+    def decode(self, data, shape):
+        shape = self._check_size(data, shape)
+        c = self.channels(shape)
+        scale = np.frombuffer(data, dtype="<f4", count=c).astype(np.float32)
+        zp = np.frombuffer(data, dtype="<i4", count=c, offset=4 * c)
+        if not (np.isfinite(scale).all() and (scale > 0).all()) or (zp < -128).any() or (zp > 127).any():
+            raise InputError("codec int8c: bad quantisation parameters")
+        q = torch.from_numpy(np.frombuffer(data, dtype=np.int8, offset=8 * c).astype(np.float32)).view(shape)
+        view = (1, c) + (1,) * (len(shape) - 2) if c > 1 else (1,) * len(shape)
+        return q.sub_(torch.from_numpy(zp.astype(np.float32)).view(view)).mul_(torch.from_numpy(scale).view(view))
+
+    def payload_bytes(self, shape):
+        return numel(shape) + 8 * self.channels(shape)
+
+    def max_abs_error(self, tensor):
+        scale, _ = self.params(tensor.detach().float())
+        return float(scale.max()) / 2.0 * (1 + 1e-5) + 1e-7
+
+
+def _zstd():
+    try:
+        import zstandard
+    except ImportError as exc:  # a declared dependency; say so rather than fail obscurely
+        raise ConfigError("the zstd codecs need the package zstandard (pip install zstandard)") from exc
+    return zstandard
+
+
+def bit_pack(symbols: np.ndarray, bits: int) -> bytes:
+    """Pack integer ``symbols`` (each ``< 2**bits``) at ``bits`` bits each, most significant bit first."""
+    s = np.ascontiguousarray(symbols, dtype=np.uint8).reshape(-1)
+    planes = (s[:, None] >> np.arange(bits - 1, -1, -1, dtype=np.uint8)) & 1
+    return np.packbits(planes.reshape(-1)).tobytes()
+
+
+def bit_unpack(data: bytes | bytearray | memoryview, count: int, bits: int) -> np.ndarray:
+    """The ``count`` symbols of :func:`bit_pack`."""
+    flat = np.unpackbits(np.frombuffer(data, dtype=np.uint8))[: count * bits]
+    if flat.size != count * bits:
+        raise InputError(f"a bit-packed payload holds fewer than {count} symbols of {bits} bits")
+    weights = (1 << np.arange(bits - 1, -1, -1)).astype(np.uint16)
+    return (flat.reshape(count, bits).astype(np.uint16) @ weights).astype(np.uint8)
+
+
+class BottleneckCodec(Codec):
+    """A learned bottleneck (:class:`edgent.model.bottleneck.Bottleneck`) as a codec: ``encode`` runs its encoder
+    (on the device), ``decode`` its decoder (on the edge). Payload: one flag byte (0: bit-packed symbols, 1: the
+    same zstandard-compressed, whichever is smaller), then the symbols of the batch."""
+
+    kind = "tensor"
+    lossless = False
+    exact_size = False
+
+    def __init__(self, neck) -> None:
+        self.neck = neck.eval()
+        self.spec = neck.spec
+        self.name = self.spec.name
+        self.point = self.spec.point
+
+    def _check_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
+        shape = check_shape(shape)
+        if tuple(shape[1:]) != tuple(self.spec.in_shape):
+            raise InputError(f"codec {self.name} carries the tensor after {self.spec.after_unit} "
+                             f"(batch, {', '.join(map(str, self.spec.in_shape))}) only, got {list(shape)}")
+        return shape
+
+    def encode(self, tensor):
+        t = _float_tensor(tensor, self.name).to(torch.float32)
+        self._check_shape(tuple(t.shape))
+        with torch.inference_mode():
+            q = self.neck.encode_symbols(t)
+        packed = bit_pack(q.numpy(), self.spec.bits_per_symbol)
+        z = _zstd().ZstdCompressor(level=19, write_content_size=True).compress(packed)
+        return b"\x01" + z if len(z) < len(packed) else b"\x00" + packed
+
+    def _packed_bytes(self, shape: Sequence[int]) -> tuple[int, int]:
+        count = shape[0] * math.prod(self.spec.code_shape)
+        return count, (count * self.spec.bits_per_symbol + 7) // 8
+
+    def decode(self, data, shape):
+        shape = self._check_shape(shape)
+        count, packed_len = self._packed_bytes(shape)
+        if not len(data) or data[0] not in (0, 1):
+            raise InputError(f"codec {self.name}: the payload does not start with a valid flag byte")
+        body = bytes(data[1:])
+        if data[0] == 1:
+            try:
+                body = _zstd().ZstdDecompressor().decompress(body, max_output_size=packed_len)
+            except _zstd().ZstdError as exc:
+                raise InputError(f"codec {self.name}: the payload is not valid zstd data: {exc}") from exc
+        if len(body) != packed_len:
+            raise InputError(f"codec {self.name}: {len(body)} bytes of symbols, expected {packed_len}")
+        q = bit_unpack(body, count, self.spec.bits_per_symbol)
+        if int(q.max(initial=0)) >= self.spec.levels:
+            raise InputError(f"codec {self.name}: a symbol is beyond the code's {self.spec.levels} levels")
+        sym = torch.from_numpy(q.copy()).view(shape[0], *self.spec.code_shape)
+        with torch.inference_mode():
+            return self.neck.decode_symbols(sym).clone()
+
+    def payload_bytes(self, shape):
+        """A bound: the flag byte and the bit-packed symbols (compression is used only when smaller)."""
+        _, packed_len = self._packed_bytes(self._check_shape(shape))
+        return 1 + packed_len
+
+    def max_abs_error(self, tensor):
+        return float("inf")
+
+
+class CompressedZstdCodec(Codec):
+    """Lossless zstandard compression (level 3) on top of another codec's payload."""
+
+    exact_size = False
+
+    def __init__(self, inner: Codec, level: int = 3) -> None:
+        if isinstance(inner, (JpegCodec, BottleneckCodec)):
+            raise ConfigError(f"{inner.name} is already compressed; use it without a compression suffix")
+        self.inner = inner
+        self.level = level
+        self.name = f"{inner.name}+zstd"
+        self.kind = inner.kind
+        self.lossless = inner.lossless
+
+    def encode(self, tensor):
+        return _zstd().ZstdCompressor(level=self.level, write_content_size=True).compress(self.inner.encode(tensor))
+
+    def decode(self, data, shape):
+        limit = self.inner.payload_bytes(shape)
+        try:
+            raw = _zstd().ZstdDecompressor().decompress(bytes(data), max_output_size=limit)
+        except _zstd().ZstdError as exc:
+            raise InputError(f"codec {self.name}: the payload is not valid zstd data within {limit} bytes: "
+                             f"{exc}") from exc
+        return self.inner.decode(raw, shape)
+
+    def payload_bytes(self, shape):
+        n = self.inner.payload_bytes(shape)
+        return n + n // 128 + 64  # zstd's worst case for incompressible data, with its frame header
+
+    def max_abs_error(self, tensor):
+        return self.inner.max_abs_error(tensor)
+
+
 _BASE: dict[str, type[Codec]] = {"float32": Float32Codec, "float16": Float16Codec, "int8": Int8Codec,
-                                  "uint8": Uint8Codec}
-_COMPRESSORS = ("zlib",)
+                                  "int8c": Int8ChannelCodec, "uint8": Uint8Codec}
+_COMPRESSORS = ("zlib", "zstd")
 _CACHE: dict[str, Codec] = {}
+_REGISTERED: dict[str, Codec] = {}
+
+
+def register_codec(codec: Codec) -> Codec:
+    """Make ``codec`` (e.g. a :class:`BottleneckCodec` of weights not in the package) selectable by its name in
+    this process, ahead of the package's own; returns it."""
+    _REGISTERED[codec.name] = codec
+    _CACHE.pop(codec.name, None)
+    return codec
+
+
+def unregister_codec(name: str) -> None:
+    """Undo :func:`register_codec`."""
+    _REGISTERED.pop(name, None)
+    _CACHE.pop(name, None)
+
+
+def _bottleneck_codec(model: str) -> Codec:
+    from edgent.model.bottleneck import bottleneck_path, load_bottleneck
+
+    return BottleneckCodec(load_bottleneck(bottleneck_path(model)))
 
 
 def codec_names(compressed: bool = True) -> list[str]:
@@ -373,8 +579,14 @@ def get_codec(name: str) -> Codec:
     """The codec called ``name`` (see the module docstring); a clear ConfigError for unknown names."""
     if not isinstance(name, str):
         raise ConfigError(f"a codec name must be a string, got {type(name).__name__}")
+    if name in _REGISTERED:
+        return _REGISTERED[name]
     if name in _CACHE:
         return _CACHE[name]
+    if name.startswith("bneck-"):
+        codec_b = _bottleneck_codec(name[len("bneck-"):])
+        _CACHE[name] = codec_b
+        return codec_b
     base, _, comp = name.partition("+")
     m = re.fullmatch(r"jpeg(\d{1,3})?", base)
     if m:
@@ -386,13 +598,15 @@ def get_codec(name: str) -> Codec:
     if comp:
         if comp not in _COMPRESSORS:
             raise ConfigError(f"unknown compression {comp!r} in codec {name!r}; known: {', '.join(_COMPRESSORS)}")
-        codec = CompressedCodec(codec)
+        codec = CompressedCodec(codec) if comp == "zlib" else CompressedZstdCodec(codec)
     if len(_CACHE) < 256:
         _CACHE[name] = codec
     return codec
 
 
-__all__ = ["Codec", "Float32Codec", "Float16Codec", "Int8Codec", "Uint8Codec", "JpegCodec", "CompressedCodec",
+__all__ = ["Codec", "Float32Codec", "Float16Codec", "Int8Codec", "Int8ChannelCodec", "Uint8Codec", "JpegCodec",
+           "CompressedCodec", "CompressedZstdCodec", "BottleneckCodec", "register_codec", "unregister_codec",
+           "bit_pack", "bit_unpack",
            "get_codec", "codec_names", "check_shape", "numel", "MAX_ELEMENTS",
            "CodecThroughput", "measure_throughput"]
 

@@ -59,8 +59,9 @@ class PlanHook:
 
 
 def wire_codec(cfg: Any) -> str:
-    """The codec actually sent for a configuration: the raw uint8 pixels at point 0 (what the table prices)."""
-    return "uint8" if cfg.partition == 0 else cfg.codec
+    """The codec sent for a configuration: exactly the one it was priced with (``uint8`` pixels at point 0 of
+    a raw-input table, a JPEG quality, a tensor codec, the learned bottleneck)."""
+    return cfg.codec
 
 
 @dataclass
@@ -117,7 +118,9 @@ def _request(s: DemoSession, st: RunState, k: int) -> dict[str, Any]:
     met = bool(res.total_ms <= opts.deadline_ms)
     st.met += met
     st.fallbacks += res.where == "fallback"
-    st.card_acc_sum += accs[res.exit - 1]
+    # the configuration's accuracy (exit and codec) when it ran as planned, the exit's own on the device
+    card_acc = float(cands.accuracy[k_c]) if res.where == "edge" else accs[res.exit - 1]
+    st.card_acc_sum += card_acc
     if label is not None:
         st.labelled += 1
         st.correct += int(res.classes[0] == label)
@@ -135,7 +138,7 @@ def _request(s: DemoSession, st: RunState, k: int) -> dict[str, Any]:
         "predicted_ms": round(s.hook.last_predicted_ms, 3), "met": met,
         "label": label, "predicted_class": int(res.classes[0]),
         "correct": None if label is None else bool(res.classes[0] == label),
-        "card_accuracy": accs[res.exit - 1],
+        "card_accuracy": card_acc,
         "state_mean_bps": None if d.state is None else d.state.mean_rate_bps,
     }
 
@@ -187,7 +190,8 @@ def run_loop(s: DemoSession, st: RunState) -> None:
                 last_print = now
                 console.print(f"t={now:5.1f}s  true {rec['true_bps'] / 1e6:.3f} Mbit/s  measured "
                               f"{(st.last_sample_bps or 0) / 1e6:.3f}  changes {len(st.change_times_s)}  exit "
-                              f"{rec['plan']['exit']} part {rec['plan']['partition']}  {rec['latency_ms']:.0f} ms "
+                              f"{rec['plan']['exit']} part {rec['plan']['partition']} {rec['plan']['codec']}  "
+                              f"{rec['latency_ms']:.0f} ms "
                               f"({'met' if rec['met'] else 'MISSED'})  met {100 * st.met / len(st.records):.0f}%")
             wait = rec["time_s"] + period_s - (time.monotonic() - st.t0)
             if wait > 0:

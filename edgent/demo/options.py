@@ -28,6 +28,8 @@ class DemoOptions:
     live: bool | None = None
     synthetic_map: bool = False
     port: int = 8470
+    #: codecs the configurator may choose besides float32 (``edgent.plan.sources.with_codecs``)
+    codecs: str = "card"
 
 
 @dataclass

@@ -96,7 +96,8 @@ def run_demo(opts: DemoOptions, console: Any = None) -> Path:
     say(f"accuracy per exit {', '.join(f'{a:.3f}' for a in accs)} from {resolved.source}")
     with console.status("latency tables (fitted latency models) and configuration maps ..."):
         sc = build_scenario(MODEL, accs, resolved.source, opts.deadline_ms, opts.rtt_ms, opts.seed,
-                            trace_file=opts.trace, scale=opts.scale, synthetic_only=opts.synthetic_map)
+                            trace_file=opts.trace, scale=opts.scale, synthetic_only=opts.synthetic_map,
+                            codec_variants=opts.codecs)
     say(f"configuration maps built in {sc.map_build_s:.1f} s from {sc.training} (not the replayed trace); "
         f"BOCPD map: {sc.maps['bocpd'].filled_cells} states, {len(sc.maps['bocpd'].configs)} configurations")
     sc.maps["bocpd"].save(out / "map.json")

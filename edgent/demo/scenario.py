@@ -107,13 +107,19 @@ class Scenario:
 def build_scenario(model: str, accuracies: Sequence[float], accuracy_source: str, deadline_ms: float,
                    rtt_ms: float, seed: int, codecs: Sequence[str] = ("float32",),
                    trace_file: str | Path | None = None, scale: float = 1.0, synthetic_only: bool = False,
-                   period_s: float = 0.5) -> Scenario:
-    """Latency tables (fitted predictors), candidates, and the BOCPD and Page-Hinkley maps for ``deadline_ms``."""
+                   period_s: float = 0.5, codec_variants: str = "none") -> Scenario:
+    """Latency tables (fitted predictors; with ``codec_variants`` the further codecs of
+    :func:`edgent.plan.sources.with_codecs` on the first), candidates, and the BOCPD and Page-Hinkley maps for
+    ``deadline_ms``."""
     import time
 
     from edgent.plan.sources import table_for_model
 
     tables = [table_for_model(model, codec=c, accuracies=list(accuracies)) for c in codecs]
+    if codec_variants != "none":
+        from edgent.plan.sources import with_codecs
+
+        tables[0] = with_codecs(tables[0], codec_variants if codec_variants == "card" else codec_variants.split(","))
     cands = Candidates(tables)
     train, what = training_traces(seed, trace_file=None if synthetic_only else trace_file, scale=scale)
     t0 = time.perf_counter()

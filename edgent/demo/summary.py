@@ -50,7 +50,7 @@ def summarize_run(st: RunState, sim: dict[str, Any], opts: DemoOptions, sc: Any)
     """One row per method: the measured Edgent run first, then the simulated ones."""
     dl = opts.deadline_ms
     lat = np.array([r["latency_ms"] for r in st.records])
-    plans = [(r["plan"]["exit"], r["plan"]["partition"]) for r in st.records]
+    plans = [(r["plan"]["exit"], r["plan"]["partition"], r["plan"]["codec"]) for r in st.records]
     servable = sim["_oracle_servable"]
     rows = [{
         "method": "Edgent dynamic (BOCPD + map), MEASURED on the testbed",

@@ -112,6 +112,43 @@ def resolve_accuracies(model: str, accuracies: Sequence[float] | None = None, ca
     return out
 
 
+def codec_accuracies(model: str, card: str | Path | None = None) -> dict[str, tuple[float, ...]]:
+    """Top-1 per exit through each codec measured for ``model`` (the card's ``codec_accuracy``, written by
+    ``edgent eval --codecs ... --update-card``; ``edgent.train.codec_eval`` defines the measurement). A lossless
+    suffix (``+zlib``, ``+zstd``) carries its inner codec's values, so ``int8`` also answers ``int8+zstd``
+    (:func:`codec_accuracy_of`). An entry measured on a subset (with ``reference_top1``, the model's own top-1
+    on those images) gives the card's exit top-1 less the codec's loss on the subset. Empty when the card has
+    none."""
+    path = Path(card) if card is not None else card_path(model)
+    if path is None or not path.is_file():
+        return {}
+    c = read_card(path)
+    raw = c.raw.get("codec_accuracy", {})
+    try:
+        out = {}
+        for k, v in raw.items():
+            top1 = [float(a) for a in v["top1"]]
+            ref = v.get("reference_top1")
+            if ref is not None:  # measured on a subset: the card's top-1 less the codec's loss there
+                top1 = [min(1.0, max(0.0, e - max(0.0, r - a))) for e, r, a in zip(c.exit_top1, ref, top1)]
+            out[str(k)] = tuple(top1)
+        return out
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"the codec_accuracy of model card {path} is malformed ({exc}); rerun "
+                         "`edgent eval --codecs ... --update-card`") from exc
+
+
+def codec_accuracy_of(measured: dict[str, tuple[float, ...]], codec: str) -> tuple[float, ...] | None:
+    """The accuracies of ``codec`` in ``measured`` (:func:`codec_accuracies`), or its inner codec's when it only
+    adds lossless compression; None when not measured."""
+    if codec in measured:
+        return measured[codec]
+    inner, _, comp = codec.partition("+")
+    if comp in ("zlib", "zstd") and not codec.startswith("bneck-"):
+        return measured.get(inner)
+    return None
+
+
 def card_accuracies(model: str, card: str | Path | None = None) -> list[float]:
     """Top-1 per exit from the model card (``card``, default the zoo's card of ``model``)."""
     return list(resolve_accuracies(model, card=card).values)

@@ -38,8 +38,9 @@ def load_unit_predictor(role: str, path: str | Path | None) -> Any:
 def table_for_model(model: str, *, device_profile: str | Path | None = None,
                     edge_profile: str | Path | None = None, codec: str = "float32",
                     accuracies: Sequence[float] | None = None, card: str | Path | None = None,
-                    input_bytes: int | None = None) -> LatencyTable:
-    """Build the predicted latency table of a zoo model from its card and the device and edge latency models."""
+                    input_bytes: int | None = None, codecs: str | Sequence[str] | None = None) -> LatencyTable:
+    """Build the predicted latency table of a zoo model from its card and the device and edge latency models;
+    with ``codecs``, add those codec variants (:func:`with_codecs`)."""
     from edgent.model.card import resolve_accuracies
     from edgent.model.zoo import load_model
 
@@ -47,7 +48,101 @@ def table_for_model(model: str, *, device_profile: str | Path | None = None,
     accs = resolve_accuracies(model, accuracies, card, num_exits=chain.num_exits).values
     device = load_unit_predictor("device", device_profile)
     edge = load_unit_predictor("edge", edge_profile)
-    return build_latency_table(chain, accs, device, edge, codec, input_bytes=input_bytes)
+    table = build_latency_table(chain, accs, device, edge, codec, input_bytes=input_bytes)
+    return table if not codecs else with_codecs(table, codecs, card=card)
+
+
+#: sample inputs the codec sizes and times are measured on (seeded test images)
+CODEC_SAMPLE_IMAGES = 48
+
+
+def with_codecs(table: LatencyTable, codecs: str | Sequence[str] = "card", *, card: str | Path | None = None,
+                images: Any = None, device_factor: float | None = None) -> LatencyTable:
+    """``table`` with codec variants (:mod:`edgent.plan.codecs`): ``codecs`` is a list of names, ``"card"``
+    (every codec whose accuracy the model card holds, see :func:`edgent.model.card.codec_accuracies`) or
+    ``"none"``. Sizes and times are measured now on ``images`` (default: :data:`CODEC_SAMPLE_IMAGES` seeded
+    CIFAR-10 test images, ``edgent.data.request_images``); the device's times are multiplied by
+    ``device_factor`` (default: the device role's emulated slowdown). The measured variants are kept in
+    ``~/.cache/edgent/codec-variants`` (``$EDGENT_CACHE``), keyed by everything they depend on."""
+    import dataclasses
+
+    from edgent.model.card import codec_accuracies, codec_accuracy_of
+    from edgent.model.zoo import load_for_inference
+    from edgent.plan.codecs import DEFAULT_CODECS, measure_variants
+
+    if codecs == "none":
+        return table
+    measured = codec_accuracies(table.model, card)
+    if codecs == "card":
+        names = [c for c in DEFAULT_CODECS if codec_accuracy_of(measured, c) is not None]
+        names += [c for c in measured if c not in names]
+    else:
+        names = [codecs] if isinstance(codecs, str) else list(codecs)
+        missing = [c for c in names if codec_accuracy_of(measured, c) is None]
+        if missing:
+            raise ConfigError(f"no measured accuracy for codec(s) {', '.join(missing)} of {table.model!r}; measure "
+                              f"them with `edgent eval --model {table.model} --codecs {','.join(missing)} "
+                              "--update-card CARD`")
+    names = [c for c in names if c not in table.codecs]
+    accs = {c: codec_accuracy_of(measured, c) for c in names}
+    if images is None:
+        from edgent.data.cifar10 import request_images
+
+        images = request_images(CODEC_SAMPLE_IMAGES, seed=1)[0]
+    if device_factor is None:
+        from edgent.profile.throttle import role_emulation
+
+        device_factor = role_emulation("device").slowdown
+    cache = _variants_cache_path(table.model, names, accs, images, device_factor)
+    variants = _read_variants(cache)
+    if variants is None:
+        chain = load_for_inference(table.model)
+        variants = measure_variants(chain, names, accs, images, device_factor=device_factor)
+        _write_variants(cache, variants)
+    return dataclasses.replace(table, variants=table.variants + variants)
+
+
+def _variants_cache_path(model: str, names: Sequence[str], accs: Any, images: Any, device_factor: float) -> Path:
+    """Where measured variants are kept between commands on this machine: keyed by everything they depend on
+    (model and weights, codecs and their accuracies, the sample images, the device factor)."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    from edgent.data.cifar10 import cache_dir
+
+    from edgent.model.bottleneck import bottleneck_path
+    from edgent.model.zoo import zoo_entry
+
+    h = hashlib.sha256(json.dumps([model, list(names), {k: list(v) for k, v in accs.items()}, device_factor],
+                                  sort_keys=True).encode())
+    h.update(np.ascontiguousarray(images).tobytes())
+    for f in (zoo_entry(model).weights, bottleneck_path(model)):
+        if f is not None and Path(f).is_file():
+            st = Path(f).stat()
+            h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return cache_dir() / "codec-variants" / f"{model}-{h.hexdigest()[:24]}.json"
+
+
+def _read_variants(path: Path) -> tuple | None:
+    import json
+
+    from edgent.plan.codecs import CodecVariant
+
+    try:
+        return tuple(CodecVariant.from_json(v) for v in json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_variants(path: Path, variants: tuple) -> None:
+    from edgent.jsonio import write_json_file
+
+    try:
+        write_json_file(path, [v.to_json() for v in variants])
+    except OSError:
+        pass  # a cache only
 
 
 @dataclass(frozen=True)

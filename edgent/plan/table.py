@@ -20,6 +20,7 @@ import numpy as np
 
 from edgent.jsonio import write_json_file
 from edgent.errors import ConfigError, DataError
+from edgent.plan.codecs import CodecVariant
 from edgent.plan.transfer import check_codec, payload_bytes, raw_input_bytes
 
 if TYPE_CHECKING:
@@ -102,7 +103,10 @@ class LatencyTable:
     point 0 too, when it sends the model's float input). ``device_preprocess_ms`` / ``edge_preprocess_ms`` are
     its predicted cost on each side (timed as a call of its own after idle, so it carries its own start-up
     cost; ``device_part_ms`` counts only when the device runs units). :meth:`device_call_ms` is the one
-    pricing of a device call: the planner, the client's fallback, the benchmarks and the demo all use it."""
+    pricing of a device call: the planner, the client's fallback, the benchmarks and the demo all use it.
+
+    ``variants`` are further codecs the planner may choose (:mod:`edgent.plan.codecs`): each adds its own
+    (exit, partition) cells, with its bytes, encode/decode times and accuracies, to the table's own codec's."""
 
     model: str
     exits: tuple[ExitCosts, ...]
@@ -110,6 +114,7 @@ class LatencyTable:
     raw_input: bool = True
     device_preprocess_ms: float = 0.0
     edge_preprocess_ms: float = 0.0
+    variants: tuple["CodecVariant", ...] = ()
 
     def __post_init__(self) -> None:
         if not self.exits:
@@ -123,6 +128,18 @@ class LatencyTable:
                 raise ConfigError(f"latency table of {self.model!r}: exits must be 1..{len(self.exits)} in order, "
                                   f"position {i} holds exit {e.exit}")
         check_codec(self.codec)
+        for v in self.variants:
+            if len(v.accuracy) != len(self.exits):
+                raise ConfigError(f"latency table of {self.model!r}: codec {v.codec} has {len(v.accuracy)} exits")
+            for e, pts in zip(self.exits, v.points):
+                if any(not 0 <= p < e.num_units for p in pts):
+                    raise ConfigError(f"codec {v.codec}: a point of exit {e.exit} is outside 0..{e.num_units - 1}")
+
+    @property
+    def input_codec(self) -> str:
+        """The codec of the table's own point-0 transfer: ``uint8`` when the raw input is sent, else the table's
+        codec (the model's float input)."""
+        return "uint8" if self.raw_input else self.codec
 
     def exit_costs(self, exit: int) -> ExitCosts:
         """The :class:`ExitCosts` of ``exit`` (1-based), with a clear error when out of range."""
@@ -155,14 +172,25 @@ class LatencyTable:
 
     @property
     def num_pairs(self) -> int:
-        """Number of (exit, partition) configurations."""
+        """Number of (exit, partition) configurations of the table's own codec."""
         return sum(e.num_units + 1 for e in self.exits)
+
+    @property
+    def num_triples(self) -> int:
+        """Number of (exit, partition, codec) configurations, variants included."""
+        return self.num_pairs + sum(len(p) for v in self.variants for p in v.points)
+
+    @property
+    def codecs(self) -> tuple[str, ...]:
+        """Every codec a plan on this table can carry: the table's own (and its input codec), then the variants'."""
+        own = (self.input_codec,) if self.input_codec == self.codec else (self.input_codec, self.codec)
+        return own + tuple(v.codec for v in self.variants if v.codec not in own)
 
     def to_json(self) -> dict[str, Any]:
         return {"table_version": TABLE_VERSION, "model": self.model, "codec": self.codec,
                 "raw_input": self.raw_input, "device_preprocess_ms": self.device_preprocess_ms,
                 "edge_preprocess_ms": self.edge_preprocess_ms,
-                "exits": [asdict(e) for e in self.exits]}
+                "exits": [asdict(e) for e in self.exits], "variants": [v.to_json() for v in self.variants]}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "LatencyTable":
@@ -177,7 +205,8 @@ class LatencyTable:
             return cls(model=str(d["model"]), exits=exits, codec=str(d.get("codec", "float32")),
                        raw_input=bool(d.get("raw_input", True)),
                        device_preprocess_ms=float(d.get("device_preprocess_ms", 0.0)),
-                       edge_preprocess_ms=float(d.get("edge_preprocess_ms", 0.0)))
+                       edge_preprocess_ms=float(d.get("edge_preprocess_ms", 0.0)),
+                       variants=tuple(CodecVariant.from_json(v) for v in d.get("variants", ())))
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):
                 raise

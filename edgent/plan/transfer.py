@@ -43,12 +43,13 @@ def raw_input_bytes(input_shape: Sequence[int], bytes_per_element: int = 1) -> i
 
 
 def wire_codec(codec: str, partition: int, num_units: int, raw_input: bool = True) -> str | None:
-    """The codec a configuration is priced with and must be sent with: the raw uint8 pixels at point 0 when the
-    table priced the raw input there (:func:`raw_input_bytes`), ``codec`` for an intermediate tensor, None at
-    ``num_units`` (nothing crosses the link). The one translation from a planned (exit, partition, codec) to what
-    the runtime sends, so that the plan is priced as run."""
+    """The codec a configuration is priced with and must be sent with: at point 0 an input codec as planned
+    (``uint8`` pixels, ``jpegQQ``), or the raw uint8 pixels when the plan names a tensor codec there and the table
+    priced the raw input (:func:`raw_input_bytes`); ``codec`` for an intermediate tensor; None at ``num_units``
+    (nothing crosses the link). The one translation from a planned (exit, partition, codec) to what the runtime
+    sends, so that the plan is priced as run."""
     if partition >= num_units:
         return None
     if partition == 0 and raw_input:
-        return "uint8"
+        return codec if codec == "uint8" or codec.startswith("jpeg") else "uint8"
     return check_codec(codec)

@@ -342,7 +342,7 @@ class EdgentAgent:
             estimate_before = self.rate_bps
             k, source, pred_offline, pred_cal = self.decide(edge_up)
             cfg = c.configs[k]
-            table = self.tables[cfg.codec]
+            table = self.tables.get(cfg.codec, c.tables[0])  # (every table has the same exits and units)
             n_units = table.exit_costs(cfg.exit).num_units
             codec = wire_codec(cfg.codec, cfg.partition, n_units, table.raw_input) or cfg.codec
             if c.crosses[k] and not edge_up:  # (cannot happen: decide() restricts) never wait on a reconnect

@@ -390,7 +390,8 @@ class DeviceClient:
         if cod is None:  # the plan runs everything on the device
             return self._finish(h, exit, n_units, None, "device", t0, **result_kw)
         te0 = time.perf_counter()
-        data = cod.encode(h)
+        with self._device_scope():  # the device encodes (a JPEG, a quantisation, a bottleneck's encoder)
+            data = cod.encode(h)
         self._next_id += 1
         meta = {"id": self._next_id, "model": chain.name, "exit": exit, "partition": partition, "codec": cod.name,
                 "shape": list(h.shape)}

@@ -138,3 +138,32 @@ class CoInferenceBed:
     def edge_exited(self) -> int | None:
         """The edge server's exit code if it has stopped, else None."""
         return None if self.edge_process is None else self.edge_process.poll()
+
+
+def calibrate_wire(client: Any, image: np.ndarray, codec: str, input_bytes: int, result_bytes: int, netns: bool,
+                   requests: int = 5, gap_s: float = 0.05) -> tuple["WireFraming", float]:
+    """edgent's framing and per-request runtime overhead, measured on a few edge-only requests (not recorded):
+    what a request and its answer carried beyond their payloads; on the namespace testbed, the packets' headers at
+    the connection's MSS; and the median time of everything but the device, the link and the edge's compute
+    (encoding, decoding, framing, the server's bookkeeping: the planner's per-message cost, two messages each)."""
+    import socket
+    import time
+
+    from edgent.plan.link import ETHERNET_MSS
+    from edgent.plan.overhead import WireFraming
+
+    overheads = []
+    for _ in range(requests):
+        time.sleep(gap_s)
+        r = client.infer(image, client.chain.exit_points[-1].exit, 0, codec, fallback=False)
+        compute = float((r.server_timings_ms or {}).get("compute_ms", 0.0))
+        overheads.append(r.total_ms - r.device_ms - float(r.network_ms) - compute)
+    mss = ETHERNET_MSS
+    if netns and client.sock is not None:
+        try:
+            mss = int(client.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG))
+        except OSError:
+            pass
+    framing = WireFraming.edgent(r.upload_bytes - input_bytes, r.download_bytes - result_bytes, ethernet=netns,
+                                 segment_bytes=mss)
+    return framing, float(np.median(overheads))

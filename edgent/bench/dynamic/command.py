@@ -31,6 +31,7 @@ def options_from_args(args: argparse.Namespace) -> DynamicOptions:
         period_ms=args.period_ms, rtt_ms=args.rtt_ms, warmup_s=args.warmup_s, table_source=args.table_source,
         device_slowdown=args.device_slowdown, accuracies=parse_accuracies(args.accuracies),
         codecs=tuple(c.strip() for c in args.codecs.split(",") if c.strip()), train_every=args.train_every,
+        codec_variants=args.codec_variants,
         max_files=max_files, bin_width=args.bin_width, last_edges=_floats(args.last_edges, "--last-edges"),
         met_target=args.met_target, smooth_bins=args.smooth_bins, w_min=args.w_min, hysteresis=args.hysteresis,
         name=args.name, testbed_seconds=args.testbed_seconds, emulate=args.emulate, common=common)
@@ -83,6 +84,10 @@ def register(bench_sub: argparse._SubParsersAction) -> None:
                    help="with --table-source measure: device = this CPU's unit times x this (default 10)")
     p.add_argument("--accuracies", default="", help="per-exit top-1 a1,a2,... (default: the model card)")
     p.add_argument("--codecs", default="float32", help="codecs of the intermediate tensor, comma-separated")
+    p.add_argument("--codec-variants", default="none",
+                   help="further codecs every method (oracle and baselines too) may choose: none (the default), "
+                        "card (every codec the model card has a measured accuracy for: JPEG input, int8, the "
+                        "learned bottleneck, ...) or a comma-separated list")
     p.add_argument("--train-every", type=int, default=2, help="file i builds the map when i %% K == 0 (default 2)")
     p.add_argument("--max-files", type=int, default=0, help="use only the first N files (sorted), 0 = all")
     p.add_argument("--bin-width", type=float, default=0.1, help="map bin width of log-throughput (default 0.1)")

@@ -24,6 +24,8 @@ class DynamicOptions:
     device_slowdown: float = 10.0
     accuracies: list[float] | None = None
     codecs: tuple[str, ...] = ("float32",)
+    #: further codecs every method may choose (``edgent.plan.sources.with_codecs``): "none", "card" or names
+    codec_variants: str = "none"
     train_every: int = 2
     max_files: int = 0
     bin_width: float = 0.1

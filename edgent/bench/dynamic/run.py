@@ -17,7 +17,7 @@ from edgent.bench.dynamic.options import DynamicOptions
 from edgent.bench.dynamic.plot import plot_trace
 from edgent.errors import ConfigError
 from edgent.model.card import resolve_accuracies
-from edgent.plan.sources import latency_tables
+from edgent.plan.sources import latency_tables, with_codecs
 
 
 def run_benchmark(opts: DynamicOptions) -> dict[str, Any]:
@@ -36,6 +36,9 @@ def run_benchmark(opts: DynamicOptions) -> dict[str, Any]:
     accs, acc_source = list(resolved.values), resolved.source
     codecs = list(opts.codecs)
     tables, spec = latency_tables(opts.model, codecs, opts.table_source, accs, opts.device_slowdown)
+    if opts.codec_variants != "none":  # once, on the first table: the candidates then hold every codec once
+        variants = opts.codec_variants if opts.codec_variants == "card" else opts.codec_variants.split(",")
+        tables = [with_codecs(tables[0], variants), *tables[1:]]
     cands = Candidates(tables)
     deadline, period_s = float(opts.deadline_ms), float(opts.period_ms) / 1e3
     grid = StateGrid(mean_step=opts.bin_width, last_edges=tuple(opts.last_edges))
@@ -77,7 +80,8 @@ def run_benchmark(opts: DynamicOptions) -> dict[str, Any]:
                    "train": [t.name for t in train], "test": [t.name for t in test],
                    "test_hours": sum(t.end_s for t in test) / 3600},
         "deadline_ms": deadline, "period_ms": opts.period_ms, "rtt_ms": opts.rtt_ms, "warmup_s": opts.warmup_s,
-        "codecs": codecs, "accuracy": {"per_exit": accs, "source": acc_source},
+        "codecs": codecs, "codec_variants": opts.codec_variants, "candidate_codecs": list(cands.codecs),
+        "accuracy": {"per_exit": accs, "source": acc_source},
         "latency_table": {"source": spec.source, **spec.detail,
                           "exit_device_only_ms": list(tables[0].fallback_device_ms().values()),
                           "exit_edge_only_compute_ms": [float(sum(e.edge_unit_ms)) for e in tables[0].exits],

@@ -79,7 +79,7 @@ class TestbedExecutor:
                     time.sleep(wait)
                 lag_ms = max(0.0, -wait) * 1e3
                 cfg = self.cands.configs[int(k)]
-                codec = "uint8" if cfg.partition == 0 else cfg.codec
+                codec = cfg.codec  # exactly the codec the candidate was priced with
                 res = self.client.infer(self.images[i % len(self.images)], cfg.exit, cfg.partition, codec,
                                         deadline_ms=self.deadline_ms)
                 out[i] = res.total_ms

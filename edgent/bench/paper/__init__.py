@@ -32,7 +32,7 @@ packet (:class:`edgent.plan.WireFraming`); every request also carries the predic
 (the smallest of a few HEALTH round trips at each link setting), as the runtime's own estimator would; the
 runtime's own cost per request (encoding, decoding, framing, the server's bookkeeping), the framing bytes and the
 MSS are measured at start-up on a few edge-only requests that are not recorded
-(:func:`~edgent.bench.paper.measure.calibrate_wire`). Each measurement also records how much CPU other processes
+(:func:`~edgent.testbed.bed.calibrate_wire`). Each measurement also records how much CPU other processes
 used meanwhile (:class:`~edgent.bench.paper.measure.CpuWitness`): the host is shared.
 
 Every request carries two predictions: the planner's offline one (the fitted latency models), and the same with

@@ -5,7 +5,7 @@ predictions they are compared with, and how busy the rest of the machine was mea
   isolated requests through :class:`~edgent.runtime.session.DeviceRuntime`;
 - :class:`PaperRun` runs the three experiments for one input variant: it plans each point with the offline
   planner and measures each chosen configuration once per experiment and link;
-- :func:`calibrate_wire` measures the framing bytes, the MSS and the runtime's own cost per request that the
+- :func:`calibrate_wire` (the testbed's, ``edgent.testbed.bed``) measures the framing bytes, the MSS and the runtime's own cost per request that the
   planner's wire model is given;
 - :class:`CpuWitness` records how much CPU other processes used during a measurement (the host is shared).
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import time
 from pathlib import Path
 from typing import IO, Any, Sequence
@@ -22,9 +21,10 @@ from typing import IO, Any, Sequence
 import numpy as np
 
 from edgent.bench.paper.summary import MET_SHARE, STAGES, latency_stats, top1, within
+from edgent.testbed.bed import calibrate_wire  # noqa: F401  (re-exported: the command calibrates with it)
 from edgent.plan.calibration import ComputeCalibration
-from edgent.plan.link import ETHERNET_MSS, Link, shaper_burst_bytes
-from edgent.plan.overhead import OverheadModel, WireFraming
+from edgent.plan.link import Link, shaper_burst_bytes
+from edgent.plan.overhead import OverheadModel
 from edgent.plan.planner import POLICIES, LatencyBreakdown, Planner
 from edgent.plan.table import LatencyTable
 
@@ -191,29 +191,6 @@ class Measurer:
                 "rtt_base_ms": round(self.rtt_base_ms, 3), "burst_bytes": self.burst_bytes,
                 "gap_s": round(self.gap_s(crosses), 4), "other_load_cpus": self.witness.other_cpus(start),
                 "requests": cols}
-
-
-def calibrate_wire(client: Any, image: np.ndarray, codec: str, input_bytes: int, result_bytes: int, netns: bool,
-                   requests: int = 5) -> tuple[WireFraming, float]:
-    """edgent's framing and per-request runtime overhead, measured on a few edge-only requests (not recorded):
-    what a request and its answer carried beyond their payloads; on the namespace testbed, the packets' headers at
-    the connection's MSS; and the median time of everything but the device, the link and the edge's compute
-    (encoding, decoding, framing, the server's bookkeeping: the planner's per-message cost, two messages each)."""
-    overheads = []
-    for _ in range(requests):
-        time.sleep(MIN_GAP_S)
-        r = client.infer(image, client.chain.exit_points[-1].exit, 0, codec, fallback=False)
-        compute = float((r.server_timings_ms or {}).get("compute_ms", 0.0))
-        overheads.append(r.total_ms - r.device_ms - float(r.network_ms) - compute)
-    mss = ETHERNET_MSS
-    if netns and client.sock is not None:
-        try:
-            mss = int(client.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG))
-        except OSError:
-            pass
-    framing = WireFraming.edgent(r.upload_bytes - input_bytes, r.download_bytes - result_bytes, ethernet=netns,
-                                 segment_bytes=mss)
-    return framing, float(np.median(overheads))
 
 
 # -- the experiments ----------------------------------------------------------------------------------------------
