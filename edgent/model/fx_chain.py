@@ -173,7 +173,8 @@ def chain_from_model(
     Each exit spec is ``{"after": UNIT, "head": "linear" | "conv" | [(name, module), ...]}`` where ``UNIT`` is a
     unit name or module path (the exit goes after the last unit inside it, e.g. ``"layer2"``), as ``edgent
     info`` lists them, or the number of trunk units before the branch. A head given by
-    name is built for the channel count of the tensor at that cut point.
+    name is built for the channel count of the tensor at that cut point. The chain comes back in eval mode,
+    whatever mode ``model`` was in.
     """
     trunk = chain_units(model, input_shape)
     names = [n for n, _ in trunk]
@@ -208,4 +209,6 @@ def chain_from_model(
                                  f"{shapes[k - 1]}")
             head = make_exit_head(head, shapes[k - 1][0], num_classes)
         exit_list.append((k, list(head)))
-    return MultiExitChain(name=name, trunk=trunk, exits=exit_list, input_shape=input_shape, num_classes=num_classes)
+    # inference mode whatever mode ``model`` was in: training mode is only ever set by the trainer
+    return MultiExitChain(name=name, trunk=trunk, exits=exit_list, input_shape=input_shape,
+                          num_classes=num_classes).eval()
