@@ -24,6 +24,28 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="epochs after --cut-at-epoch over which the learning rate falls linearly to zero")
     p.set_defaults(func=_train)
 
+    p = sub.add_parser("convert", help="turn a PyTorch model (torchvision:NAME, module:function, file.py:function) "
+                       "into a model folder with exits",
+                       description="Trace the model with torch.fx, cut it where exactly one tensor is live, attach "
+                                   "exit branches and write a model folder (model.json + weights.safetensors) that "
+                                   "every --model option accepts. See docs/own-model.md.")
+    p.add_argument("--arch", required=True, help="torchvision:NAME, package.module:function or file.py:function")
+    p.add_argument("--num-classes", type=int, required=True, help="outputs of every exit")
+    p.add_argument("--out", required=True, help="the model folder to write")
+    p.add_argument("--input-size", default="3,224,224", help="input C,H,W (default 3,224,224; N means 3,N,N)")
+    p.add_argument("--exits", default=None,
+                   help="auto (default: 3 exits spread by FLOPs), auto:N, none, UNIT[:HEAD],... (names as listed), "
+                        "or a JSON list of {after, head}")
+    p.add_argument("--head", default="linear", choices=("linear", "conv"), help="exit head (default linear)")
+    p.add_argument("--name", default=None, help="model name (default: from --arch and the input size)")
+    p.add_argument("--preprocess", default="imagenet",
+                   help="input preprocessing: imagenet (default), cifar10 or scale01; for your own mean/std edit "
+                        "model.json")
+    p.add_argument("--init-weights", default=None,
+                   help="the model's trained state dict (.safetensors) to start from (e.g. your trained model)")
+    p.add_argument("--json", action="store_true", help="print the description as JSON")
+    p.set_defaults(func=_convert)
+
     p = sub.add_parser("info", help="describe a model's units, exits and partition points")
     p.add_argument("--model", required=True)
     p.add_argument("--json", action="store_true")
@@ -59,6 +81,33 @@ def _info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(desc, indent=1))
         return 0
+    print_description(desc)
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edgent.model.convert import ConvertOptions, convert, parse_input_shape
+    from edgent.model.describe import describe_model
+
+    opts = ConvertOptions(arch=args.arch, num_classes=args.num_classes, out=Path(args.out),
+                          input_shape=parse_input_shape(args.input_size), exits=args.exits, name=args.name,
+                          head=args.head, preprocess=args.preprocess,
+                          init_weights=Path(args.init_weights) if args.init_weights else None)
+    spec, chain = convert(opts)
+    desc = describe_model(chain)
+    if args.json:
+        print(json.dumps({"folder": str(opts.out), "model": spec.to_json(), "description": desc}, indent=1))
+        return 0
+    print_description(desc)
+    print(f"wrote {opts.out}/model.json and {opts.out}/weights.safetensors ({spec.name}); next: "
+          f"edgent train --model {opts.out} --data IMAGEFOLDER --exits-only")
+    return 0
+
+
+def print_description(desc: dict) -> None:
+    """Units (with their cost and the tensor each cut sends), then exits with their cost, as rich tables."""
     from rich.console import Console
     from rich.table import Table
 
@@ -70,10 +119,16 @@ def _info(args: argparse.Namespace) -> int:
                       f"{u['output_bytes']:,}", f"{u['params']:,}", f"{u['flops'] / 1e6:.2f}")
     console = Console()
     console.print(table)
+    exits = Table(title="exits (cut points: a partition point p sends the output of unit p-1; 0 sends the input)")
+    for col in ("exit", "after trunk unit", "units", "cut points", "MFLOPs", "params", "smallest cut bytes"):
+        exits.add_column(col, justify="right")
+    names = [u["name"] for u in desc["trunk"]]
     for e in desc["exits"]:
-        console.print(f"exit {e['exit']}: {e['units']} units, partition points 0..{e['units']}, "
-                      f"{e['flops'] / 1e6:.1f} MFLOPs")
-    return 0
+        after = e["after_trunk_units"]
+        inner = e["tensor_bytes_float32"][1:-1] or [0]
+        exits.add_row(str(e["exit"]), f"{after} ({names[after - 1]})", str(e["units"]), f"0..{e['units']}",
+                      f"{e['flops'] / 1e6:.2f}", f"{e['params']:,}", f"{min(inner):,}")
+    console.print(exits)
 
 
 def _eval(args: argparse.Namespace) -> int:

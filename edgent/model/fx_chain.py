@@ -25,9 +25,12 @@ def _trace(model: nn.Module) -> fx.GraphModule:
     try:
         return fx.symbolic_trace(model)
     except Exception as exc:  # torch.fx raises many types for untraceable code
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise ModelError(
-            f"{type(model).__name__} cannot be traced by torch.fx ({type(exc).__name__}: {exc}). Make data-dependent "
-            "control flow traceable, or build the chain by hand with MultiExitChain(trunk=[...])."
+            f"{type(model).__name__} cannot be traced by torch.fx ({type(exc).__name__}: {first}). Make its "
+            "forward free of Python control flow on tensor values (if/for over tensors, .item(), len(x)), or wrap "
+            "that code in a function marked torch.fx.wrap, or build the chain by hand with "
+            "MultiExitChain(trunk=[...])"
         ) from exc
 
 
@@ -131,7 +134,10 @@ def chain_units(model: nn.Module, input_shape: Sequence[int]) -> list[NamedUnit]
     try:
         ShapeProp(gm).propagate(torch.zeros((1, *input_shape)))
     except Exception as exc:
-        raise ModelError(f"running the model on an input of shape (1, {tuple(input_shape)}) failed: {exc}") from exc
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ModelError(f"running the model on an input of shape (1, {', '.join(map(str, input_shape))}) failed "
+                         f"({type(exc).__name__}: {first}); check --input-size (C,H,W) for this "
+                         "architecture") from exc
     finally:
         model.train(was_training)
     cuts = find_cut_points(gm)
