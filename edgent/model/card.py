@@ -95,8 +95,15 @@ def resolve_accuracies(model: str, accuracies: Sequence[float] | None = None, ca
             raise ModelError(f"--accuracies {list(vals)} must be numbers in [0, 1], one per exit, e.g. 0.7,0.75")
         out = ExitAccuracies(vals, "given with --accuracies (assumed, not measured)", measured=False)
     else:
-        spec = load_model_spec(model)
-        path = Path(card) if card is not None else spec.card
+        if card is not None:  # the card's model must be this one (a name that is neither zoo nor folder: itself)
+            try:
+                name = load_model_spec(model).name
+            except ModelError:
+                name = str(model)
+            path = Path(card)
+        else:
+            spec = load_model_spec(model)
+            name, path = spec.name, spec.card
         if path is None:
             raise ModelError(f"model {model!r} has no model card in the zoo; give the accuracy of each exit with "
                              "--accuracies A1,A2,... or a card with --card F")
@@ -106,9 +113,9 @@ def resolve_accuracies(model: str, accuracies: Sequence[float] | None = None, ca
                              "--write-card`); give the accuracy of each exit with --accuracies "
                              "A1,A2,... or a card with --card F")
         c = read_card(path)
-        if c.model != spec.name:
-            raise ModelError(f"the model card {path} is the card of {c.model!r}, not of {spec.name!r}; pass the "
-                             f"card of {spec.name!r} with --card")
+        if c.model != name:
+            raise ModelError(f"the model card {path} is the card of {c.model!r}, not of {name!r}; pass the "
+                             f"card of {name!r} with --card")
         out = ExitAccuracies(c.exit_top1, f"model card {path}", measured=True)
     if num_exits is not None and len(out.values) != num_exits:
         raise ModelError(f"model {model!r} has {num_exits} exits but {len(out.values)} accuracies come from "
