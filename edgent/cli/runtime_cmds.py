@@ -18,7 +18,8 @@ from edgent.model.zoo import load_for_inference
 
 # ---------------------------------------------------------------------------------------------- shared helpers
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="alexnet-cifar10", help="zoo model name (default: alexnet-cifar10)")
+    p.add_argument("--model", default="alexnet-cifar10", help="zoo model name or model folder (default: "
+                   "alexnet-cifar10)")
     p.add_argument("--weights", help="weights file (.safetensors) instead of the committed ones")
     p.add_argument("--random-weights", action="store_true",
                    help="random weights (before training finishes; use the same --seed on device and edge)")
@@ -61,6 +62,9 @@ def add_client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate-bps", type=float, default=None,
                    help="emulated link rate (token bucket in the client; without root)")
     p.add_argument("--json", action="store_true", help="print one JSON object per request")
+    p.add_argument("--device-runtime", default="torch", choices=("torch", "onnx"),
+                   help="what runs the device part: eager PyTorch (default) or ONNX Runtime (each part exported "
+                        "once and cached, edgent.model.onnx_parts)")
 
 
 def _device_context(args: argparse.Namespace):
@@ -83,7 +87,7 @@ def _inputs(args: argparse.Namespace, chain) -> tuple[Any, list[int | None]]:
     import torch
 
     n = args.count
-    if args.random_input or len(chain.input_shape) != 3 or tuple(chain.input_shape) != (3, 32, 32):
+    if args.random_input or tuple(chain.input_shape) != (3, 32, 32) or chain.num_classes != 10:
         g = torch.Generator().manual_seed(args.index)
         return torch.randint(0, 256, (n, *chain.input_shape), dtype=torch.uint8, generator=g), [None] * n
     from edgent.data.cifar10 import load_split
@@ -100,6 +104,10 @@ def run_device_requests(args: argparse.Namespace, host: str, port: int, link=Non
     from edgent.runtime.session import DeviceRuntime, fixed_plan
 
     chain = chain or load_for_inference(args.model, args.weights, args.random_weights, args.seed)
+    if getattr(args, "device_runtime", "torch") == "onnx":
+        from edgent.model.onnx_parts import OnnxDeviceChain
+
+        chain = OnnxDeviceChain(chain)
     exit_ = args.exit or chain.num_exits
     slowdown, stack = _device_context(args)
     link = link or AppLink(delay_ms=args.delay_ms, rate_bps=args.rate_bps)
@@ -150,7 +158,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    models = {name: load_for_inference(name, args.weights, args.random_weights, args.seed) for name in args.model}
+    chains = [load_for_inference(name, args.weights, args.random_weights, args.seed) for name in args.model]
+    models = {c.name: c for c in chains}  # a model folder is served under its model name
     ssl_ctx = None
     if args.tls_cert or args.tls_key:
         if not (args.tls_cert and args.tls_key):

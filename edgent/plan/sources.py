@@ -107,7 +107,8 @@ def latency_tables(model: str, codecs: Sequence[str], source: str, accuracies: S
                    device_slowdown: float, repeats: int = 7) -> tuple[list[LatencyTable], TableSpec]:
     """One latency table per codec for ``model``.
 
-    ``source``: ``predictor`` (the latency models of :mod:`edgent.latency`, ``default_predictor("device"|"edge")``),
+    ``source``: ``predictor`` (:func:`role_latency_model`: a model folder's measured profiles, else the fitted
+    latency models of :mod:`edgent.latency`),
     ``measure`` (per-unit times measured now on this CPU; the device is this CPU with its times multiplied by
     ``device_slowdown``, an emulated weak device), ``auto`` (predictor when available, else measure) or the path of
     a saved :class:`LatencyTable` JSON (its own codec only).
