@@ -154,11 +154,14 @@ def convert(opts: ConvertOptions) -> tuple[ModelSpec, MultiExitChain]:
         _load_module_weights(module, Path(opts.init_weights))
     module.eval()
     exits_arg = parse_exits(opts.exits, opts.head)
-    if isinstance(exits_arg, int):
-        exits = auto_exits(chain_units(module, opts.input_shape), opts.input_shape, exits_arg, opts.head)
-    else:
-        exits = exits_arg
-    chain = chain_from_model(module, opts.input_shape, name, opts.num_classes, exits)
+    try:
+        if isinstance(exits_arg, int):
+            exits = auto_exits(chain_units(module, opts.input_shape), opts.input_shape, exits_arg, opts.head)
+        else:
+            exits = exits_arg
+        chain = chain_from_model(module, opts.input_shape, name, opts.num_classes, exits)
+    except ModelError as exc:
+        raise ModelError(f"--arch {opts.arch}: {exc}") from exc
     spec = ModelSpec(name=name, arch=opts.arch, num_classes=opts.num_classes, input_shape=tuple(opts.input_shape),
                      exits=tuple(_named_exits(chain, exits)), arch_kwargs=arch_kwargs,
                      preprocess={"name": opts.preprocess}, weights=out / WEIGHTS_FILE, card=out / CARD_FILE,

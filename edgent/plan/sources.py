@@ -25,7 +25,8 @@ def load_unit_predictor(role: str, path: str | Path | None) -> Any:
     try:
         if path is not None:
             if not Path(path).is_file():
-                raise ConfigError(f"the {role} latency profile {path} does not exist")
+                raise ConfigError(f"--{role}-profile {path} does not exist; give a fitted predictor or a measured "
+                                  f"profile (edgent profile --model M --role {role}), or drop the option")
             return latency.load_predictor(path)
         return latency.default_predictor(role)
     except EdgentError:
