@@ -127,7 +127,10 @@ def test_own_torchvision_model_from_convert_to_coinference(tmp_path, capsys):
                                     "--exit", "2", "--partition", "3", "--device-runtime", runtime, "--json"], capsys)
             assert rc == 0, err
             records = [json.loads(line) for line in out.strip().splitlines()]
-            assert len(records) == 2 and all(r["where"] == "edge" for r in records), records
+            assert len(records) == 2, records
+            for r in records:
+                assert r["outcome"]["where"] == "edge" and r["outcome"]["exit_used"] == 2, r
+                assert r["outcome"]["partition_used"] == 3 and 0 <= r["outcome"]["classes"][0] < 3
     finally:
         server.terminate()
         server.wait(timeout=30)
