@@ -303,3 +303,30 @@ def test_onnx_device_parts_equal_the_chain(small_folder, tmp_path, monkeypatch):
     again = OnnxDeviceChain(load_model(str(small_folder)), threads=1)
     again.run_device(x, 1, 1)
     assert sorted((tmp_path / "cache" / "onnx").glob("*.onnx")) == files
+
+
+def test_automatic_exits_fall_at_equal_shares_of_the_flops():
+    from torch import nn
+
+    from edgent.model.convert import auto_exits
+    from edgent.model.fx_chain import chain_units
+
+    # eight identical convolutions (equal FLOPs) and a head: the shares 1/4, 1/2, 3/4 end after units 2, 4, 6
+    body = [nn.Conv2d(4, 4, 3, padding=1) for _ in range(8)]
+    net = nn.Sequential(*body, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    units = chain_units(net, (4, 8, 8))
+    assert [e["after"] for e in auto_exits(units, (4, 8, 8), 3)] == [2, 4, 6]
+    assert [e["after"] for e in auto_exits(units, (4, 8, 8), 1)] == [4]
+    # never after the flattened vector (a linear head needs a feature map), never the same unit twice
+    many = auto_exits(units, (4, 8, 8), 20)
+    assert len({e["after"] for e in many}) == len(many) and max(e["after"] for e in many) <= 9
+
+
+def test_plan_refuses_a_profile_of_another_runtime(tmp_path, capsys):
+    doc = json.loads(_quick_edge_profile(tmp_path, capsys).read_text())
+    doc["role"] = "device"
+    path = tmp_path / "device-torch.json"
+    path.write_text(json.dumps(doc))
+    rc, _, err = run_cli([*PLAN, "--model", "alexnet-cifar10", "--device-profile", str(path),
+                          "--device-runtime", "onnx"], capsys)
+    assert_one_line_error(rc, err, "--device-profile", "under torch", "--runtime onnx")

@@ -69,6 +69,11 @@ def role_latency_model(role: str, model: str | Path, path: str | Path | None = N
                               f"--role {role}`")
         if measured.role != role:
             raise ConfigError(f"--{role}-profile {path} was measured as the {measured.role}, not the {role}")
+        measured_runtime = measured.profile.doc.get("runtime", "torch")
+        if measured_runtime != runtime:
+            raise ConfigError(f"--{role}-profile {path} was measured under {measured_runtime}, but {runtime} will run "
+                              f"the {role} part; profile it with `edgent profile --model {model} --role {role} "
+                              f"--runtime {runtime}`")
         return measured
     return load_unit_predictor(role, path)
 
