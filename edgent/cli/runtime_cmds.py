@@ -87,14 +87,16 @@ def _inputs(args: argparse.Namespace, chain) -> tuple[Any, list[int | None]]:
     import torch
 
     n = args.count
-    if args.random_input or tuple(chain.input_shape) != (3, 32, 32) or chain.num_classes != 10:
+    if args.random_input or len(chain.input_shape) != 3 or chain.input_shape[0] != 3 or chain.num_classes != 10:
         g = torch.Generator().manual_seed(args.index)
         return torch.randint(0, 256, (n, *chain.input_shape), dtype=torch.uint8, generator=g), [None] * n
     from edgent.data.cifar10 import load_split
+    from edgent.data.imagefolder import resize_batch
 
     split = load_split("test")
     idx = [(args.index + i) % len(split) for i in range(n)]
-    return torch.from_numpy(split.images[idx]), [int(split.labels[i]) for i in idx]
+    images = resize_batch(torch.from_numpy(split.images[idx]), chain.input_shape[1:])  # CIFAR-10 at the model's size
+    return images, [int(split.labels[i]) for i in idx]
 
 
 def run_device_requests(args: argparse.Namespace, host: str, port: int, link=None, chain=None) -> int:
