@@ -110,6 +110,7 @@ def run_device_requests(args: argparse.Namespace, host: str, port: int, link=Non
         from edgent.model.onnx_parts import OnnxDeviceChain
 
         chain = OnnxDeviceChain(chain)
+        chain.prepare(args.exit or chain.num_exits, args.partition)  # export the device part now, not in request 1
     exit_ = args.exit or chain.num_exits
     slowdown, stack = _device_context(args)
     link = link or AppLink(delay_ms=args.delay_ms, rate_bps=args.rate_bps)
