@@ -6,7 +6,8 @@ all of its units), the part is exported once (:mod:`edgent.model.onnx_parts`) an
 same run, interleaved call by call (torch, onnx, torch, onnx, ...) on one thread at batch 1 (the device's
 setting), after a warm-up. Reported per part: the median of each runtime, the median of the per-round ratio
 onnx / torch (below 1: ONNX Runtime is faster), and the largest absolute difference of the two outputs on the
-same input. The figures go to ``benchmarks/results/onnx.json`` and ``docs/own-model.md``.
+same input. Then each unit of the main exit alone under both runtimes (one session per unit, as the ONNX profile
+times them), interleaved: per-unit ratios and the sums of the units. The figures go to ``benchmarks/results/onnx.json`` and ``docs/own-model.md``.
 """
 
 from __future__ import annotations
@@ -65,7 +66,43 @@ def measure_model(model: str, rounds: int, threads: int = 1) -> dict[str, Any]:
                       "max_abs_diff": float((out - ref).abs().max()),
                       "output_max_abs": float(ref.abs().max()), "export_and_open_s": round(export_s, 2)})
     return {"model": chain.name, "input_shape": list(chain.input_shape), "rounds": rounds, "threads": threads,
-            "parts": parts}
+            "parts": parts, "units": measure_units(chain, x, max(3, rounds // 3), threads)}
+
+
+def measure_units(chain: Any, x: Any, rounds: int, threads: int) -> dict[str, Any]:
+    """Each unit of the main exit alone under both runtimes (one ONNX session per unit, as ``edgent profile
+    --runtime onnx`` times them), interleaved, on the tensor that reaches it: per-unit medians and ratios, and
+    the sums of the units against the whole exit as one part (what per-unit pricing misses or adds)."""
+    import torch
+
+    from edgent.model.onnx_parts import OnnxUnits
+
+    ep = chain.exit_points[-1]
+    ort_units = OnnxUnits(chain, threads=threads).units(ep.exit)
+    inputs, h = [], x
+    with torch.inference_mode():
+        for unit in chain.units(ep.exit):
+            inputs.append(h)
+            h = unit(h)
+        torch_ms = [[] for _ in inputs]
+        onnx_ms = [[] for _ in inputs]
+        for _ in range(rounds + 1):  # the first round warms up
+            for i, (unit, ort) in enumerate(zip(chain.units(ep.exit), ort_units)):
+                t = time.perf_counter()
+                unit(inputs[i])
+                torch_ms[i].append((time.perf_counter() - t) * 1e3)
+                t = time.perf_counter()
+                ort(inputs[i])
+                onnx_ms[i].append((time.perf_counter() - t) * 1e3)
+    rows = []
+    for i, name in enumerate(chain.unit_names(ep.exit)):
+        ratios = np.asarray(onnx_ms[i][1:]) / np.maximum(np.asarray(torch_ms[i][1:]), 1e-9)
+        rows.append({"index": i, "name": name, "torch_ms_median": float(np.median(torch_ms[i][1:])),
+                     "onnx_ms_median": float(np.median(onnx_ms[i][1:])), "ratio_median": float(np.median(ratios))})
+    return {"exit": ep.exit, "rounds": rounds, "units": rows,
+            "ratio_median_over_units": float(np.median([r["ratio_median"] for r in rows])),
+            "torch_sum_ms": float(sum(r["torch_ms_median"] for r in rows)),
+            "onnx_sum_ms": float(sum(r["onnx_ms_median"] for r in rows))}
 
 
 def run(models: list[str], rounds: int, threads: int = 1) -> dict[str, Any]:
@@ -122,3 +159,7 @@ def _print_result(result: dict[str, Any]) -> None:
     Console().print(tab)
     print(f"median ratio over all parts {result['ratio_median_over_parts']:.3f}; largest difference "
           f"{result['max_abs_diff_over_parts']:.2e}")
+    for r in result["models"]:
+        u = r["units"]
+        print(f"{r['model']}: {len(u['units'])} units alone, median onnx/torch {u['ratio_median_over_units']:.3f}; "
+              f"sum of units torch {u['torch_sum_ms']:.2f} ms, onnx {u['onnx_sum_ms']:.2f} ms")
