@@ -330,3 +330,22 @@ def test_plan_refuses_a_profile_of_another_runtime(tmp_path, capsys):
     rc, _, err = run_cli([*PLAN, "--model", "alexnet-cifar10", "--device-profile", str(path),
                           "--device-runtime", "onnx"], capsys)
     assert_one_line_error(rc, err, "--device-profile", "under torch", "--runtime onnx")
+
+
+def test_image_folder_splits_resizes_and_keeps_the_training_class_order(tmp_path):
+    from edgent.data.imagefolder import load_labelled
+
+    root = write_shapes_folder(tmp_path / "flat", per_class=10, size=20)
+    train = load_labelled(root, "train", (3, 24, 16), test_share=0.2, seed=1)
+    test = load_labelled(root, "test", (3, 24, 16), test_share=0.2, seed=1)
+    assert train.classes == test.classes == CLASSES
+    assert train.images.shape == (24, 3, 24, 16) and test.images.shape == (6, 3, 24, 16)
+    assert train.images.dtype == np.uint8 and np.bincount(test.labels).tolist() == [2, 2, 2]
+    grey = load_labelled(root, "test", (1, 8, 8), test_share=0.2, seed=1)
+    assert grey.images.shape == (6, 1, 8, 8)
+    # a train/ and test/ layout: the test split takes the training split's classes and order
+    for split, names in (("train", ("a", "b", "c")), ("test", ("c", "a"))):
+        for n in names:
+            write_shapes_folder(tmp_path / "split" / split / n, per_class=1, size=8)
+    t = load_labelled(tmp_path / "split", "test", (3, 8, 8))
+    assert t.classes == ("a", "b", "c") and sorted(set(t.labels.tolist())) == [0, 2]
