@@ -6,6 +6,8 @@ The zoo is a folder of model specs (``edgent/model/weights/<name>.model.json``, 
 - ``alexnet-cifar10``: the paper's branchy AlexNet (trained weights and card committed).
 - ``resnet18``, ``mobilenet_v2``, ``vgg11``: torchvision's ImageNet models (224x224 inputs, random weights)
   converted automatically into chains with exits attached from a small spec; for timing and partitioning.
+- ``mobilenet_v3_small-cifar10``: torchvision's MobileNetV3-Small for CIFAR-10 upscaled to 64x64, with three
+  automatic exits, trained jointly by ``edgent train`` (weights and card committed; the card says how).
 - any other ``*.model.json`` committed there (each says what it is in its ``description``).
 
 Every command that takes ``--model`` resolves it with :func:`load_model_spec`: a zoo name, or the path of a model

@@ -59,10 +59,18 @@ class ChainTrainConfig:
     limit_train: int | None = None
     test_share: float = 0.2
     out_dir: str = ""
-    command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in sys.argv))
+    command: str = field(default_factory=lambda: command_line())
 
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (3e-3 if self.mode == "exits-only" else 0.05)
+
+
+def command_line() -> str:
+    """The command that is running, as a user would type it (``edgent train ...`` when run as the CLI)."""
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name in ("main.py", "edgent", "__main__.py"):
+        argv = ["edgent", *argv[1:]]
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 def _check(cfg: ChainTrainConfig, chain: MultiExitChain) -> None:
