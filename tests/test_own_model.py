@@ -349,3 +349,9 @@ def test_image_folder_splits_resizes_and_keeps_the_training_class_order(tmp_path
             write_shapes_folder(tmp_path / "split" / split / n, per_class=1, size=8)
     t = load_labelled(tmp_path / "split", "test", (3, 8, 8))
     assert t.classes == ("a", "b", "c") and sorted(set(t.labels.tolist())) == [0, 2]
+
+
+def test_convert_names_the_exit_that_matches_no_unit(tmp_path, capsys):
+    rc, _, err = run_cli(["convert", "--arch", ARCH, "--num-classes", "3", "--input-size", "3,48,48",
+                          "--exits", "features.3,no.such.module", "--out", str(tmp_path / "m")], capsys)
+    assert_one_line_error(rc, err, "--exits", "no.such.module", "units are")

@@ -155,14 +155,24 @@ def convert(opts: ConvertOptions) -> tuple[ModelSpec, MultiExitChain]:
     module.eval()
     exits_arg = parse_exits(opts.exits, opts.head)
     try:
-        if isinstance(exits_arg, int):
-            exits = auto_exits(chain_units(module, opts.input_shape), opts.input_shape, exits_arg, opts.head)
-        else:
-            exits = exits_arg
-        chain = chain_from_model(module, opts.input_shape, name, opts.num_classes, exits)
+        units = chain_units(module, opts.input_shape)
     except ModelError as exc:
         raise ModelError(f"--arch {opts.arch}: {exc}") from exc
-    spec = ModelSpec(name=name, arch=opts.arch, num_classes=opts.num_classes, input_shape=tuple(opts.input_shape),
+    exits = auto_exits(units, opts.input_shape, exits_arg, opts.head) if isinstance(exits_arg, int) else exits_arg
+    try:
+        chain = chain_from_model(module, opts.input_shape, name, opts.num_classes, exits)
+    except ModelError as exc:
+        raise ModelError(f"--exits: {exc}") from exc
+    arch = opts.arch
+    where, _, fn_name = arch.rpartition(":")
+    if where.endswith(".py"):  # the folder carries its architecture's code
+        import shutil
+
+        out.mkdir(parents=True, exist_ok=True)
+        if Path(where).resolve() != (out / Path(where).name).resolve():
+            shutil.copyfile(where, out / Path(where).name)
+        arch = f"{Path(where).name}:{fn_name}"
+    spec = ModelSpec(name=name, arch=arch, num_classes=opts.num_classes, input_shape=tuple(opts.input_shape),
                      exits=tuple(_named_exits(chain, exits)), arch_kwargs=arch_kwargs,
                      preprocess={"name": opts.preprocess}, weights=out / WEIGHTS_FILE, card=out / CARD_FILE,
                      description=f"{opts.arch} converted by `edgent convert` for {opts.num_classes} classes, input "
