@@ -18,8 +18,7 @@ from edgent.model.zoo import load_for_inference
 
 # ---------------------------------------------------------------------------------------------- shared helpers
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="alexnet-cifar10", help="zoo model name or model folder (default: "
-                   "alexnet-cifar10)")
+    p.add_argument("--model", default="alexnet-cifar10", help="zoo model name (default: alexnet-cifar10)")
     p.add_argument("--weights", help="weights file (.safetensors) instead of the committed ones")
     p.add_argument("--random-weights", action="store_true",
                    help="random weights (before training finishes; use the same --seed on device and edge)")
