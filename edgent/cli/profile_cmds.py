@@ -25,11 +25,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profile", help="time a model's units or a synthetic-layer sweep; fit latency predictors",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = p.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--model", help="zoo model whose units to time (e.g. alexnet-cifar10)")
+    mode.add_argument("--model", help="zoo model or model folder whose units to time (e.g. alexnet-cifar10); the "
+                      "profile is the model's own latency model, which plan, map build and the demo take")
     mode.add_argument("--sweep", action="store_true", help="time synthetic layers of every kind (training data)")
     mode.add_argument("--fit", metavar="SWEEP", help="fit a latency predictor on this sweep file")
     p.add_argument("--role", choices=("device", "edge"), help="machine role to emulate (required for --model/--sweep)")
-    p.add_argument("--out", required=True, help="output JSON file")
+    p.add_argument("--out", default=None, help="output JSON file (default for a model folder: "
+                   "FOLDER/latency/ROLE-RUNTIME.json, where plan looks for it)")
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                   help="what runs the units: eager PyTorch (default) or ONNX Runtime (with --model)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the role's: edge 2, device 1)")
     p.add_argument("--cpu-quota", type=float, default=None,
                    help="real cgroup-v1 CPU quota, fraction of the threads' CPUs (default: the role's, none for "
@@ -57,6 +61,8 @@ def _cmd(args: argparse.Namespace) -> int:
     progress = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     if args.fit:
         return _fit(args)
+    if args.sweep and args.out is None:
+        raise ConfigError("--sweep needs --out FILE")
     if args.role is None:
         raise ConfigError("--role device|edge is required with --model and --sweep")
     emu = _emulation(args)
@@ -65,11 +71,22 @@ def _cmd(args: argparse.Namespace) -> int:
 
         check_cgroup_v1_cpu()
     print(f"{args.role}: {emu.describe()}", file=sys.stderr)
+    if args.runtime != "torch" and not args.model:
+        raise ConfigError("--runtime onnx times a model's units: use it with --model")
     if args.model:
+        from edgent.model.zoo import load_model_spec
         from edgent.profile.profiler import load_chain, profile_model, save_profile
 
-        doc = profile_model(load_chain(args.model), args.role, emu, quick=args.quick, progress=progress)
-        path = save_profile(doc, args.out)
+        out = args.out or _default_profile_path(load_model_spec(args.model), args.role, args.runtime)
+        chain = load_chain(args.model)
+        timed = None
+        if args.runtime == "onnx":
+            from edgent.model.onnx_parts import OnnxUnits
+
+            timed = OnnxUnits(chain, threads=emu.threads)
+        doc = profile_model(chain, args.role, emu, quick=args.quick, progress=progress, timed=timed,
+                            runtime=args.runtime)
+        path = save_profile(doc, out)
         total = sum(r["ms"] for r in doc["units"] if r["trunk"])
         print(f"{args.model} on {args.role}: {len(doc['units'])} units timed, main exit {total:.2f} ms "
               f"(sum of units); written {path}")
@@ -85,7 +102,17 @@ def _cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_profile_path(spec, role: str, runtime: str) -> str:
+    from edgent.model.zoo import WEIGHTS_DIR
+
+    if spec.folder is None or spec.folder == WEIGHTS_DIR:
+        raise ConfigError(f"--out FILE is needed for the zoo model {spec.name} (its folder is the package's)")
+    return str(spec.folder / "latency" / f"{role}-{runtime}.json")
+
+
 def _fit(args: argparse.Namespace) -> int:
+    if args.out is None:
+        raise ConfigError("--fit needs --out MODEL.json")
     from edgent.latency.fit import fit_predictors
     from edgent.profile.sweep import load_sweep
     from edgent.profile.throttle import DeviceEmulation

@@ -78,6 +78,9 @@ def add_client_args(p: argparse.ArgumentParser) -> None:
                    help=f"emulated link rate, at least {MIN_REPLAY_BPS:g} bit/s (token bucket in the client; "
                         "without root)")
     p.add_argument("--json", action="store_true", help="print one JSON object per request")
+    p.add_argument("--device-runtime", default="torch", choices=("torch", "onnx"),
+                   help="what runs the device part: eager PyTorch (default) or ONNX Runtime (each part exported "
+                        "once and cached, edgent.model.onnx_parts)")
 
 
 def _device_context(args: argparse.Namespace):
@@ -100,14 +103,16 @@ def _inputs(args: argparse.Namespace, chain) -> tuple[Any, list[int | None]]:
     import torch
 
     n = args.count
-    if args.random_input or len(chain.input_shape) != 3 or tuple(chain.input_shape) != (3, 32, 32):
+    if args.random_input or len(chain.input_shape) != 3 or chain.input_shape[0] != 3 or chain.num_classes != 10:
         g = torch.Generator().manual_seed(args.index)
         return torch.randint(0, 256, (n, *chain.input_shape), dtype=torch.uint8, generator=g), [None] * n
     from edgent.data.cifar10 import load_split
+    from edgent.data.imagefolder import resize_batch
 
     split = load_split("test")
     idx = [(args.index + i) % len(split) for i in range(n)]
-    return torch.from_numpy(split.images[idx]), [int(split.labels[i]) for i in idx]
+    images = resize_batch(torch.from_numpy(split.images[idx]), chain.input_shape[1:])  # CIFAR-10 at the model's size
+    return images, [int(split.labels[i]) for i in idx]
 
 
 def _device_warnings() -> logging.Handler:
@@ -131,6 +136,11 @@ def run_device_requests(args: argparse.Namespace, host: str, port: int, link=Non
     from edgent.runtime.session import DeviceRuntime, fixed_plan
 
     chain = chain or load_for_inference(args.model, args.weights, args.random_weights, args.seed)
+    if getattr(args, "device_runtime", "torch") == "onnx":
+        from edgent.model.onnx_parts import OnnxDeviceChain
+
+        chain = OnnxDeviceChain(chain)
+        chain.prepare(args.exit or chain.num_exits, args.partition)  # export the device part now, not in request 1
     exit_ = args.exit or chain.num_exits
     if not 1 <= exit_ <= chain.num_exits:
         raise ConfigError(f"--exit {exit_} is out of range: {chain.name} has exits 1..{chain.num_exits}")
@@ -209,7 +219,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    models = {name: load_for_inference(name, args.weights, args.random_weights, args.seed) for name in args.model}
+    chains = [load_for_inference(name, args.weights, args.random_weights, args.seed) for name in args.model]
+    models = {c.name: c for c in chains}  # a model folder is served under its model name
     ssl_ctx = None
     if args.tls_cert or args.tls_key:
         if not (args.tls_cert and args.tls_key):

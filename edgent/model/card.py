@@ -73,10 +73,10 @@ class ExitAccuracies:
 
 
 def card_path(model: str) -> Path | None:
-    """The zoo's card file of ``model`` (None when the zoo has no card for it)."""
-    from edgent.model.zoo import zoo_entry
+    """The card file of ``model`` (a zoo name or a model folder; None when it has no card)."""
+    from edgent.model.zoo import load_model_spec
 
-    return zoo_entry(model).card
+    return load_model_spec(model).card
 
 
 def resolve_accuracies(model: str, accuracies: Sequence[float] | None = None, card: str | Path | None = None,
@@ -84,7 +84,9 @@ def resolve_accuracies(model: str, accuracies: Sequence[float] | None = None, ca
     """The per-exit accuracies every stage plans with: given values (``accuracies``, assumed, not measured), else
     the card ``card``, else the zoo's card of ``model``. A card of another model, values outside [0, 1] or a
     count that differs from ``num_exits`` (when known) are errors that say how to fix them; this is the one place
-    accuracies are resolved."""
+    accuracies are resolved. ``model`` is a zoo name or a model folder (its card is the folder's)."""
+    from edgent.model.zoo import load_model_spec
+
     if accuracies is not None and card is not None:
         raise ModelError("give either --accuracies or --card, not both")
     if accuracies is not None:
@@ -93,18 +95,27 @@ def resolve_accuracies(model: str, accuracies: Sequence[float] | None = None, ca
             raise ModelError(f"--accuracies {list(vals)} must be numbers in [0, 1], one per exit, e.g. 0.7,0.75")
         out = ExitAccuracies(vals, "given with --accuracies (assumed, not measured)", measured=False)
     else:
-        path = Path(card) if card is not None else card_path(model)
+        if card is not None:  # the card's model must be this one (a name that is neither zoo nor folder: itself)
+            try:
+                name = load_model_spec(model).name
+            except ModelError:
+                name = str(model)
+            path = Path(card)
+        else:
+            spec = load_model_spec(model)
+            name, path = spec.name, spec.card
         if path is None:
             raise ModelError(f"model {model!r} has no model card in the zoo; give the accuracy of each exit with "
                              "--accuracies A1,A2,... or a card with --card F")
         if not path.is_file():
             raise ModelError(f"the model card {path} does not exist (it is written when training finishes: "
-                             f"`edgent train --model {model}`); give the accuracy of each exit with --accuracies "
+                             f"`edgent train --model {model}`, or measured by `edgent eval --model {model} "
+                             "--write-card`); give the accuracy of each exit with --accuracies "
                              "A1,A2,... or a card with --card F")
         c = read_card(path)
-        if c.model != model:
-            raise ModelError(f"the model card {path} is the card of {c.model!r}, not of {model!r}; pass the card "
-                             f"of {model!r} with --card")
+        if c.model != name:
+            raise ModelError(f"the model card {path} is the card of {c.model!r}, not of {name!r}; pass the "
+                             f"card of {name!r} with --card")
         out = ExitAccuracies(c.exit_top1, f"model card {path}", measured=True)
     if num_exits is not None and len(out.values) != num_exits:
         raise ModelError(f"model {model!r} has {num_exits} exits but {len(out.values)} accuracies come from "

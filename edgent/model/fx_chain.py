@@ -25,9 +25,12 @@ def _trace(model: nn.Module) -> fx.GraphModule:
     try:
         return fx.symbolic_trace(model)
     except Exception as exc:  # torch.fx raises many types for untraceable code
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise ModelError(
-            f"{type(model).__name__} cannot be traced by torch.fx ({type(exc).__name__}: {exc}). Make data-dependent "
-            "control flow traceable, or build the chain by hand with MultiExitChain(trunk=[...])."
+            f"{type(model).__name__} cannot be traced by torch.fx ({type(exc).__name__}: {first}). Make its "
+            "forward free of Python control flow on tensor values (if/for over tensors, .item(), len(x)), or wrap "
+            "that code in a function marked torch.fx.wrap, or build the chain by hand with "
+            "MultiExitChain(trunk=[...])"
         ) from exc
 
 
@@ -131,7 +134,10 @@ def chain_units(model: nn.Module, input_shape: Sequence[int]) -> list[NamedUnit]
     try:
         ShapeProp(gm).propagate(torch.zeros((1, *input_shape)))
     except Exception as exc:
-        raise ModelError(f"running the model on an input of shape (1, {tuple(input_shape)}) failed: {exc}") from exc
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ModelError(f"running the model on an input of shape (1, {', '.join(map(str, input_shape))}) failed "
+                         f"({type(exc).__name__}: {first}); check --input-size (C,H,W) for this "
+                         "architecture") from exc
     finally:
         model.train(was_training)
     cuts = find_cut_points(gm)
@@ -173,7 +179,8 @@ def chain_from_model(
     Each exit spec is ``{"after": UNIT, "head": "linear" | "conv" | [(name, module), ...]}`` where ``UNIT`` is a
     unit name or module path (the exit goes after the last unit inside it, e.g. ``"layer2"``), as ``edgent
     info`` lists them, or the number of trunk units before the branch. A head given by
-    name is built for the channel count of the tensor at that cut point.
+    name is built for the channel count of the tensor at that cut point. The chain comes back in eval mode,
+    whatever mode ``model`` was in.
     """
     trunk = chain_units(model, input_shape)
     names = [n for n, _ in trunk]
@@ -208,4 +215,6 @@ def chain_from_model(
                                  f"{shapes[k - 1]}")
             head = make_exit_head(head, shapes[k - 1][0], num_classes)
         exit_list.append((k, list(head)))
-    return MultiExitChain(name=name, trunk=trunk, exits=exit_list, input_shape=input_shape, num_classes=num_classes)
+    # inference mode whatever mode ``model`` was in: training mode is only ever set by the trainer
+    return MultiExitChain(name=name, trunk=trunk, exits=exit_list, input_shape=input_shape,
+                          num_classes=num_classes).eval()

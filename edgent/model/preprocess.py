@@ -41,8 +41,27 @@ PREPROCESSORS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
+#: model name -> the name of its preprocessing, for models whose spec says it (:func:`set_model_preprocess`)
+_MODEL_PREPROCESS: dict[str, str] = {}
+
+
+def register_preprocess(name: str, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    """Make a normalisation (uint8 / 255, - mean, / std per channel) known under ``name`` in this process: what
+    a model folder with its own mean and std does when it is loaded (on the device and on the edge alike)."""
+    PREPROCESSORS[name] = _normalise(tuple(mean), tuple(std))
+
+
+def set_model_preprocess(model_name: str, preprocess: str) -> None:
+    """Record the preprocessing of ``model_name`` (from its spec), which :func:`default_preprocess` returns."""
+    get_preprocess(preprocess)
+    _MODEL_PREPROCESS[model_name] = preprocess
+
+
 def default_preprocess(model_name: str) -> str:
-    """The preprocessing a zoo model was trained with: CIFAR-10 statistics or ImageNet statistics."""
+    """The preprocessing a model was trained with: the one its spec names when it was loaded, else by the
+    zoo's convention (CIFAR-10 statistics for a ``*cifar10*`` name, ImageNet statistics otherwise)."""
+    if model_name in _MODEL_PREPROCESS:
+        return _MODEL_PREPROCESS[model_name]
     return "cifar10" if "cifar10" in model_name else "imagenet"
 
 

@@ -25,7 +25,8 @@ def load_unit_predictor(role: str, path: str | Path | None) -> Any:
     try:
         if path is not None:
             if not Path(path).is_file():
-                raise ConfigError(f"the {role} latency profile {path} does not exist")
+                raise ConfigError(f"--{role}-profile {path} does not exist; give a fitted predictor or a measured "
+                                  f"profile (edgent profile --model M --role {role}), or drop the option")
             return latency.load_predictor(path)
         return latency.default_predictor(role)
     except EdgentError:
@@ -35,19 +36,70 @@ def load_unit_predictor(role: str, path: str | Path | None) -> Any:
                           f"--{role}-profile F") from exc
 
 
+def model_latency_path(model: str | Path, role: str, runtime: str = "torch") -> Path | None:
+    """The measured profile a model folder keeps for ``role`` under ``runtime`` (``FOLDER/latency/ROLE-RUNTIME.json``,
+    written by ``edgent profile --model FOLDER --role ROLE [--runtime onnx]``), or None."""
+    from edgent.model.zoo import WEIGHTS_DIR, load_model_spec
+
+    spec = load_model_spec(model)
+    if spec.folder is None or spec.folder == WEIGHTS_DIR:
+        return None
+    path = spec.folder / "latency" / f"{role}-{runtime}.json"
+    return path if path.is_file() else None
+
+
+def role_latency_model(role: str, model: str | Path, path: str | Path | None = None, runtime: str = "torch") -> Any:
+    """The latency model of ``role`` for ``model`` run by ``runtime`` ("torch" or "onnx"; the device's): the file
+    ``path`` (a fitted predictor, or a measured profile of this model), else the model folder's own measured
+    profile for that runtime, else the fitted default (eager PyTorch only)."""
+    from edgent.latency.measured import is_model_profile, load_measured
+    from edgent.model.zoo import model_name
+
+    if path is None:
+        path = model_latency_path(model, role, runtime)
+        if path is None and runtime != "torch":
+            raise ConfigError(f"no {role} latency model of {model_name(model)} under {runtime}: measure one with "
+                              f"`edgent profile --model {model} --role {role} --runtime {runtime}`, or pass "
+                              f"--{role}-profile F")
+    if path is not None and Path(path).is_file() and is_model_profile(path):
+        measured = load_measured(path, _default_or_none(role))
+        if measured.model != model_name(model):
+            raise ConfigError(f"--{role}-profile {path} is a profile of {measured.model!r}, not of "
+                              f"{model_name(model)!r}; profile this model with `edgent profile --model {model} "
+                              f"--role {role}`")
+        if measured.role != role:
+            raise ConfigError(f"--{role}-profile {path} was measured as the {measured.role}, not the {role}")
+        measured_runtime = measured.profile.doc.get("runtime", "torch")
+        if measured_runtime != runtime:
+            raise ConfigError(f"--{role}-profile {path} was measured under {measured_runtime}, but {runtime} will run "
+                              f"the {role} part; profile it with `edgent profile --model {model} --role {role} "
+                              f"--runtime {runtime}`")
+        return measured
+    return load_unit_predictor(role, path)
+
+
+def _default_or_none(role: str) -> Any:
+    try:
+        return load_unit_predictor(role, None)
+    except EdgentError:
+        return None
+
+
 def table_for_model(model: str, *, device_profile: str | Path | None = None,
                     edge_profile: str | Path | None = None, codec: str = "float32",
                     accuracies: Sequence[float] | None = None, card: str | Path | None = None,
-                    input_bytes: int | None = None, codecs: str | Sequence[str] | None = None) -> LatencyTable:
-    """Build the predicted latency table of a zoo model from its card and the device and edge latency models;
-    with ``codecs``, add those codec variants (:func:`with_codecs`)."""
+                    input_bytes: int | None = None, codecs: str | Sequence[str] | None = None,
+                    device_runtime: str = "torch") -> LatencyTable:
+    """Build the predicted latency table of a model (zoo name or folder) from its accuracies and the device and
+    edge latency models (:func:`role_latency_model`; the device's of ``device_runtime``); with ``codecs``, add
+    those codec variants (:func:`with_codecs`)."""
     from edgent.model.card import resolve_accuracies
     from edgent.model.zoo import load_model
 
     chain = load_model(model, pretrained=False)
     accs = resolve_accuracies(model, accuracies, card, num_exits=chain.num_exits).values
-    device = load_unit_predictor("device", device_profile)
-    edge = load_unit_predictor("edge", edge_profile)
+    device = role_latency_model("device", model, device_profile, device_runtime)
+    edge = role_latency_model("edge", model, edge_profile)
     table = build_latency_table(chain, accs, device, edge, codec, input_bytes=input_bytes)
     return table if not codecs else with_codecs(table, codecs, card=card)
 
@@ -157,7 +209,8 @@ def latency_tables(model: str, codecs: Sequence[str], source: str, accuracies: S
                    device_slowdown: float, repeats: int = 7) -> tuple[list[LatencyTable], TableSpec]:
     """One latency table per codec for ``model``.
 
-    ``source``: ``predictor`` (the latency models of :mod:`edgent.latency`, ``default_predictor("device"|"edge")``),
+    ``source``: ``predictor`` (:func:`role_latency_model`: a model folder's measured profiles, else the fitted
+    latency models of :mod:`edgent.latency`),
     ``measure`` (per-unit times measured now on this CPU; the device is this CPU with its times multiplied by
     ``device_slowdown``, an emulated weak device), ``auto`` (predictor when available, else measure) or the path of
     a saved :class:`LatencyTable` JSON (its own codec only).
@@ -177,9 +230,7 @@ def latency_tables(model: str, codecs: Sequence[str], source: str, accuracies: S
     chain = load_model(model, pretrained=False)
     if source in ("auto", "predictor"):
         try:
-            from edgent.latency import default_predictor  # type: ignore[attr-defined]
-
-            dev, edge = default_predictor("device"), default_predictor("edge")
+            dev, edge = role_latency_model("device", model), role_latency_model("edge", model)
             tables = [build_latency_table(chain, accuracies, dev, edge, c) for c in codecs]
             return tables, TableSpec("predictor", {"device": repr(dev)[:200], "edge": repr(edge)[:200]})
         except (ImportError, AttributeError, EdgentError, FileNotFoundError) as exc:

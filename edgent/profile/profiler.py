@@ -34,8 +34,8 @@ PROFILE_FORMAT = "edgent-profile"
 
 
 def load_chain(name: str) -> MultiExitChain:
-    """The zoo model ``name`` with its trained weights if they exist, else random weights (timing does not
-    depend on the values)."""
+    """The model ``name`` (zoo name or model folder) with its trained weights if they exist, else random
+    weights (timing does not depend on the values)."""
     from edgent.model.zoo import load_model
 
     try:
@@ -113,8 +113,11 @@ def unit_records(chain: MultiExitChain) -> list[tuple[int, UnitInfo, bool]]:
 
 
 def profile_model(chain: MultiExitChain, role: str, emulation: DeviceEmulation, quick: bool = False,
-                  seed: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Measure every distinct unit of ``chain`` as ``role`` (see the module docstring); the JSON document."""
+                  seed: int = 0, progress: Callable[[str], None] | None = None, timed: Any = None,
+                  runtime: str = "torch") -> dict[str, Any]:
+    """Measure every distinct unit of ``chain`` as ``role`` (see the module docstring); the JSON document.
+    ``timed`` is what runs the units when it is not the chain itself (``units(exit)``, ``forward``: e.g.
+    :class:`edgent.model.onnx_parts.OnnxUnits`), ``runtime`` its name, recorded."""
     say = progress or (lambda s: None)
     chain.eval()
     torch.manual_seed(seed)
@@ -124,17 +127,18 @@ def profile_model(chain: MultiExitChain, role: str, emulation: DeviceEmulation, 
     units = unit_records(chain)
     say(f"profile {chain.name} {role}: timing {len(units)} units in place, in interleaved forwards of every exit")
     with emulation.real_part(), torch.no_grad():
-        samples = time_units_in_place(chain, x, emulation.uses_quota, quick, emulation.clock)
+        runner = chain if timed is None else timed
+        samples = time_units_in_place(runner, x, emulation.uses_quota, quick, emulation.clock)
         factor = 1.0
         if emulation.uses_quota:
-            factor = quota_wall_per_cpu(lambda: chain.forward(x), quick)
+            factor = quota_wall_per_cpu(lambda: runner.forward(x), quick)
     for exit, info, trunk in units:
         st = stats_from_samples([v * factor for v in samples[(exit, info.index)]],
                                 "in place, thread CPU x quota wall/CPU" if emulation.uses_quota else "in place, per call",
                                 figure="mean" if emulation.uses_quota else "median")
         records.append(_record(exit, info, trunk, st, emulation))
     return {
-        "format": PROFILE_FORMAT, "model": chain.name,
+        "format": PROFILE_FORMAT, "model": chain.name, "runtime": runtime,
         "clock": emulation.timing_clock or clock_name(), "role": role,
         "emulation": emulation.to_json(),
         "timing": ("in place: mean thread CPU time x the quota's measured wall/CPU factor" if emulation.uses_quota
