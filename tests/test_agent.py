@@ -83,6 +83,9 @@ def test_estimator_corrects_the_burst_and_takes_timeout_bounds():
     assert app.rate_bps == pytest.approx(50e3)
     app.add(3204, 1604 * 8 / 40e3 * 1e3, 364)  # then a 40 kbit/s sample: harmonic mean of both
     assert app.rate_bps == pytest.approx(2 / (1 / 50e3 + 1 / 40e3), rel=1e-6)
+    before = app.rate_bps
+    assert app.add_upper_bound(60e3) is None  # above every kept sample: no news, the estimate does not rise
+    assert app.rate_bps == pytest.approx(before)
     with pytest.raises(Exception, match="shaper"):
         BandwidthEstimator(shaper="tbf")
 
