@@ -184,3 +184,26 @@ def test_edgent_run_over_loopback_with_the_emulated_link(chain, tmp_path, capsys
     assert [r["seq"] for r in recs] == list(range(6))
     assert all(r["policy"] == "edgent" and r["predicted_ms"]["offline"] > 0 for r in recs)
     assert sum(r["where"] == "edge" for r in recs) >= 1
+
+
+@pytest.mark.parametrize("queue_late", [True, False])
+def test_run_charges_a_late_request_its_wait_only_when_requests_queue(chain, cands, queue_late):
+    """At a fixed rate, a request due while the previous one ran either arrived at its due time (queue) or when
+    the device took it (camera)."""
+    client = DeviceClient("127.0.0.1", 1, chain, device_exit_ms={e: 1.0 for e in range(1, chain.num_exits + 1)})
+    calls: list[tuple[float, float]] = []  # (arrival, end) as handle saw them
+    with EdgentAgent(client, cands, AgentOptions(deadline_ms=10_000, policy="device-only")) as agent:
+        def slow_handle(x, label=None, t_arrival=None):
+            threading.Event().wait(0.05)  # longer than the period: every request after the first is late
+            calls.append((t_arrival, time.perf_counter()))
+            return {"seq": len(calls) - 1}
+
+        agent.handle = slow_handle
+        agent.run([(None, None)] * 4, rate_per_s=100.0, queue_late=queue_late)
+    assert len(calls) == 4
+    for (arr0, end0), (arr1, _) in zip(calls, calls[1:]):
+        if queue_late:
+            assert arr1 == pytest.approx(arr0 + 0.01)  # the schedule's due time, before the previous ended
+            assert arr1 < end0
+        else:
+            assert arr1 >= end0  # taken when the device was free

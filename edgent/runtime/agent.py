@@ -79,7 +79,7 @@ class AgentOptions:
     prior_rtt_ms: float = 20.0
     probe_idle_s: float | None = 1.0
     probe_link_ms: float = 40.0
-    min_probe_bytes: int = 2048
+    min_probe_bytes: int = 4096
     max_probe_bytes: int = 256 * 1024
     probe_share: float = 0.5
     calibrate: bool = True
@@ -184,6 +184,7 @@ class EdgentAgent:
 
             self.detector = detector if detector is not None else make_detector("bocpd")
         self.calibration = ComputeCalibration()
+        self._measured: set[int] = set()  # candidates whose compute the calibration has seen
         self.stats = AgentStats()
         self.lock = threading.Lock()
         self.seq = 0
@@ -306,9 +307,12 @@ class EdgentAgent:
         """Every candidate's latency with its device and edge compute corrected by the calibration."""
         if not self.options.calibrate:
             return lat
-        c = self.cands
-        fd = np.array([self.calibration.factor("device", cfg) for cfg in c.configs])
-        fe = np.array([self.calibration.factor("edge", cfg) for cfg in c.configs])
+        c, cal = self.cands, self.calibration
+        # a configuration never measured takes its side's factor; only the measured ones have their own
+        fd = np.full(len(c), cal.factor("device"))
+        fe = np.full(len(c), cal.factor("edge"))
+        for k in self._measured:
+            fd[k], fe[k] = cal.factor("device", c.configs[k]), cal.factor("edge", c.configs[k])
         return lat + c.device_ms * (fd - 1.0) + c.edge_ms * (fe - 1.0)
 
     def decide(self, edge_up: bool) -> tuple[int, str, float, float]:
@@ -404,6 +408,8 @@ class EdgentAgent:
                 sample_kind = "upper_bound_above_samples"
         changed = self._observe(sample)
         # calibration: what was measured against what was predicted, per side and configuration
+        if res.where in ("edge", "device"):
+            self._measured.add(k)
         if res.where == "edge":
             self.calibration.observe("device", float(c.device_ms[k]), res.device_ms, cfg)
             compute = (res.server_timings_ms or {}).get("compute_ms")
@@ -467,10 +473,14 @@ class EdgentAgent:
         return rec
 
     def run(self, inputs: Sequence[Any] | Any, on_record: Any = None, rate_per_s: float | None = None,
-            count: int | None = None, duration_s: float | None = None) -> AgentStats:
+            count: int | None = None, duration_s: float | None = None, queue_late: bool = True) -> AgentStats:
         """Serve ``inputs`` (an iterable of ``(image, label or None)``): at ``rate_per_s`` (arrivals on a fixed
         schedule; a late request starts at once) or back to back, until ``count`` requests, ``duration_s`` or
-        the inputs end; ``on_record(record)`` after each."""
+        the inputs end; ``on_record(record)`` after each.
+
+        ``queue_late``: a request whose due time passed while the previous one ran has waited in a queue since
+        then, and that wait is part of its time (a stream of requests); False: it arrives when the device is
+        free to take it (a camera that hands over its newest frame when asked), and its time counts from then."""
         t_start = time.perf_counter()
         n = 0
         for item in inputs:
@@ -484,6 +494,8 @@ class EdgentAgent:
                 t_arr = t_start + n / rate_per_s
                 if t_arr > now:
                     time.sleep(t_arr - now)
+                elif not queue_late:
+                    t_arr = now
             img, label = item
             rec = self.handle(img, label, t_arrival=t_arr)
             n += 1
