@@ -155,7 +155,7 @@ def run_agent(o: RunOptions) -> int:
     summary = {"policy": o.policy, "deadline_ms": o.deadline_ms, "device": "emulated" if o.emulate_device else "real",
                "link": "emulated" if o.emulate_link_bps is not None else "real", **stats.to_json()}
     if o.json_lines:
-        err.print(json.dumps({"summary": summary}))
+        sys.stderr.write(json.dumps({"summary": summary}) + "\n")  # one line, not wrapped: machine-readable
     else:
         out.print(f"{summary['requests']} requests, {100 * summary['met_share']:.1f} % met {o.deadline_ms:g} ms; "
                   f"{summary['fallbacks']} fallbacks ({summary['fallbacks_met']} met), {summary['switches']} "

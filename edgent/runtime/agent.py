@@ -185,6 +185,8 @@ class EdgentAgent:
             self.detector = detector if detector is not None else make_detector("bocpd")
         self.calibration = ComputeCalibration()
         self._measured: set[int] = set()  # candidates whose compute the calibration has seen
+        # (bytes, perf_counter when sent) of the last transfer the edge did not answer, until it answers again
+        self._unanswered: tuple[float, float] | None = None
         self.stats = AgentStats()
         self.lock = threading.Lock()
         self.seq = 0
@@ -286,11 +288,13 @@ class EdgentAgent:
             sample = client.probe(size, timeout_s=budget_ms / 1e3)
             out["sample_bps"] = None if sample is None else sample.rate_bps
             out["kind"] = "measured"
+            self._unanswered = None
         except EdgentError as exc:
             waited_ms = (time.perf_counter() - t0) * 1e3
             out["error"] = str(exc)
             if "no answer" in str(exc):
                 bound = timeout_bound_bps(size, waited_ms, 0.0)
+                self._unanswered = (float(size), t0)
                 if est.add_upper_bound(bound) is not None:
                     out["sample_bps"], out["kind"] = bound, "upper_bound"
                 else:  # consistent with every kept sample: no news for the estimate or the detector
@@ -301,6 +305,18 @@ class EdgentAgent:
         if out.get("sample_bps"):
             out["change"] = self._observe(out["sample_bps"])
         return out
+
+    def _silence_bound(self) -> None:
+        """While the edge stays silent after a transfer it did not answer (the connection timed out and the
+        reconnect has not got through), the rate was at most that transfer's bytes over the time since it was
+        sent: the bound falls as the silence lasts, so an outage is seen even with no traffic. (A refused or
+        reset connection, an edge that is gone, is not a slow link and sets no such bound.)"""
+        if self._unanswered is None:
+            return
+        size, t_sent = self._unanswered
+        bound = timeout_bound_bps(size, (time.perf_counter() - t_sent) * 1e3, 0.0)
+        if self.client.estimator.add_upper_bound(bound) is not None:
+            self._observe(bound)
 
     # ------------------------------------------------------------------ deciding
     def _calibrated_ms(self, lat: np.ndarray) -> np.ndarray:
@@ -350,6 +366,7 @@ class EdgentAgent:
             edge_up = locked and client.connected
             if not edge_up:
                 self.reconnector.wanted.set()
+                self._silence_bound()
             estimate_before = self.rate_bps
             k, source, pred_offline, pred_cal = self.decide(edge_up)
             cfg = c.configs[k]
@@ -399,9 +416,11 @@ class EdgentAgent:
         sample_kind, sample = None, None
         if res.where == "edge":
             sample, sample_kind = res.bandwidth_sample_bps, "measured"
+            self._unanswered = None
         elif res.where == "fallback" and c.crosses[k] and "no answer" in (res.fallback_reason or ""):
             bound = timeout_bound_bps(float(res.upload_bytes or c.tx_bytes[k]), res.total_ms, res.device_ms,
                                       res.encode_ms)
+            self._unanswered = (float(res.upload_bytes or c.tx_bytes[k]), t_arrival + res.device_ms / 1e3)
             if est.add_upper_bound(bound) is not None:
                 sample, sample_kind = bound, "upper_bound"
             else:  # consistent with every kept sample: no news for the estimate or the detector
