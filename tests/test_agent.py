@@ -179,7 +179,10 @@ def test_edgent_run_over_loopback_with_the_emulated_link(chain, tmp_path, capsys
                    "--policy", "edgent", "--source", "synthetic", "--count", "6", "--emulate-link", "2Mbit",
                    "--random-weights", "--json", "--records", str(records), "--live", "off"])
     assert rc == 0
-    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    captured = capsys.readouterr()
+    # nothing copied: the edge's latency model and card came in the handshake
+    assert "advertised its latency model and the model card" in " ".join(captured.err.split())
+    lines = [json.loads(x) for x in captured.out.splitlines() if x.startswith("{")]
     assert [x["seq"] for x in lines] == list(range(6))
     recs = [json.loads(x) for x in records.read_text().splitlines()]
     assert [r["seq"] for r in recs] == list(range(6))
@@ -208,3 +211,26 @@ def test_run_charges_a_late_request_its_wait_only_when_requests_queue(chain, can
             assert arr1 < end0
         else:
             assert arr1 >= end0  # taken when the device was free
+
+
+def test_the_handshake_advertises_the_edge_latency_model_and_card_only_when_asked(chain):
+    from edgent.latency.predictor import FITTED_DIR
+    from edgent.model.card import card_path
+    from edgent.runtime.protocol import HANDSHAKE_VERSION
+
+    with ThreadedServer({MODEL: chain}, ServerConfig(port=0, threads=1)) as server:
+        plain = DeviceClient("127.0.0.1", server.port, chain)
+        assert plain.connect(force=True)
+        assert plain.welcome["handshake"] == HANDSHAKE_VERSION and "advertisement_bytes" not in plain.welcome
+        assert plain.advertised is None
+        plain.close()
+        asking = DeviceClient("127.0.0.1", server.port, chain)
+        asking.advertise = True
+        assert asking.connect(force=True)
+        asking.close()
+    ad = asking.advertised
+    assert ad is not None and ad["handshake"] == HANDSHAKE_VERSION
+    assert ad["models"][MODEL]["edge_latency_model"] == json.loads((FITTED_DIR / "edge.json").read_text())
+    card = card_path(MODEL)
+    expected = json.loads(card.read_text()) if card is not None and card.is_file() else None
+    assert ad["models"][MODEL]["card"] == expected

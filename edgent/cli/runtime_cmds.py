@@ -222,7 +222,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        idle_timeout_s=args.idle_timeout_s, body_timeout_s=args.body_timeout_s,
                        min_rate_bps=args.min_rate_bps, rate_grace_s=args.rate_grace_s,
                        write_timeout_s=args.write_timeout_s, read_buffer_bytes=args.read_buffer_kb * 1024,
-                       write_buffer_bytes=args.write_buffer_kb * 1024)
+                       write_buffer_bytes=args.write_buffer_kb * 1024, latency_model=args.latency_model)
     cfg.check()
     server = EdgeServer(models, cfg)
     try:
@@ -381,6 +381,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="weights file instead of the committed ones")
     p.add_argument("--random-weights", action="store_true", help="seeded random weights (see --seed)")
     p.add_argument("--seed", type=argtypes.integer(0), default=0)
+    p.add_argument("--latency-model", type=argtypes.existing_file("the latency model"), default=None,
+                   help="this edge's fitted latency model (JSON, from edgent profile and fit on this machine), "
+                        "advertised to devices in the handshake (default: the shipped edge fit)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=argtypes.port(allow_zero=True), default=DEFAULT_PORT,
                    help=f"port to listen on (default {DEFAULT_PORT}; 0: any free port, see --ready-file)")
