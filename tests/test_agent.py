@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -84,6 +85,9 @@ def test_estimator_corrects_the_burst_and_takes_timeout_bounds():
     assert app.rate_bps == pytest.approx(50e3)
     app.add(3204, 1604 * 8 / 40e3 * 1e3, 364)  # then a 40 kbit/s sample: harmonic mean of both
     assert app.rate_bps == pytest.approx(2 / (1 / 50e3 + 1 / 40e3), rel=1e-6)
+    before = app.rate_bps
+    assert app.add_upper_bound(60e3) is None  # above every kept sample: no news, the estimate does not rise
+    assert app.rate_bps == pytest.approx(before)
     with pytest.raises(Exception, match="shaper"):
         BandwidthEstimator(shaper="tbf")
 
@@ -176,9 +180,58 @@ def test_edgent_run_over_loopback_with_the_emulated_link(chain, tmp_path, capsys
                    "--policy", "edgent", "--source", "synthetic", "--count", "6", "--emulate-link", "2Mbit",
                    "--random-weights", "--json", "--records", str(records), "--live", "off"])
     assert rc == 0
-    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    captured = capsys.readouterr()
+    # nothing copied: the edge's latency model and card came in the handshake
+    assert "advertised its latency model and the model card" in " ".join(captured.err.split())
+    lines = [json.loads(x) for x in captured.out.splitlines() if x.startswith("{")]
     assert [x["seq"] for x in lines] == list(range(6))
     recs = [json.loads(x) for x in records.read_text().splitlines()]
     assert [r["seq"] for r in recs] == list(range(6))
     assert all(r["policy"] == "edgent" and r["predicted_ms"]["offline"] > 0 for r in recs)
     assert sum(r["where"] == "edge" for r in recs) >= 1
+
+
+@pytest.mark.parametrize("queue_late", [True, False])
+def test_run_charges_a_late_request_its_wait_only_when_requests_queue(chain, cands, queue_late):
+    """At a fixed rate, a request due while the previous one ran either arrived at its due time (queue) or when
+    the device took it (camera)."""
+    client = DeviceClient("127.0.0.1", 1, chain, device_exit_ms={e: 1.0 for e in range(1, chain.num_exits + 1)})
+    calls: list[tuple[float, float]] = []  # (arrival, end) as handle saw them
+    with EdgentAgent(client, cands, AgentOptions(deadline_ms=10_000, policy="device-only")) as agent:
+        def slow_handle(x, label=None, t_arrival=None):
+            threading.Event().wait(0.05)  # longer than the period: every request after the first is late
+            calls.append((t_arrival, time.perf_counter()))
+            return {"seq": len(calls) - 1}
+
+        agent.handle = slow_handle
+        agent.run([(None, None)] * 4, rate_per_s=100.0, queue_late=queue_late)
+    assert len(calls) == 4
+    for (arr0, end0), (arr1, _) in zip(calls, calls[1:]):
+        if queue_late:
+            assert arr1 == pytest.approx(arr0 + 0.01)  # the schedule's due time, before the previous ended
+            assert arr1 < end0
+        else:
+            assert arr1 >= end0  # taken when the device was free
+
+
+def test_the_handshake_advertises_the_edge_latency_model_and_card_only_when_asked(chain):
+    from edgent.latency.predictor import FITTED_DIR
+    from edgent.model.card import card_path
+    from edgent.runtime.protocol import HANDSHAKE_VERSION
+
+    with ThreadedServer({MODEL: chain}, ServerConfig(port=0, threads=1)) as server:
+        plain = DeviceClient("127.0.0.1", server.port, chain)
+        assert plain.connect(force=True)
+        assert plain.welcome["handshake"] == HANDSHAKE_VERSION and "advertisement_bytes" not in plain.welcome
+        assert plain.advertised is None
+        plain.close()
+        asking = DeviceClient("127.0.0.1", server.port, chain)
+        asking.advertise = True
+        assert asking.connect(force=True)
+        asking.close()
+    ad = asking.advertised
+    assert ad is not None and ad["handshake"] == HANDSHAKE_VERSION
+    assert ad["models"][MODEL]["edge_latency_model"] == json.loads((FITTED_DIR / "edge.json").read_text())
+    card = card_path(MODEL)
+    expected = json.loads(card.read_text()) if card is not None and card.is_file() else None
+    assert ad["models"][MODEL]["card"] == expected

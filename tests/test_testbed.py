@@ -194,3 +194,34 @@ def test_replay_of_a_loaded_trace_keeps_outages_at_the_floor(tmp_path):
     assert steps == [TraceStep(0.0, 0.75e6), TraceStep(0.5, MIN_REPLAY_BPS), TraceStep(1.0, 0.25e6)]
     # from the middle of a step: the rate in force then, and nothing after t_end
     assert replay_steps(tr.time_s, tr.rate_bps, t_begin=0.7, t_end=1.0) == [TraceStep(0.0, MIN_REPLAY_BPS)]
+
+
+@needs_root
+def test_set_rate_and_replay_change_a_running_testbed(tmp_path, capsys):
+    """`edgent testbed set-rate` / `replay` change the link of a testbed `edgent testbed up` made, from another
+    command, and remember the rate; `down` removes it whatever happened."""
+    from edgent.cli.main import main
+    from edgent.testbed import state_dir
+
+    name = f"t{os.getpid()}"
+
+    def tbf_rate() -> str:
+        st = __import__("json").loads((state_dir() / f"{name}.json").read_text())
+        return subprocess.run(["tc", "qdisc", "show", "dev", st["dev_if"]], capture_output=True, text=True).stdout
+
+    trace = tmp_path / "trace.log"
+    trace.write_text("0.0\t0.7\n0.3\t0\n0.6\t0.3\n")  # Norway-style text: seconds, Mbit/s; an outage
+    try:
+        assert main(["testbed", "up", "--name", name, "--rate-bps", "2000000"]) == 0
+        assert "2Mbit" in tbf_rate()
+        assert main(["testbed", "set-rate", "500kbit", "--name", name]) == 0
+        assert "500Kbit" in tbf_rate()
+        assert __import__("json").loads((state_dir() / f"{name}.json").read_text())["rate_bps"] == 500e3
+        assert main(["testbed", "replay", str(trace), "--name", name]) == 0
+        assert "300Kbit" in tbf_rate()
+    finally:
+        main(["testbed", "down", "--name", name])
+    assert f"edgent-up-{name}" not in netns_names() and not (state_dir() / f"{name}.json").exists()
+    capsys.readouterr()
+    assert main(["testbed", "set-rate", "1Mbit", "--name", name]) == 2  # a testbed that is not up: said so
+    assert "no testbed" in capsys.readouterr().err

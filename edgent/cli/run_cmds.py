@@ -74,6 +74,39 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         live=None if args.live == "auto" else args.live == "on")
 
 
+def advertised_files(o: RunOptions, chain: Any) -> tuple[str | None, str | None, str]:
+    """The edge's latency model and the model card, as the edge advertises them in its handshake, saved under
+    ``$EDGENT_CACHE/edges/HOST-PORT/`` for the table builder: (edge latency model path, card path, what was
+    done). ``--edge-profile`` wins over the advertised model; an edge that cannot be reached or advertises
+    nothing leaves the shipped defaults."""
+    from edgent.data.cifar10 import cache_dir
+    from edgent.jsonio import write_json_file
+    from edgent.runtime import AppLink, DeviceClient
+
+    link = None if o.emulate_link_bps is None else AppLink(delay_ms=o.rtt_ms, rate_bps=o.emulate_link_bps)
+    client = DeviceClient(o.host, o.port, chain, token=o.token, link=link, client_name="edgent-run")
+    client.advertise = True
+    try:
+        client.connect(force=True)
+    finally:
+        client.close()
+    ad = (client.advertised or {}).get("models", {}).get(o.model)
+    if not isinstance(ad, dict):
+        return o.edge_profile, None, (f"the edge at {o.host}:{o.port} advertised no latency model or card for "
+                                      f"{o.model} ({client.last_connect_error or 'an older edge'}): using "
+                                      + (o.edge_profile or "the shipped edge fit") + " and the local card")
+    folder = cache_dir() / "edges" / f"{o.host}-{o.port}"
+    edge_profile, card, got = o.edge_profile, None, []
+    if o.edge_profile is None and isinstance(ad.get("edge_latency_model"), dict):
+        edge_profile = str(write_json_file(folder / "edge_latency_model.json", ad["edge_latency_model"]))
+        got.append("its latency model")
+    if isinstance(ad.get("card"), dict):
+        card = str(write_json_file(folder / f"{o.model}.card.json", ad["card"]))
+        got.append("the model card")
+    return edge_profile, card, (f"the edge at {o.host}:{o.port} advertised {' and '.join(got) or 'nothing usable'}"
+                                + (f" (saved in {folder})" if got else ""))
+
+
 def run_agent(o: RunOptions) -> int:
     """Set up and run the agent; prints the summary; 0 when every request was answered."""
     import contextlib
@@ -96,12 +129,14 @@ def run_agent(o: RunOptions) -> int:
     out = Console(stderr=o.json_lines)
     say = err.print
     chain = load_for_inference(o.model, random_weights=o.random_weights, seed=o.seed)
-    accs = resolve_accuracies(o.model, None, num_exits=chain.num_exits)
-    tables = [table_for_model(o.model, device_profile=o.device_profile, edge_profile=o.edge_profile, codec=c,
+    edge_profile, card, edge_said = advertised_files(o, chain)
+    say(edge_said)
+    accs = resolve_accuracies(o.model, None, card, num_exits=chain.num_exits)
+    tables = [table_for_model(o.model, device_profile=o.device_profile, edge_profile=edge_profile, codec=c,
                               accuracies=list(accs.values)) for c in o.codecs]
     cands = Candidates(tables)
     say(f"model {o.model}: {chain.num_exits} exits, accuracies from {accs.source}; latency tables: device "
-        f"{o.device_profile or 'the fitted default'}, edge {o.edge_profile or 'the fitted default'}")
+        f"{o.device_profile or 'the fitted default'}, edge {edge_profile or 'the fitted default'}")
     cmap = None
     if o.policy == "edgent":
         cmap, how = map_for(cands, o.deadline_ms, o.rtt_ms, o.seed)
@@ -155,7 +190,7 @@ def run_agent(o: RunOptions) -> int:
     summary = {"policy": o.policy, "deadline_ms": o.deadline_ms, "device": "emulated" if o.emulate_device else "real",
                "link": "emulated" if o.emulate_link_bps is not None else "real", **stats.to_json()}
     if o.json_lines:
-        err.print(json.dumps({"summary": summary}))
+        sys.stderr.write(json.dumps({"summary": summary}) + "\n")  # one line, not wrapped: machine-readable
     else:
         out.print(f"{summary['requests']} requests, {100 * summary['met_share']:.1f} % met {o.deadline_ms:g} ms; "
                   f"{summary['fallbacks']} fallbacks ({summary['fallbacks_met']} met), {summary['switches']} "

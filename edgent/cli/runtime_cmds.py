@@ -233,7 +233,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        idle_timeout_s=args.idle_timeout_s, body_timeout_s=args.body_timeout_s,
                        min_rate_bps=args.min_rate_bps, rate_grace_s=args.rate_grace_s,
                        write_timeout_s=args.write_timeout_s, read_buffer_bytes=args.read_buffer_kb * 1024,
-                       write_buffer_bytes=args.write_buffer_kb * 1024)
+                       write_buffer_bytes=args.write_buffer_kb * 1024, latency_model=args.latency_model)
     cfg.check()
     server = EdgeServer(models, cfg)
     try:
@@ -290,6 +290,60 @@ def cmd_testbed_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attached_testbed(name: str) -> Any:
+    """The running testbed ``edgent testbed up --name NAME`` made."""
+    from edgent.testbed import NetnsTestbed, state_dir
+
+    f = state_dir() / f"{name}.json"
+    if not f.is_file():
+        raise ConfigError(f"no testbed called {name!r} is up (start one with: edgent testbed up --name {name})")
+    return NetnsTestbed.attach(json.loads(f.read_text()))
+
+
+def _remember_rate(tb: Any, name: str) -> None:
+    from edgent.jsonio import write_json_file
+    from edgent.testbed import state_dir
+
+    write_json_file(state_dir() / f"{name}.json", tb.state())
+
+
+def cmd_testbed_set_rate(args: argparse.Namespace) -> int:
+    from edgent.plan.units import parse_rate_bps
+    from edgent.testbed import MIN_REPLAY_BPS as floor
+
+    rate = parse_rate_bps(args.rate, what="the rate")
+    tb = _attached_testbed(args.name)
+    tb.set_rate(max(rate, floor))
+    _remember_rate(tb, args.name)
+    print(f"testbed {args.name}: {tb.rate_bps / 1e6:g} Mbit/s each way (tc tbf)"
+          + (f"; rates under {floor:g} bit/s run at {floor:g}" if rate < floor else ""))
+    return 0
+
+
+def cmd_testbed_replay(args: argparse.Namespace) -> int:
+    from edgent.adapt.traces import load_trace
+    from edgent.testbed import replay_steps
+
+    trace = load_trace(args.trace).scaled(args.trace_scale)
+    steps = replay_steps(trace.time_s, trace.rate_bps)
+    tb = _attached_testbed(args.name)
+    print(f"testbed {args.name}: replaying {args.trace} ({len(steps)} steps, {trace.end_s:g} s, scale "
+          f"{args.trace_scale:g}{', looping' if args.loop else ''}; rates under {MIN_REPLAY_BPS:g} bit/s run at "
+          f"{MIN_REPLAY_BPS:g}); Ctrl-C stops it and the link keeps its last rate", file=sys.stderr)
+    rep = tb.replay(steps, loop=args.loop)
+    try:
+        while rep.is_alive():
+            rep.join(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        tb.close()
+        _remember_rate(tb, args.name)
+    n = len(rep.applied)
+    print(f"testbed {args.name}: {n} rate changes applied; now {tb.rate_bps / 1e6:g} Mbit/s")
+    return 0 if args.loop or n == len(steps) else 1
+
+
 def cmd_testbed_run(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -338,6 +392,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="weights file instead of the committed ones")
     p.add_argument("--random-weights", action="store_true", help="seeded random weights (see --seed)")
     p.add_argument("--seed", type=argtypes.integer(0), default=0)
+    p.add_argument("--latency-model", type=argtypes.existing_file("the latency model"), default=None,
+                   help="this edge's fitted latency model (JSON, from edgent profile and fit on this machine), "
+                        "advertised to devices in the handshake (default: the shipped edge fit)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=argtypes.port(allow_zero=True), default=DEFAULT_PORT,
                    help=f"port to listen on (default {DEFAULT_PORT}; 0: any free port, see --ready-file)")
@@ -413,6 +470,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     down.add_argument("--name", default="default")
     down.add_argument("--all", action="store_true")
     down.set_defaults(func=cmd_testbed_down)
+    sr = tsub.add_parser("set-rate", help="change the link rate of a running `testbed up` testbed (root)")
+    sr.add_argument("rate", help="the new rate each way, e.g. 500kbit, 2Mbit")
+    sr.add_argument("--name", default="default")
+    sr.set_defaults(func=cmd_testbed_set_rate)
+    rp = tsub.add_parser("replay", help="replay a bandwidth trace on a running `testbed up` testbed (root)")
+    rp.add_argument("trace", type=argtypes.existing_file("the trace file"),
+                    help="Norway 3G text, Belgium 4G JSON or Mahimahi; outages run at the replay's lowest rate")
+    rp.add_argument("--trace-scale", type=argtypes.number(0.0), default=1.0, help="multiply the trace's rates")
+    rp.add_argument("--loop", action="store_true", help="start over at the end (until Ctrl-C)")
+    rp.add_argument("--name", default="default")
+    rp.set_defaults(func=cmd_testbed_replay)
     run = tsub.add_parser("run", help="start an edge in a fresh testbed, run requests (or a command), clean up")
     add_model_args(run)
     run.add_argument("--port", type=argtypes.port(allow_zero=True), default=0,

@@ -1,4 +1,4 @@
-"""``edgent demo``: Edgent's dynamic configurator driving a slowed device through a changing link, live.
+"""``edgent demo``: the Edgent device agent (``edgent run``'s) driving a slowed device through a changing link, live.
 
 One run (see ``docs/demo.md``):
 
@@ -7,9 +7,10 @@ One run (see ``docs/demo.md``):
 2. The bed (:class:`edgent.testbed.bed.CoInferenceBed`): the link (a network namespace behind a ``tc
    tbf``-shaped veth as root, else the emulated link, said in the output and the report), the slowed device, a
    real ``edgent serve`` process on the edge side and the device's client.
-3. The measured run (:mod:`edgent.demo.loop`): the trace is replayed on the link; every period the device asks
-   the dynamic configurator for (exit, partition, codec) and co-infers one CIFAR-10 test image (or a synthetic
-   input) with the edge. A live view shows it (:mod:`edgent.demo.live`).
+3. The measured run (:mod:`edgent.demo.loop`): the trace is replayed on the link; every period the device agent
+   (:class:`edgent.runtime.agent.EdgentAgent` with the BOCPD configuration map, the same code as ``edgent run``)
+   serves one CIFAR-10 test image (or a synthetic input): it decides (exit, partition, codec), co-infers with the
+   edge, falls back, learns and records. A live view shows it (:mod:`edgent.demo.live`).
 4. The baselines on the same trace and request times, in simulation, labelled so (:mod:`edgent.demo.summary`),
    and the report folder (:mod:`edgent.demo.report`).
 """
@@ -65,15 +66,14 @@ def run_demo(opts: DemoOptions, console: Any = None) -> Path:
     from rich.console import Console
 
     from edgent.adapt.detectors import make_detector
-    from edgent.adapt.dynamic import DynamicConfigurator
     from edgent.data.cifar10 import request_images
-    from edgent.demo.loop import DemoSession, PlanHook, run_loop
+    from edgent.demo.loop import DemoSession, run_loop
     from edgent.demo.report import write_report
     from edgent.demo.scenario import build_scenario
     from edgent.demo.summary import print_summary, simulate_baselines, summarize_run
     from edgent.model.card import resolve_accuracies
     from edgent.model.zoo import zoo_entry
-    from edgent.runtime.session import DeviceRuntime
+    from edgent.runtime.agent import AgentOptions, EdgentAgent
     from edgent.testbed import replay_steps
     from edgent.testbed.bed import BedOptions, CoInferenceBed
 
@@ -131,19 +131,16 @@ def run_demo(opts: DemoOptions, console: Any = None) -> Path:
             say(("testbed: " if bed.kind == "netns" else "") + desc["testbed"])
             say(desc["device"])
             say(f"edge server: {desc['edge']}")
-            # the configurator budgeted the edge path up to the deadline: wait for the edge until then (the
-            # default reserve would give up at deadline - fastest device exit and miss by falling back)
-            bed.client.fallback_reserve = False
-            conf = DynamicConfigurator(sc.maps["bocpd"], sc.candidates, make_detector("bocpd"))
-            hook = PlanHook(conf, sc.candidates, opts.rtt_ms)
             steps = replay_steps(trace.time_s, trace.rate_bps, 0.0, duration_s)
             if any(r < MIN_REPLAY_BPS for r in trace.rate_bps):
                 say(f"note: the trace's rates under {MIN_REPLAY_BPS / 1e3:g} kbit/s (outages) run at "
                     f"{MIN_REPLAY_BPS / 1e3:g} kbit/s on the link")
             say(f"set-up took {time.perf_counter() - t_setup:.1f} s; running {duration_s:g} s, one request every "
                 f"{opts.period_ms:g} ms")
-            with DeviceRuntime(bed.client, hook, opts.deadline_ms, records=out / "records.jsonl") as rt:
-                run_loop(DemoSession(ctx, bed, rt, conf, hook, steps, images, labels, accs, console), st)
+            aopts = AgentOptions(deadline_ms=opts.deadline_ms, policy="edgent", prior_rtt_ms=opts.rtt_ms)
+            with EdgentAgent(bed.client, sc.candidates, aopts, sc.maps["bocpd"], make_detector("bocpd"),
+                             records=out / "records.jsonl") as agent:
+                run_loop(DemoSession(ctx, bed, agent, steps, images, labels, accs, console), st)
     except KeyboardInterrupt:
         st.interrupted = True
         console.print("[yellow]interrupted: the testbed and the edge server were removed; writing the report "

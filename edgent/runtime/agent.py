@@ -3,11 +3,7 @@
 Per request (:meth:`EdgentAgent.handle`), with the time from the request's arrival to its answer as its
 ``total_ms`` (everything below is charged to it):
 
-1. **Probe when idle.** When no transfer has crossed the link for ``probe_idle_s`` (device-only plans during an
-   outage, say), a probe sized to the current estimate (``probe_link_ms`` of traffic at the estimated rate plus
-   the shaper's burst, within ``[min_probe_bytes, max_probe_bytes]``) is sent within a part of the request's
-   slack; a probe that does not finish in time is evidence of a rate below its bytes over its wait.
-2. **Decide.** The policy picks (exit, partition, codec) from the latency table's candidates: ``edgent`` reads
+1. **Decide.** The policy picks (exit, partition, codec) from the latency table's candidates: ``edgent`` reads
    the configuration map at the change detector's (BOCPD) state (:class:`edgent.adapt.dynamic.
    DynamicConfigurator`) when a map is given, else plans like ``static``; ``static`` is the static planner at
    the estimated bandwidth; ``edge-only``, ``device-only`` and ``neurosurgeon`` restrict it to the main exit
@@ -15,9 +11,16 @@ Per request (:meth:`EdgentAgent.handle`), with the time from the request's arriv
    (:class:`edgent.plan.calibration.ComputeCalibration`), and ``static``-style decisions rank by the corrected
    prediction. While the edge is unreachable the decision is restricted to on-device configurations, and the
    connection is re-opened in the background (no request waits on a reconnect).
-3. **Co-infer** with the codec the plan was priced with (:func:`edgent.plan.transfer.wire_codec`: raw uint8 pixels
+2. **Co-infer** with the codec the plan was priced with (:func:`edgent.plan.transfer.wire_codec`: raw uint8 pixels
    at point 0). The client gives up on the edge early enough that its predicted fastest on-device exit still
    finishes within the requirement (the give-up point), and falls back.
+3. **Probe while the device computes.** When the plan runs on the device and no transfer has crossed the link
+   for ``probe_idle_s`` (device-only plans during an outage, say), a probe sized to the current estimate
+   (``probe_link_ms`` of traffic at the estimated rate plus the shaper's burst, within ``[min_probe_bytes,
+   max_probe_bytes]``) crosses the idle link during the on-device compute, for at most the plan's calibrated
+   prediction (at least ``probe_share`` of the slack); the request waits for it only when it outlasts the
+   compute, and that wait is in its ``total_ms``. A probe that does not finish in time is evidence of a rate
+   below its bytes over its wait. (Plans that cross the link are their own samples.)
 4. **Learn.** The answer's bandwidth sample (the estimator corrects the shaper's burst and takes the edge's
    reported time out), or, for a request the edge did not answer, the bound :func:`edgent.runtime.bandwidth.
    timeout_bound_bps`, goes to the estimator and to the change detector; the compute times go to the
@@ -76,7 +79,7 @@ class AgentOptions:
     prior_rtt_ms: float = 20.0
     probe_idle_s: float | None = 1.0
     probe_link_ms: float = 40.0
-    min_probe_bytes: int = 2048
+    min_probe_bytes: int = 4096
     max_probe_bytes: int = 256 * 1024
     probe_share: float = 0.5
     calibrate: bool = True
@@ -181,11 +184,15 @@ class EdgentAgent:
 
             self.detector = detector if detector is not None else make_detector("bocpd")
         self.calibration = ComputeCalibration()
+        self._measured: set[int] = set()  # candidates whose compute the calibration has seen
+        # (bytes, perf_counter when sent) of the last transfer the edge did not answer, until it answers again
+        self._unanswered: tuple[float, float] | None = None
         self.stats = AgentStats()
         self.lock = threading.Lock()
         self.seq = 0
         self.t0 = time.perf_counter()
         self._last_config: Any = None
+        self.last_state_bps: float | None = None  # the change detector's state (mean rate) at the last map read
         self._own_file = isinstance(records, (str, Path))
         if self._own_file:
             try:
@@ -260,15 +267,17 @@ class EdgentAgent:
         want = r / 8 * self.options.probe_link_ms / 1e3 + shaper_burst_bytes(r)
         return int(min(max(want, self.options.min_probe_bytes), self.options.max_probe_bytes))
 
-    def _maybe_probe(self, t_arrival: float) -> dict[str, Any] | None:
-        """A probe, when the link has been idle, within the request's slack; what it gave."""
+    def _probe_wanted(self) -> bool:
+        """A probe is due: the link has been idle for ``probe_idle_s``, the edge is connected and the policy may
+        use the link."""
         o, est, client = self.options, self.client.estimator, self.client
         if o.probe_idle_s is None or est.idle_for_s() <= o.probe_idle_s or not client.connected:
-            return None
-        if not self.allowed.any() or not (self.allowed & self.cands.crosses).any():
-            return None  # a policy that never uses the link needs no estimate
-        slack_ms = o.deadline_ms - self._fastest_exit_ms() - (time.perf_counter() - t_arrival) * 1e3
-        budget_ms = slack_ms * o.probe_share
+            return False
+        return bool(self.allowed.any() and (self.allowed & self.cands.crosses).any())
+
+    def _probe(self, budget_ms: float) -> dict[str, Any] | None:
+        """One probe of :meth:`probe_bytes` that may take ``budget_ms``; what it gave (None: no time for one)."""
+        o, est, client = self.options, self.client.estimator, self.client
         if budget_ms < 5.0:
             return None
         size = self.probe_bytes()
@@ -279,13 +288,17 @@ class EdgentAgent:
             sample = client.probe(size, timeout_s=budget_ms / 1e3)
             out["sample_bps"] = None if sample is None else sample.rate_bps
             out["kind"] = "measured"
+            self._unanswered = None
         except EdgentError as exc:
             waited_ms = (time.perf_counter() - t0) * 1e3
             out["error"] = str(exc)
             if "no answer" in str(exc):
                 bound = timeout_bound_bps(size, waited_ms, 0.0)
-                est.add_upper_bound(bound)
-                out["sample_bps"], out["kind"] = bound, "upper_bound"
+                self._unanswered = (float(size), t0)
+                if est.add_upper_bound(bound) is not None:
+                    out["sample_bps"], out["kind"] = bound, "upper_bound"
+                else:  # consistent with every kept sample: no news for the estimate or the detector
+                    out["sample_bps"], out["kind"] = None, "upper_bound_above_samples"
             else:
                 out["sample_bps"], out["kind"] = None, "none"
         out["ms"] = round((time.perf_counter() - t0) * 1e3, 3)
@@ -293,14 +306,29 @@ class EdgentAgent:
             out["change"] = self._observe(out["sample_bps"])
         return out
 
+    def _silence_bound(self) -> None:
+        """While the edge stays silent after a transfer it did not answer (the connection timed out and the
+        reconnect has not got through), the rate was at most that transfer's bytes over the time since it was
+        sent: the bound falls as the silence lasts, so an outage is seen even with no traffic. (A refused or
+        reset connection, an edge that is gone, is not a slow link and sets no such bound.)"""
+        if self._unanswered is None:
+            return
+        size, t_sent = self._unanswered
+        bound = timeout_bound_bps(size, (time.perf_counter() - t_sent) * 1e3, 0.0)
+        if self.client.estimator.add_upper_bound(bound) is not None:
+            self._observe(bound)
+
     # ------------------------------------------------------------------ deciding
     def _calibrated_ms(self, lat: np.ndarray) -> np.ndarray:
         """Every candidate's latency with its device and edge compute corrected by the calibration."""
         if not self.options.calibrate:
             return lat
-        c = self.cands
-        fd = np.array([self.calibration.factor("device", cfg) for cfg in c.configs])
-        fe = np.array([self.calibration.factor("edge", cfg) for cfg in c.configs])
+        c, cal = self.cands, self.calibration
+        # a configuration never measured takes its side's factor; only the measured ones have their own
+        fd = np.full(len(c), cal.factor("device"))
+        fe = np.full(len(c), cal.factor("edge"))
+        for k in self._measured:
+            fd[k], fe[k] = cal.factor("device", c.configs[k]), cal.factor("edge", c.configs[k])
         return lat + c.device_ms * (fd - 1.0) + c.edge_ms * (fe - 1.0)
 
     def decide(self, edge_up: bool) -> tuple[int, str, float, float]:
@@ -317,6 +345,7 @@ class EdgentAgent:
         if self.conf is not None and edge_up:
             d = self.conf.decide(rate, rtt, queue)
             k, source = c.index(d.config), d.source
+            self.last_state_bps = None if d.state is None else float(d.state.mean_rate_bps)
         else:
             k = c.best(cal, o.deadline_ms, allowed)
             if not edge_up and source == "static":
@@ -337,8 +366,7 @@ class EdgentAgent:
             edge_up = locked and client.connected
             if not edge_up:
                 self.reconnector.wanted.set()
-            probe = self._maybe_probe(t_arrival) if edge_up else None
-            edge_up = edge_up and client.connected
+                self._silence_bound()
             estimate_before = self.rate_bps
             k, source, pred_offline, pred_cal = self.decide(edge_up)
             cfg = c.configs[k]
@@ -352,7 +380,26 @@ class EdgentAgent:
             # point gets the whole deadline (giving up early would only turn a likely answer into a miss)
             give_up_ms = o.deadline_ms - self._fastest_exit_ms()
             client.fallback_reserve = pred_cal <= give_up_ms
-            res = client.infer(x, cfg.exit, cfg.partition, codec, deadline_ms=o.deadline_ms, t_arrival=t_arrival)
+            probe: dict[str, Any] | None = None
+            prober = None
+            if edge_up and not c.crosses[k] and self._probe_wanted():  # the link is idle during the compute
+                spent_ms = (time.perf_counter() - t_arrival) * 1e3
+                slack_ms = o.deadline_ms - self._fastest_exit_ms() - spent_ms
+                budget_ms = min(max(pred_cal - spent_ms, slack_ms * o.probe_share), o.deadline_ms - spent_ms)
+                box: list[Any] = [None]
+
+                def run_probe() -> None:
+                    box[0] = self._probe(budget_ms)
+
+                prober = threading.Thread(target=run_probe, name="edgent-probe", daemon=True)
+                prober.start()
+            try:
+                res = client.infer(x, cfg.exit, cfg.partition, codec, deadline_ms=o.deadline_ms,
+                                   t_arrival=t_arrival)
+            finally:
+                if prober is not None:
+                    prober.join()
+                    probe = box[0]
             if not client.connected and c.crosses[k]:
                 self.reconnector.wanted.set()
         finally:
@@ -369,13 +416,19 @@ class EdgentAgent:
         sample_kind, sample = None, None
         if res.where == "edge":
             sample, sample_kind = res.bandwidth_sample_bps, "measured"
+            self._unanswered = None
         elif res.where == "fallback" and c.crosses[k] and "no answer" in (res.fallback_reason or ""):
             bound = timeout_bound_bps(float(res.upload_bytes or c.tx_bytes[k]), res.total_ms, res.device_ms,
                                       res.encode_ms)
-            est.add_upper_bound(bound)
-            sample, sample_kind = bound, "upper_bound"
+            self._unanswered = (float(res.upload_bytes or c.tx_bytes[k]), t_arrival + res.device_ms / 1e3)
+            if est.add_upper_bound(bound) is not None:
+                sample, sample_kind = bound, "upper_bound"
+            else:  # consistent with every kept sample: no news for the estimate or the detector
+                sample_kind = "upper_bound_above_samples"
         changed = self._observe(sample)
         # calibration: what was measured against what was predicted, per side and configuration
+        if res.where in ("edge", "device"):
+            self._measured.add(k)
         if res.where == "edge":
             self.calibration.observe("device", float(c.device_ms[k]), res.device_ms, cfg)
             compute = (res.server_timings_ms or {}).get("compute_ms")
@@ -416,6 +469,7 @@ class EdgentAgent:
                      "source": source, "candidate": k, "upload_bytes_priced": int(c.tx_bytes[k])},
             "estimate_bps": estimate_before, "estimate_after_bps": est.rate_bps, "rtt_ms": self.rtt_ms,
             "sample_bps": sample, "sample_kind": sample_kind, "change_detected": changed, "probe": probe,
+            "bocpd_state_bps": self.last_state_bps,
             "predicted_ms": {"offline": round(pred_offline, 3), "calibrated": round(pred_cal, 3)},
             "calibration": {"device": self.calibration.factor("device", cfg),
                             "edge": self.calibration.factor("edge", cfg)} if o.calibrate else None,
@@ -438,10 +492,14 @@ class EdgentAgent:
         return rec
 
     def run(self, inputs: Sequence[Any] | Any, on_record: Any = None, rate_per_s: float | None = None,
-            count: int | None = None, duration_s: float | None = None) -> AgentStats:
+            count: int | None = None, duration_s: float | None = None, queue_late: bool = True) -> AgentStats:
         """Serve ``inputs`` (an iterable of ``(image, label or None)``): at ``rate_per_s`` (arrivals on a fixed
         schedule; a late request starts at once) or back to back, until ``count`` requests, ``duration_s`` or
-        the inputs end; ``on_record(record)`` after each."""
+        the inputs end; ``on_record(record)`` after each.
+
+        ``queue_late``: a request whose due time passed while the previous one ran has waited in a queue since
+        then, and that wait is part of its time (a stream of requests); False: it arrives when the device is
+        free to take it (a camera that hands over its newest frame when asked), and its time counts from then."""
         t_start = time.perf_counter()
         n = 0
         for item in inputs:
@@ -455,6 +513,8 @@ class EdgentAgent:
                 t_arr = t_start + n / rate_per_s
                 if t_arr > now:
                     time.sleep(t_arr - now)
+                elif not queue_late:
+                    t_arr = now
             img, label = item
             rec = self.handle(img, label, t_arrival=t_arr)
             n += 1

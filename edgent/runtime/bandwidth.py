@@ -45,6 +45,7 @@ class BandwidthEstimator:
 
     :meth:`add_upper_bound` takes the evidence of a transfer that did not finish in time: the rate was at most
     the bound, so kept samples above it are dropped before the bound is kept; the estimate then never exceeds it.
+    A bound at or above every kept sample says nothing new and is not kept (it would raise the estimate).
     """
 
     SHAPERS = (None, "app", "packets")
@@ -98,9 +99,12 @@ class BandwidthEstimator:
 
     def add_upper_bound(self, rate_bps: float) -> BandwidthSample | None:
         """Evidence that the rate is at most ``rate_bps`` (a transfer that timed out: :func:`timeout_bound_bps`):
-        samples above it are dropped, then it is kept as a sample."""
+        samples above it are dropped, then it is kept as a sample and returned. None (nothing kept) when the bound
+        is not above zero or is at or above every kept sample (consistent with them: no news)."""
         self.last_activity_s = time.monotonic()
         if not rate_bps > 0:
+            return None
+        if self.samples and rate_bps >= max(s.rate_bps for s in self.samples):
             return None
         kept = [s for s in self.samples if s.rate_bps <= rate_bps]
         self.samples.clear()

@@ -15,6 +15,7 @@ stderr when logging is not configured).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
 import ssl
@@ -168,6 +169,10 @@ class DeviceClient:
         self.config_problem: str | None = None
         self._warned: set[str] = set()
         self.welcome: dict[str, Any] = {}
+        #: ask the edge for its advertisement (cards, latency model) in the next handshake until one arrived
+        self.advertise = False
+        #: the edge's advertisement (``edgent.runtime.protocol.HANDSHAKE_VERSION``), None until received
+        self.advertised: dict[str, Any] | None = None
         self.last_edge_load: dict[str, Any] | None = None
         self._next_try_s = 0.0
         self._backoff_s = 0.05
@@ -212,6 +217,8 @@ class DeviceClient:
                 sock = self.ssl_context.wrap_socket(sock, server_hostname=self.server_hostname)
             self.sock = sock
             meta: dict[str, Any] = {"client": self.client_name}
+            if self.advertise and self.advertised is None:
+                meta["advertise"] = True
             if self.token is not None:
                 meta["token"] = self.token
             t0 = time.perf_counter()
@@ -236,6 +243,12 @@ class DeviceClient:
             self._failed_to_connect(str(exc))
             return False
         self.welcome = reply.meta
+        if reply.meta.get("advertisement_bytes") and reply.payload:
+            try:
+                doc = json.loads(bytes(reply.payload).decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                doc = None
+            self.advertised = doc if isinstance(doc, dict) and isinstance(doc.get("models"), dict) else None
         self.last_edge_load = reply.meta.get("load")
         self.last_connect_error = None
         self._backoff_s = 0.05

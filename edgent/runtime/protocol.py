@@ -31,6 +31,11 @@ from edgent.errors import EdgentError
 
 MAGIC = b"EDGT"
 VERSION = 1
+#: the version of the handshake's content (the WELCOME's fields), apart from the framing's VERSION: 2 adds the
+#: advertisement (a device's HELLO with ``"advertise": true`` gets, in the WELCOME's payload, a JSON document
+#: ``{"handshake": 2, "models": {NAME: {"card": {...} | null, "edge_latency_model": {...} | null}}}``: the model
+#: cards and the edge's fitted latency model, so that a device needs no copied file). JSON only, never pickle.
+HANDSHAKE_VERSION = 2
 HEADER = struct.Struct("!4sBBHII")
 HEADER_BYTES = HEADER.size
 MAX_META_BYTES = 16 * 1024

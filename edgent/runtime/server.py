@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hmac
+import json
 import logging
 import math
 import os
@@ -50,6 +51,7 @@ from edgent.model.chain import MultiExitChain
 from edgent.model.preprocess import default_preprocess, get_preprocess
 from edgent.runtime.protocol import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    HANDSHAKE_VERSION,
     HEADER,
     HEADER_BYTES,
     MAGIC,
@@ -107,6 +109,7 @@ class ServerConfig:
     write_buffer_bytes: int = 256 * 1024
     ssl_context: ssl.SSLContext | None = None
     shutdown_grace_s: float = 5.0
+    latency_model: str | None = None
 
     def check(self) -> None:
         """Raise ConfigError (naming the ``edgent serve`` option) for a setting with which no device can be served."""
@@ -199,8 +202,9 @@ class EdgeServer:
         self.models = {name: m.eval() for name, m in models.items()}
         self.config = config or ServerConfig()
         self.config.check()
-        self._welcome = {"server": "edgent", "models": self._model_info(),
+        self._welcome = {"server": "edgent", "handshake": HANDSHAKE_VERSION, "models": self._model_info(),
                          "max_payload_bytes": self.config.max_payload_bytes}
+        self._advertisement: bytes | None = None
         self._token = None if self.config.token is None else self.config.token.encode("utf-8", "surrogatepass")
         self._pool = ThreadPoolExecutor(max(1, self.config.threads), thread_name_prefix="edge-worker")
         self._waiting = 0
@@ -587,7 +591,11 @@ class EdgeServer:
             ):
                 await self._send_error(writer, "unauthorized", "wrong or missing token", rid)
                 return
-            await self._send(writer, MsgType.WELCOME, {**self._welcome, "load": self.load().to_dict()})
+            advert = self.advertisement() if frame.meta.get("advertise") is True else b""
+            meta = {**self._welcome, "load": self.load().to_dict()}
+            if advert:
+                meta["advertisement_bytes"] = len(advert)
+            await self._send(writer, MsgType.WELCOME, meta, advert)
             conn.authenticated = True
             conn.idle_since = loop.time()
             self._unauth.pop(conn, None)
@@ -635,6 +643,15 @@ class EdgeServer:
             # which may already be buffered (a pipelining client would otherwise hold the loop); a frame that did
             # not ask for a computation takes from the connection's budget of them
             await asyncio.sleep(0 if msg_type == MsgType.RESULT else budget.wait_s(conn.idle_since))
+
+    def advertisement(self) -> bytes:
+        """The handshake's advertisement (:data:`~edgent.runtime.protocol.HANDSHAKE_VERSION`), built once: per
+        model its card (JSON, None when the zoo has none) and the edge's fitted latency model (``latency_model``
+        of the config, else the shipped edge fit; None when neither is readable), as UTF-8 JSON."""
+        if self._advertisement is None:
+            self._advertisement = json.dumps(advertisement_doc(list(self.models), self.config.latency_model)
+                                             ).encode("utf-8")
+        return self._advertisement
 
     def _model_info(self) -> dict[str, Any]:
         return {name: {"input_shape": list(m.input_shape), "num_exits": m.num_exits,
@@ -850,3 +867,30 @@ def make_server_ssl_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         raise EdgentError(f"cannot load the TLS certificate {cert_file} / key {key_file}: {exc}") from exc
     return ctx
+
+
+def advertisement_doc(models: list[str], latency_model: str | None = None) -> dict[str, Any]:
+    """What the edge advertises in its handshake (see :meth:`EdgeServer.advertisement`)."""
+    from pathlib import Path
+
+    from edgent.model.card import card_path
+
+    def read(path: Any) -> Any:
+        try:
+            return None if path is None else json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            return None
+
+    if latency_model is None:
+        from edgent.latency.predictor import FITTED_DIR
+
+        latency_model = str(FITTED_DIR / "edge.json")
+    fits = read(latency_model)
+    out: dict[str, Any] = {}
+    for name in models:
+        try:
+            card = read(card_path(name))
+        except EdgentError:  # a model outside the zoo
+            card = None
+        out[name] = {"card": card, "edge_latency_model": fits}
+    return {"handshake": HANDSHAKE_VERSION, "models": out}

@@ -291,11 +291,28 @@ class NetnsTestbed(Testbed):
             run_command(["ip", "netns", "del", self.netns], check=False)
             self._created = False
 
+    @classmethod
+    def attach(cls, state: dict) -> "NetnsTestbed":
+        """The persistent testbed that ``edgent testbed up`` made (its :meth:`state`), to change its link
+        (:meth:`set_rate`, :meth:`replay`) from another process; closing it stops its replay and removes nothing."""
+        if not is_root():
+            raise TestbedError("changing a namespace testbed's link needs root")
+        tb = cls.__new__(cls)
+        Testbed.__init__(tb, state.get("rate_bps"), float(state.get("delay_ms", 0.0)))
+        tb.netns, tb.dev_if, tb.edge_if = state["netns"], state["dev_if"], state.get("edge_if", "eth0")
+        tb.edge_host, tb.device_host = state["edge_host"], state["device_host"]
+        tb._created, tb._attached = False, True
+        if not tb.exists():
+            raise TestbedError(f"the testbed's namespace {tb.netns} is gone (removed, or the machine restarted); "
+                               "make it again with `edgent testbed up`")
+        return tb
+
     def close(self) -> None:
         try:
             self._stop_all()
         finally:
-            self._destroy()
+            if not getattr(self, "_attached", False):
+                self._destroy()
 
     def exists(self) -> bool:
         return self.netns in run_command(["ip", "netns", "list"], check=False).stdout
@@ -307,7 +324,7 @@ class NetnsTestbed(Testbed):
 
     def state(self) -> dict:
         """What `edgent testbed down` needs to remove a persistent testbed."""
-        return {"netns": self.netns, "dev_if": self.dev_if, "edge_host": self.edge_host,
+        return {"netns": self.netns, "dev_if": self.dev_if, "edge_if": self.edge_if, "edge_host": self.edge_host,
                 "device_host": self.device_host, "rate_bps": self.rate_bps, "delay_ms": self.delay_ms}
 
 

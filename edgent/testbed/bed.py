@@ -5,7 +5,8 @@ The demo, ``edgent bench paper`` and the dynamic benchmark's testbed executor al
 the same order: a testbed link (:func:`~edgent.testbed.open_testbed`: namespaces and ``tc tbf`` as root, else the
 emulated link), the device emulation (:class:`~edgent.profile.device.DeviceThrottle`, one torch thread), an
 ``edgent serve`` process on the edge side, a :class:`~edgent.runtime.client.DeviceClient` priced by the latency
-table (its fallback budget is :meth:`~edgent.plan.table.LatencyTable.fallback_device_ms`), and an unrecorded
+table (its fallback budget is :meth:`~edgent.plan.table.LatencyTable.fallback_device_ms`) whose bandwidth
+estimator corrects the link's shaper burst (:attr:`CoInferenceBed.shaper`), and an unrecorded
 warm-up of both sides' first forward passes. :class:`CoInferenceBed` is that sequence, with one teardown that
 runs on errors and Ctrl-C too.
 """
@@ -77,6 +78,12 @@ class CoInferenceBed:
         """``netns`` (namespaces and ``tc``) or ``emulated`` (token bucket in the device)."""
         return self.testbed.kind
 
+    @property
+    def shaper(self) -> str:
+        """What shapes the link, for the estimator's burst correction: ``packets`` (``tc tbf`` on the namespace
+        veth counts Ethernet packets) or ``app`` (the emulated link's bucket on the application's bytes)."""
+        return "packets" if self.kind == "netns" else "app"
+
     def __enter__(self) -> "CoInferenceBed":
         return self if self.client is not None else self.start()
 
@@ -86,6 +93,7 @@ class CoInferenceBed:
 
         from edgent.model.zoo import load_for_inference
         from edgent.profile.device import DeviceThrottle
+        from edgent.runtime.bandwidth import BandwidthEstimator
         from edgent.runtime.client import DeviceClient
         from edgent.testbed import open_testbed, start_edge_server
 
@@ -104,6 +112,7 @@ class CoInferenceBed:
             self.client = self._stack.enter_context(DeviceClient(
                 self.testbed.edge_host, self.edge_port, self.chain, link=self.testbed.link, slowdown=self.throttle,
                 exit_accuracy={i + 1: float(a) for i, a in enumerate(self.accuracies)},
+                estimator=BandwidthEstimator(shaper=self.shaper),
                 device_exit_ms=self.table.fallback_device_ms(), client_name=o.client_name))
             if not self.client.connect(force=True):
                 raise EdgentError(f"the device cannot reach the edge at {self.testbed.edge_host}:{self.edge_port}: "
