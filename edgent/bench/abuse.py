@@ -323,6 +323,7 @@ class _Sampler(threading.Thread):
 @dataclass
 class _Series:
     latencies_ms: list[float] = field(default_factory=list)
+    connect_ms: list[float] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
     requests: int = 0
 
@@ -335,6 +336,7 @@ class _Series:
                 "median_ms": round(float(np.median(lat)), 3) if lat.size else None,
                 "p99_ms": round(float(np.percentile(lat, 99)), 3) if lat.size else None,
                 "max_ms": round(float(lat.max()), 3) if lat.size else None,
+                "connect_median_ms": round(float(np.median(self.connect_ms)), 3) if self.connect_ms else None,
                 "failures": dict(self.failures)}
 
 
@@ -437,6 +439,7 @@ class _ValidDevice:
             try:
                 if not self.client.connect(force=True):
                     raise EdgentError(f"connect: {self.client.last_connect_error}")
+                out.connect_ms.append((time.perf_counter() - t0) * 1e3)
                 r = self.client.infer(self.image, self.exit, 0, "uint8", fallback=False, t_arrival=t0)
                 if r.where != "edge":
                     raise EdgentError(f"answered on the {r.where}")

@@ -214,6 +214,9 @@ class EdgeServer:
         #: authenticated connections with nothing in flight, least recently answered first
         self._idle: dict[_Connection, None] = {}
         self._open_sockets = 0
+        self._evicting = 0  # evicted sockets whose descriptor is not closed yet
+        #: slots kept for making room (see _admit)
+        self._headroom = max(1, min(16, self.config.max_connections // 16))
         self._slot_freed: asyncio.Event | None = None
         self._listeners: list[socket.socket] = []
         self._accept_tasks: list[asyncio.Task] = []
@@ -303,7 +306,9 @@ class EdgeServer:
 
     # ------------------------------------------------------------------ accepting
     async def _accept(self, listener: socket.socket) -> None:
-        """Accept while a slot is free; when the last one is taken, free one (or turn the newcomer away)."""
+        """Accept while a slot is free, up to ``_headroom`` connections per turn of the loop (the connections
+        queued in the kernel behind a flood are reached sooner); room is made for each newcomer as
+        :meth:`_admit` says."""
         loop = asyncio.get_running_loop()
         assert self._slot_freed is not None
         cap = self.config.max_connections
@@ -319,20 +324,37 @@ class EdgeServer:
                 log.warning("accept failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
-            self._open_sockets += 1
-            conn = _Connection(sock, loop.time())
-            if self._open_sockets >= cap:
-                victim = self._victim(conn.accepted_at)
-                if victim is None:
-                    self.connections_turned_away += 1
-                    self._start(conn, turn_away=True)
-                    await asyncio.sleep(0)
-                    continue
-                self._evict(victim)
-            self._connections.add(conn)
-            self._unauth[conn] = None
-            self._await_greeting(conn)
+            self._admit(sock, loop.time())
+            for _ in range(self._headroom):  # more of what is already waiting, without waiting
+                if self._open_sockets >= cap:
+                    break
+                try:
+                    sock, _ = listener.accept()
+                except OSError:  # nothing waiting (BlockingIOError), or a failed accept: next turn
+                    break
+                sock.setblocking(False)
+                self._admit(sock, loop.time())
             await asyncio.sleep(0)  # a flood of connects waits its turn like everything else
+
+    def _admit(self, sock: socket.socket, now: float) -> None:
+        """Take a new socket. The last ``_headroom`` slots of the cap are kept for making room: once the
+        connections not being closed would take them, each newcomer closes a victim (:meth:`_victim`), whose
+        descriptor is freed a turn of the loop later; without one, the newcomer is turned away when the cap is
+        reached (``too_many_connections``)."""
+        self._open_sockets += 1
+        conn = _Connection(sock, now)
+        cap = self.config.max_connections
+        if self._open_sockets - self._evicting > cap - self._headroom:
+            victim = self._victim(now)
+            if victim is not None:
+                self._evict(victim)
+            elif self._open_sockets >= cap:
+                self.connections_turned_away += 1
+                self._start(conn, turn_away=True)
+                return
+        self._connections.add(conn)
+        self._unauth[conn] = None
+        self._await_greeting(conn)
 
     def _victim(self, now: float) -> _Connection | None:
         """The connection to close for a newcomer: the oldest suspect (not authenticated, and connected for more
@@ -363,8 +385,10 @@ class EdgeServer:
         self._idle.pop(conn, None)
         if conn.greeting:
             self._drop_greeting(conn)
-        elif conn.transport is not None:
-            conn.transport.abort()  # its task sees the stream end and frees the slot
+        else:
+            self._evicting += 1  # until _close frees the slot
+            if conn.transport is not None:
+                conn.transport.abort()  # its task sees the stream end and frees the slot
 
     # ------------------------------------------------------------------ the first message
     def _await_greeting(self, conn: _Connection) -> None:
@@ -537,6 +561,8 @@ class EdgeServer:
             self._unauth.pop(conn, None)
             self._idle.pop(conn, None)
             self._open_sockets -= 1
+            if conn.evicted:
+                self._evicting -= 1
             if self._slot_freed is not None:
                 self._slot_freed.set()
             self._closed_since_trim += 1
