@@ -54,11 +54,13 @@ from edgent.runtime.protocol import (
     HEADER_BYTES,
     MAGIC,
     MAX_HELLO_META_BYTES,
+    VERSION,
     Frame,
     MsgType,
     ProtocolError,
     encode_frame,
     error_meta,
+    parse_meta,
     read_frame,
 )
 
@@ -414,8 +416,14 @@ class EdgeServer:
             return
         except OSError:
             data = b""
-        if not data:  # the peer closed (or reset) before its first message
+        if not data:  # the peer closed (or reset)
             self._drop_greeting(conn)
+        elif conn.authenticated:  # the first frame after an inline HELLO: now the connection gets its task
+            self._unwatch(conn)
+            conn.greeting = False
+            self._start(conn)
+        elif self.config.ssl_context is None and self._hello_inline(conn, data):
+            pass
         elif len(data) >= _GREETING_PEEK_BYTES or self._greeting_complete(data):
             self._unwatch(conn)
             conn.greeting = False
@@ -428,6 +436,58 @@ class EdgeServer:
             conn.stalled = True
             conn.poll_delay_s = min(max(2 * conn.poll_delay_s, 0.005), 0.05)
             conn.poll_handle = loop.call_later(conn.poll_delay_s, self._check_greeting, conn)
+
+    def _hello_inline(self, conn: _Connection, data: bytes) -> bool:
+        """Without TLS, answer a whole, valid HELLO with the right token straight from the socket and keep
+        watching the connection without a transport until its next frame: a client that says HELLO and then
+        nothing costs the server no transport and no task. False (nothing consumed) for anything else, which the
+        full path answers."""
+        if len(data) < HEADER_BYTES:
+            return False
+        magic, version, msg_type, _, meta_len, payload_len = HEADER.unpack_from(data)
+        if (magic != MAGIC or version != VERSION or msg_type != MsgType.HELLO or payload_len
+                or meta_len > MAX_HELLO_META_BYTES or len(data) < HEADER_BYTES + meta_len):
+            return False
+        try:
+            meta = parse_meta(data[HEADER_BYTES:HEADER_BYTES + meta_len])
+        except ProtocolError:
+            return False
+        if not self._token_ok(meta.get("token")):
+            return False
+        welcome = encode_frame(MsgType.WELCOME, {**self._welcome, "load": self.load().to_dict()})
+        try:
+            taken = conn.sock.recv(HEADER_BYTES + meta_len)  # exactly the HELLO: what follows stays queued
+            sent = conn.sock.send(welcome) if len(taken) == HEADER_BYTES + meta_len else 0
+        except OSError:
+            sent = 0
+        if sent != len(welcome):  # (a fresh socket takes a few hundred bytes at once)
+            self._drop_greeting(conn)
+            return True
+        loop = asyncio.get_running_loop()
+        conn.authenticated, conn.stalled, conn.idle_since = True, False, loop.time()
+        self._unauth.pop(conn, None)
+        self._idle[conn] = None
+        if conn.deadline_handle is not None:
+            conn.deadline_handle.cancel()
+        conn.deadline_handle = loop.call_at(conn.idle_since + self.config.idle_timeout_s, self._idle_too_late, conn)
+        if not conn.watching:
+            loop.add_reader(conn.sock.fileno(), self._check_greeting, conn)
+            conn.watching = True
+        return True
+
+    def _token_ok(self, token: Any) -> bool:
+        """Whether a HELLO's token admits the device (constant-time compare; any token when none is set)."""
+        return self._token is None or (
+            isinstance(token, str) and hmac.compare_digest(token.encode("utf-8", "surrogatepass"), self._token))
+
+    def _idle_too_late(self, conn: _Connection) -> None:
+        """A connection answered inline has sent nothing for the idle timeout: say so and close."""
+        if conn.greeting:
+            self.errors_sent += 1
+            with _suppress_os_error():
+                conn.sock.send(encode_frame(MsgType.ERROR, error_meta(
+                    "timeout", "no complete frame in time; closing the connection")))
+        self._drop_greeting(conn)
 
     def _greeting_complete(self, data: bytes) -> bool:
         """Whether ``data`` holds a whole first message, or enough to refuse it (then the full path answers)."""
@@ -465,7 +525,8 @@ class EdgeServer:
         self._drop_greeting(conn)
 
     def _drop_greeting(self, conn: _Connection) -> None:
-        """Close a connection still waiting for its first message and free its slot."""
+        """Close a connection that has no transport yet (its first message not in, or answered inline) and free
+        its slot."""
         if not conn.greeting:
             return
         conn.greeting = False
@@ -473,6 +534,7 @@ class EdgeServer:
         conn.sock.close()
         self._connections.discard(conn)
         self._unauth.pop(conn, None)
+        self._idle.pop(conn, None)
         self._open_sockets -= 1
         if self._slot_freed is not None:
             self._slot_freed.set()
@@ -607,10 +669,7 @@ class EdgeServer:
                                                           "connecting; closing the connection")
                 return
             rid = _request_id(frame.meta)
-            token = frame.meta.get("token")
-            if self._token is not None and not (
-                isinstance(token, str) and hmac.compare_digest(token.encode("utf-8", "surrogatepass"), self._token)
-            ):
+            if not self._token_ok(frame.meta.get("token")):
                 await self._send_error(writer, "unauthorized", "wrong or missing token", rid)
                 return
             await self._send(writer, MsgType.WELCOME, {**self._welcome, "load": self.load().to_dict()})
