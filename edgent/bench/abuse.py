@@ -479,9 +479,35 @@ def _settle(pid: int, sockets_before: int, timeout_s: float) -> None:
         time.sleep(0.1)
 
 
+@contextlib.contextmanager
+def _cpus(cpus: set[int] | None):
+    """Run what is started inside on ``cpus`` (a child inherits its parent thread's CPU affinity)."""
+    if not cpus:
+        yield
+        return
+    saved = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, saved)
+
+
+def split_cpus() -> tuple[set[int], set[int]] | None:
+    """The CPUs of the server and the device, and those of the attacker: half each (None on one CPU)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        return None
+    half = len(cpus) // 2
+    return set(cpus[:half]), set(cpus[half:])
+
+
 def run_attack(attack: Attack, chain: Any, folder: Path, cert: tuple[str, str] | None, *, n_base: int,
-               n_attack: int, period_s: float, ramp_s: float, timeout_s: float) -> dict[str, Any]:
-    """One attack against a fresh server (see the module docstring); returns its record."""
+               n_attack: int, period_s: float, ramp_s: float, timeout_s: float,
+               attacker_cpus: set[int] | None = None) -> dict[str, Any]:
+    """One attack against a fresh server (see the module docstring); returns its record. With
+    ``attacker_cpus`` the attacker process runs on those CPUs (the caller keeps the server and the device off
+    them)."""
     load_before = _load_average()
     proc, port = _start_server(attack.server, folder, cert, [])
     attacker = None
@@ -496,9 +522,10 @@ def run_attack(attack: Attack, chain: Any, folder: Path, cert: tuple[str, str] |
         params = dict(attack.params, tls=attack.server == "tls",
                       token=TOKEN if attack.server in ("token", "tls") else None)
         attacker_log = open(folder / f"attacker-{attack.name}.log", "w")
-        attacker = subprocess.Popen([sys.executable, "-m", "edgent.bench.abuse", json.dumps(params), "127.0.0.1",
-                                     str(port)], stdout=subprocess.PIPE, stderr=attacker_log, text=True,
-                                    start_new_session=True)
+        with _cpus(attacker_cpus):
+            attacker = subprocess.Popen([sys.executable, "-m", "edgent.bench.abuse", json.dumps(params),
+                                         "127.0.0.1", str(port)], stdout=subprocess.PIPE, stderr=attacker_log,
+                                        text=True, start_new_session=True)
         attacker_log.close()
         _wait_started(attacker, 120.0)
         sampler.phase = "during"
@@ -561,8 +588,12 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError(f"--attacks: unknown attack(s) {', '.join(unknown)}; known: {', '.join(names)}")
     _raise_nofile()
+    pinned = split_cpus() if args.pin else None
     n_base, n_attack = (30, 60) if args.quick else (60, 150)
-    settings = {"tls_key": KEY_TYPES[args.tls_key], "baseline_requests": n_base, "attack_requests": n_attack, "period_ms": args.period_ms,
+    settings = {"tls_key": KEY_TYPES[args.tls_key],
+                "cpus": None if pinned is None else {"server_and_device": sorted(pinned[0]),
+                                                     "attacker": sorted(pinned[1])},
+                "baseline_requests": n_base, "attack_requests": n_attack, "period_ms": args.period_ms,
                 "ramp_s": args.ramp_s, "request_timeout_s": args.timeout_s, "max_connections": MAX_CONNECTIONS,
                 "criteria": {"min_success_share": MIN_SUCCESS_SHARE, "max_median_ratio": MAX_MEDIAN_RATIO,
                              "max_rss_growth_mib": MAX_RSS_GROWTH_MIB, "max_rss_left_mib": MAX_RSS_LEFT_MIB}}
@@ -570,6 +601,7 @@ def run(args: argparse.Namespace) -> int:
     results = []
     t_start = time.monotonic()
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_cpus(None if pinned is None else pinned[0]))  # the device and the servers
         if args.logs:
             folder = Path(args.logs)
             folder.mkdir(parents=True, exist_ok=True)
@@ -581,7 +613,8 @@ def run(args: argparse.Namespace) -> int:
             if attack.name not in chosen:
                 continue
             r = run_attack(attack, chain, folder, cert, n_base=n_base, n_attack=n_attack,
-                           period_s=args.period_ms / 1e3, ramp_s=args.ramp_s, timeout_s=args.timeout_s)
+                           period_s=args.period_ms / 1e3, ramp_s=args.ramp_s, timeout_s=args.timeout_s,
+                           attacker_cpus=None if pinned is None else pinned[1])
             results.append(r)
             v, rss, sk = r["valid_device"], r["server_rss_mib"], r["server_sockets"]
             print(f"{attack.name:13s} {'PASS' if r['passed'] else 'FAIL'}  answered "
@@ -614,6 +647,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds the attack runs before the valid device's requests are counted (default 3)")
     p.add_argument("--timeout-s", type=argtypes.number(0.0), default=5.0,
                    help="the valid device's connect and request timeout (default 5)")
+    p.add_argument("--no-pin", dest="pin", action="store_false",
+                   help="let the attacker share the CPUs of the server and the device (by default it gets half of "
+                        "the CPUs and they the other half, as if it ran on another host)")
     p.add_argument("--tls-key", choices=sorted(KEY_TYPES), default="ec",
                    help="key of the TLS servers' test certificate (default ec: ECDSA P-256; rsa: RSA-2048)")
     p.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
