@@ -23,7 +23,9 @@ Attacks (the defects of issue 21, each at the size the issue reports or larger):
 An attack passes when the device gets at least ``MIN_SUCCESS_SHARE`` of its requests answered by the edge, with a
 median at most ``MAX_MEDIAN_RATIO`` x its baseline; the server's RSS stays within ``MAX_RSS_GROWTH_MIB`` of what
 it was before the attack and comes back within ``MAX_RSS_LEFT_MIB`` of it after (what the C heap keeps of a
-burst of TLS connections: repeated bursts do not add up); its sockets never exceed the connection cap. Results: ``benchmarks/results/abuse.json``.
+burst of TLS connections: repeated bursts do not add up); its sockets never exceed the connection cap. By default
+the attacker runs on half of the CPUs and the server and the device on the other half, as if it were another host
+(``--no-pin``: all share them). Results: ``benchmarks/results/abuse.json``.
 
 The attacker side runs as ``python -m edgent.bench.abuse ATTACK HOST PORT PARAMS`` (stdlib and the protocol
 module only, no torch), stops on SIGTERM and prints its counters as one JSON line.

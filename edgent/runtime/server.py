@@ -10,18 +10,20 @@ closed: nothing a client sends can stop the server.
 (``docs/runtime.md``, "Bounds"). The server accepts sockets itself, so that every open socket counts against
 ``max_connections`` from the moment it is accepted: one whose first message has not arrived, one in its TLS
 handshake, one that has not said HELLO yet and one being turned away alike. Until its first message (a TLS
-ClientHello, or a HELLO frame without TLS) has fully arrived a connection has no transport and no task: the
-server only looks at its pending bytes now and then, so that a flood of connections that never finish their
-first message costs little. A socket must be authenticated (TLS done and a valid HELLO answered) within
+ClientHello, or a HELLO frame without TLS) has fully arrived a connection has no transport and no task: the server
+only looks at its pending bytes now and then, so that a flood of connections that never finish their first message
+costs little; without TLS a valid HELLO is answered straight from the socket and the connection waits the same way
+until its next frame. A socket must be authenticated (TLS done and a valid HELLO answered) within
 ``handshake_timeout_s`` of its accept; before that it may send nothing but a HELLO of at most
-``MAX_HELLO_META_BYTES``. When the last slot is taken, the accept frees one (:meth:`EdgeServer._victim`: one
-slow or stalled in its handshake first, else the one whose last progress is oldest; none while all are busy: the
-newcomer is told ``too_many_connections``). Each connection has at most one frame in flight (its next frame is read once its answer is written), buffers at most
-``read_buffer_bytes`` ahead of the frame being read, one frame of at most ``max_payload_bytes``, and
-``write_buffer_bytes`` of answers: a peer that stops reading is closed after ``write_timeout_s``. A sender slower
-than ``min_rate_bps`` (after ``rate_grace_s`` of a frame) is cut. Between two frames of a connection the loop
-serves every other connection once, so a client that pipelines frames gets its turn like everyone else and no
-more; frames that ask for no computation (HEALTH, PROBE, refused ones) are also held to
+``MAX_HELLO_META_BYTES``. The last slots of the cap are kept for making room (:meth:`EdgeServer._admit`): once they
+would be taken, each newcomer frees one (:meth:`EdgeServer._victim`: one slow or stalled in its handshake first,
+else the one whose last progress is oldest; none while all are busy: the newcomer is told
+``too_many_connections``). Each connection has at most one frame in flight (its next frame is read once its answer
+is written), buffers at most ``read_buffer_bytes`` ahead of the frame being read, one frame of at most
+``max_payload_bytes``, and ``write_buffer_bytes`` of answers: a peer that stops reading is closed after
+``write_timeout_s``. A sender slower than ``min_rate_bps`` (after ``rate_grace_s`` of a frame) is cut. Between two
+frames of a connection the loop serves every other connection once, so a client that pipelines frames gets its turn
+like everyone else and no more; frames that ask for no computation (HEALTH, PROBE, refused ones) are also held to
 ``control_frames_per_s`` per connection.
 """
 
@@ -150,12 +152,13 @@ class EdgeLoad:
 class _Connection:
     """One accepted socket and where it stands (see the module's note on bounds).
 
-    ``greeting``: accepted, but its first message (a TLS ClientHello, or a HELLO frame without TLS) has not fully
-    arrived; such a connection has no transport and no task yet, only a look at its pending bytes now and then,
-    so that a flood of connections that never finish their first message costs the server little."""
+    ``greeting``: no transport and no task yet, only a look at its pending bytes now and then: its first message
+    (a TLS ClientHello, or a HELLO frame without TLS) has not fully arrived, or (``authenticated``) its HELLO was
+    answered straight from the socket and its next frame has not arrived; so that a flood of connections that
+    never finish their first message, or say HELLO and then nothing, costs the server little."""
 
-    __slots__ = ("sock", "transport", "raw_transport", "accepted_at", "idle_since", "authenticated", "busy", "evicted", "greeting",
-                 "watching", "poll_handle", "deadline_handle", "poll_delay_s", "stalled")
+    __slots__ = ("sock", "transport", "raw_transport", "accepted_at", "idle_since", "authenticated", "busy",
+                 "evicted", "greeting", "watching", "poll_handle", "deadline_handle", "poll_delay_s", "stalled")
 
     def __init__(self, sock: socket.socket, now: float) -> None:
         self.sock = sock
