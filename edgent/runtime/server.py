@@ -253,7 +253,6 @@ class EdgeServer:
             with torch.inference_mode():
                 chain(torch.zeros((1, *chain.input_shape)))
         self._slot_freed = asyncio.Event()
-        _keep_large_buffers_apart()
         self._listeners = _listen(self.config.host, self.config.port)
         loop = asyncio.get_running_loop()
         self._accept_tasks = [loop.create_task(self._accept(s)) for s in self._listeners]
@@ -404,8 +403,7 @@ class EdgeServer:
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.deadline_handle = loop.call_at(conn.accepted_at + self.config.handshake_timeout_s,
                                             self._greeting_too_late, conn)
-        loop.add_reader(conn.sock.fileno(), self._check_greeting, conn)
-        conn.watching = True
+        self._check_greeting(conn)  # the first message is often in already: no watch to set up and take down
 
     def _check_greeting(self, conn: _Connection) -> None:
         loop = asyncio.get_running_loop()
@@ -437,7 +435,7 @@ class EdgeServer:
                 loop.remove_reader(conn.sock.fileno())
                 conn.watching = False
             conn.stalled = True
-            conn.poll_delay_s = min(max(2 * conn.poll_delay_s, 0.005), 0.05)
+            conn.poll_delay_s = min(max(2 * conn.poll_delay_s, 0.02), 0.05)
             conn.poll_handle = loop.call_later(conn.poll_delay_s, self._check_greeting, conn)
 
     def _hello_inline(self, conn: _Connection, data: bytes) -> bool:
@@ -847,31 +845,21 @@ class EdgeServer:
                         "encode_ms": (t3 - t2) * 1e3}
 
 
-def _glibc_malloc() -> tuple[Any, Any]:
-    """glibc's ``malloc_trim`` and ``mallopt`` (None, None elsewhere)."""
+def _find_malloc_trim() -> Any:
+    """glibc's ``malloc_trim`` (None elsewhere)."""
     try:
         import ctypes
         import ctypes.util
 
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim, opt = libc.malloc_trim, libc.mallopt
+        trim = libc.malloc_trim
         trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-        opt.argtypes, opt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-        return trim, opt
+        return trim
     except (OSError, AttributeError):
-        return None, None
+        return None
 
 
-_malloc_trim, _mallopt = _glibc_malloc()
-_M_MMAP_THRESHOLD = -3
-
-
-def _keep_large_buffers_apart() -> None:
-    """Make glibc map every allocation of 128 KiB or more on its own (a connection's TLS and stream buffers), so
-    that freeing it returns it to the system; by default the threshold grows after the first frees and such
-    buffers end up in heaps that stay at their peak size."""
-    if _mallopt is not None:
-        _mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+_malloc_trim = _find_malloc_trim()
 #: closed connections after which the server gives freed memory back, at most once per interval
 _TRIM_AFTER_CLOSED = 16
 _TRIM_INTERVAL_S = 2.0
