@@ -127,3 +127,33 @@ def test_throughput_measurement_is_real():
     r = measure_throughput("float32", torch.randn(1, 64, 32, 32), min_time_s=0.02)
     assert r.tensor_bytes == 4 * 64 * 32 * 32 and r.payload_bytes == r.tensor_bytes
     assert r.encode_bytes_per_s > 1e8 and r.decode_bytes_per_s > 1e8
+
+
+def test_zlib_payload_with_trailing_bytes_is_refused():
+    import zlib
+
+    codec = get_codec("float32+zlib")
+    t = torch.arange(12, dtype=torch.float32).view(1, 12)
+    data = codec.encode(t)
+    assert torch.equal(codec.decode(data, (1, 12)), t)
+    with pytest.raises(InputError, match="follow the end of the zlib stream"):
+        codec.decode(data + b"\x00", (1, 12))
+    with pytest.raises(InputError, match="follow the end"):
+        codec.decode(data + zlib.compress(b"more"), (1, 12))
+
+
+@pytest.mark.parametrize("side", [65535, 20000, 33])
+def test_jpeg_header_claiming_another_size_is_refused_before_decoding(side):
+    import io
+    import struct
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buf, format="JPEG")
+    jpeg = bytearray(buf.getvalue())
+    sof = jpeg.index(b"\xff\xc0")
+    jpeg[sof + 5: sof + 9] = struct.pack(">HH", side, side)
+    payload = struct.pack("<II", 1, len(jpeg)) + bytes(jpeg)
+    with pytest.raises(InputError, match="cannot be decoded|is not a 32x32 JPEG"):
+        get_codec("jpeg").decode(payload, (1, 3, 32, 32))

@@ -259,10 +259,11 @@ def test_demo_with_a_vanishing_trace_rate_ends(tmp_path):
     from tests.test_demo import ROOT, _model_flags
 
     trace = tmp_path / "tiny.log"
-    trace.write_text("0 1e-300\n1 1e-6\n2 1e-300\n")
+    trace.write_text("".join(f"{t} {1e-300 if t % 2 else 1e-6}\n" for t in range(60)))
     proc = subprocess.run([sys.executable, "-m", "edgent.cli.main", "demo", "--emulate", "--trace", str(trace),
-                           "--duration", "3", "--period", "500", "--out", str(tmp_path / "out"), "--live", "off",
+                           "--duration", "12", "--period", "500", "--out", str(tmp_path / "out"), "--live", "off",
                            *_model_flags()], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "OverflowError" not in proc.stderr
     assert "run at 1 kbit/s" in proc.stdout
+    assert (tmp_path / "out" / "records.jsonl").read_text().strip()  # requests ran (answered on the device)

@@ -23,7 +23,9 @@ Attacks (the defects of issue 21, each at the size the issue reports or larger):
 An attack passes when the device gets at least ``MIN_SUCCESS_SHARE`` of its requests answered by the edge, with a
 median at most ``MAX_MEDIAN_RATIO`` x its baseline; the server's RSS stays within ``MAX_RSS_GROWTH_MIB`` of what
 it was before the attack and comes back within ``MAX_RSS_LEFT_MIB`` of it after (what the C heap keeps of a
-burst of TLS connections: repeated bursts do not add up); its sockets never exceed the connection cap. Results: ``benchmarks/results/abuse.json``.
+burst of TLS connections: repeated bursts do not add up); its sockets never exceed the connection cap. By default
+the attacker runs on half of the CPUs and the server and the device on the other half, as if it were another host
+(``--no-pin``: all share them). Results: ``benchmarks/results/abuse.json``.
 
 The attacker side runs as ``python -m edgent.bench.abuse ATTACK HOST PORT PARAMS`` (stdlib and the protocol
 module only, no torch), stops on SIGTERM and prints its counters as one JSON line.
@@ -323,6 +325,7 @@ class _Sampler(threading.Thread):
 @dataclass
 class _Series:
     latencies_ms: list[float] = field(default_factory=list)
+    connect_ms: list[float] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
     requests: int = 0
 
@@ -335,6 +338,7 @@ class _Series:
                 "median_ms": round(float(np.median(lat)), 3) if lat.size else None,
                 "p99_ms": round(float(np.percentile(lat, 99)), 3) if lat.size else None,
                 "max_ms": round(float(lat.max()), 3) if lat.size else None,
+                "connect_median_ms": round(float(np.median(self.connect_ms)), 3) if self.connect_ms else None,
                 "failures": dict(self.failures)}
 
 
@@ -437,6 +441,7 @@ class _ValidDevice:
             try:
                 if not self.client.connect(force=True):
                     raise EdgentError(f"connect: {self.client.last_connect_error}")
+                out.connect_ms.append((time.perf_counter() - t0) * 1e3)
                 r = self.client.infer(self.image, self.exit, 0, "uint8", fallback=False, t_arrival=t0)
                 if r.where != "edge":
                     raise EdgentError(f"answered on the {r.where}")
@@ -476,9 +481,35 @@ def _settle(pid: int, sockets_before: int, timeout_s: float) -> None:
         time.sleep(0.1)
 
 
+@contextlib.contextmanager
+def _cpus(cpus: set[int] | None):
+    """Run what is started inside on ``cpus`` (a child inherits its parent thread's CPU affinity)."""
+    if not cpus:
+        yield
+        return
+    saved = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, saved)
+
+
+def split_cpus() -> tuple[set[int], set[int]] | None:
+    """The CPUs of the server and the device, and those of the attacker: half each (None on one CPU)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        return None
+    half = len(cpus) // 2
+    return set(cpus[:half]), set(cpus[half:])
+
+
 def run_attack(attack: Attack, chain: Any, folder: Path, cert: tuple[str, str] | None, *, n_base: int,
-               n_attack: int, period_s: float, ramp_s: float, timeout_s: float) -> dict[str, Any]:
-    """One attack against a fresh server (see the module docstring); returns its record."""
+               n_attack: int, period_s: float, ramp_s: float, timeout_s: float,
+               attacker_cpus: set[int] | None = None) -> dict[str, Any]:
+    """One attack against a fresh server (see the module docstring); returns its record. With
+    ``attacker_cpus`` the attacker process runs on those CPUs (the caller keeps the server and the device off
+    them)."""
     load_before = _load_average()
     proc, port = _start_server(attack.server, folder, cert, [])
     attacker = None
@@ -493,9 +524,10 @@ def run_attack(attack: Attack, chain: Any, folder: Path, cert: tuple[str, str] |
         params = dict(attack.params, tls=attack.server == "tls",
                       token=TOKEN if attack.server in ("token", "tls") else None)
         attacker_log = open(folder / f"attacker-{attack.name}.log", "w")
-        attacker = subprocess.Popen([sys.executable, "-m", "edgent.bench.abuse", json.dumps(params), "127.0.0.1",
-                                     str(port)], stdout=subprocess.PIPE, stderr=attacker_log, text=True,
-                                    start_new_session=True)
+        with _cpus(attacker_cpus):
+            attacker = subprocess.Popen([sys.executable, "-m", "edgent.bench.abuse", json.dumps(params),
+                                         "127.0.0.1", str(port)], stdout=subprocess.PIPE, stderr=attacker_log,
+                                        text=True, start_new_session=True)
         attacker_log.close()
         _wait_started(attacker, 120.0)
         sampler.phase = "during"
@@ -558,8 +590,12 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError(f"--attacks: unknown attack(s) {', '.join(unknown)}; known: {', '.join(names)}")
     _raise_nofile()
+    pinned = split_cpus() if args.pin else None
     n_base, n_attack = (30, 60) if args.quick else (60, 150)
-    settings = {"tls_key": KEY_TYPES[args.tls_key], "baseline_requests": n_base, "attack_requests": n_attack, "period_ms": args.period_ms,
+    settings = {"tls_key": KEY_TYPES[args.tls_key],
+                "cpus": None if pinned is None else {"server_and_device": sorted(pinned[0]),
+                                                     "attacker": sorted(pinned[1])},
+                "baseline_requests": n_base, "attack_requests": n_attack, "period_ms": args.period_ms,
                 "ramp_s": args.ramp_s, "request_timeout_s": args.timeout_s, "max_connections": MAX_CONNECTIONS,
                 "criteria": {"min_success_share": MIN_SUCCESS_SHARE, "max_median_ratio": MAX_MEDIAN_RATIO,
                              "max_rss_growth_mib": MAX_RSS_GROWTH_MIB, "max_rss_left_mib": MAX_RSS_LEFT_MIB}}
@@ -567,6 +603,7 @@ def run(args: argparse.Namespace) -> int:
     results = []
     t_start = time.monotonic()
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_cpus(None if pinned is None else pinned[0]))  # the device and the servers
         if args.logs:
             folder = Path(args.logs)
             folder.mkdir(parents=True, exist_ok=True)
@@ -578,7 +615,8 @@ def run(args: argparse.Namespace) -> int:
             if attack.name not in chosen:
                 continue
             r = run_attack(attack, chain, folder, cert, n_base=n_base, n_attack=n_attack,
-                           period_s=args.period_ms / 1e3, ramp_s=args.ramp_s, timeout_s=args.timeout_s)
+                           period_s=args.period_ms / 1e3, ramp_s=args.ramp_s, timeout_s=args.timeout_s,
+                           attacker_cpus=None if pinned is None else pinned[1])
             results.append(r)
             v, rss, sk = r["valid_device"], r["server_rss_mib"], r["server_sockets"]
             print(f"{attack.name:13s} {'PASS' if r['passed'] else 'FAIL'}  answered "
@@ -611,6 +649,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds the attack runs before the valid device's requests are counted (default 3)")
     p.add_argument("--timeout-s", type=argtypes.number(0.0), default=5.0,
                    help="the valid device's connect and request timeout (default 5)")
+    p.add_argument("--no-pin", dest="pin", action="store_false",
+                   help="let the attacker share the CPUs of the server and the device (by default it gets half of "
+                        "the CPUs and they the other half, as if it ran on another host)")
     p.add_argument("--tls-key", choices=sorted(KEY_TYPES), default="ec",
                    help="key of the TLS servers' test certificate (default ec: ECDSA P-256; rsa: RSA-2048)")
     p.add_argument("--logs", default=None, help="keep the servers' and attackers' logs in this folder (default: "

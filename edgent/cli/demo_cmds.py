@@ -28,14 +28,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "start the edge server, replay a bandwidth trace on the link and co-infer "
                                    "with Edgent's dynamic configurator; live view, summary against the baselines "
                                    "and an HTML report.")
-    p.add_argument("--duration", type=argtypes.number(0.0), default=60.0, help="seconds of trace to run (default 60)")
-    p.add_argument("--deadline", type=argtypes.number(0.0), default=300.0, help="latency requirement in ms (default 300)")
-    p.add_argument("--trace", default=None, type=argtypes.existing_file("the trace file"), help="bandwidth trace file (Norway 3G text, Belgium 4G JSON, "
-                                                 "Mahimahi; default: the built-in synthetic trace)")
-    p.add_argument("--scale", type=argtypes.number(0.0), default=1.0, help="multiply the trace's rates by this (default 1)")
-    p.add_argument("--trace-start", type=argtypes.number(0.0, allow_low=True), default=0.0, help="start this many seconds into --trace")
-    p.add_argument("--period", type=argtypes.number(0.0), default=300.0, help="one request every this many ms (default 300)")
-    p.add_argument("--rtt", type=argtypes.number(0.0, allow_low=True), default=20.0, help="round-trip delay of the link in ms (default 20)")
+    positive, non_negative = argtypes.number(0.0), argtypes.number(0.0, allow_low=True)
+    p.add_argument("--duration", type=positive, default=60.0, help="seconds of trace to run (default 60)")
+    p.add_argument("--deadline", type=positive, default=300.0, help="latency requirement in ms (default 300)")
+    p.add_argument("--trace", default=None, type=argtypes.existing_file("the trace file"),
+                   help="bandwidth trace file (Norway 3G text, Belgium 4G JSON, Mahimahi; default: the built-in "
+                        "synthetic trace)")
+    p.add_argument("--scale", type=positive, default=1.0, help="multiply the trace's rates by this (default 1)")
+    p.add_argument("--trace-start", type=non_negative, default=0.0, help="start this many seconds into --trace")
+    p.add_argument("--period", type=positive, default=300.0, help="one request every this many ms (default 300)")
+    p.add_argument("--rtt", type=non_negative, default=20.0, help="round-trip delay of the link in ms (default 20)")
     p.add_argument("--seed", type=argtypes.integer(0), default=0, help="seed of the built-in trace and the input order")
     p.add_argument("--emulate", action="store_true", help="use the emulated link even as root")
     p.add_argument("--out", default=None, help="report folder (default runs/demo-<UTC time>)")

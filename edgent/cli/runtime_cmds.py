@@ -232,7 +232,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        inline_when_idle=not args.always_hand_off, handshake_timeout_s=args.handshake_timeout_s,
                        idle_timeout_s=args.idle_timeout_s, body_timeout_s=args.body_timeout_s,
                        min_rate_bps=args.min_rate_bps, rate_grace_s=args.rate_grace_s,
-                       write_timeout_s=args.write_timeout_s, read_buffer_bytes=args.read_buffer_kb * 1024,
+                       write_timeout_s=args.write_timeout_s, control_frames_per_s=args.control_frames_per_s,
+                       read_buffer_bytes=args.read_buffer_kb * 1024,
                        write_buffer_bytes=args.write_buffer_kb * 1024, latency_model=args.latency_model)
     cfg.check()
     server = EdgeServer(models, cfg)
@@ -419,7 +420,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = p.add_argument_group("bounds (docs/runtime.md, 'Bounds')")
     b.add_argument("--max-connections", type=argtypes.integer(2), default=d.max_connections,
                    help="open sockets at most, counting TLS handshakes and connections before HELLO; when full, "
-                        "a newcomer frees the oldest unfinished handshake or the longest idle connection "
+                        "a newcomer frees a slow or stalled handshake, else the connection with the oldest progress "
                         f"(default {d.max_connections})")
     b.add_argument("--handshake-timeout-s", type=argtypes.number(0.0), default=d.handshake_timeout_s,
                    help="from connect to an answered HELLO, TLS included "
@@ -436,6 +437,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--write-timeout-s", type=argtypes.number(0.0), default=d.write_timeout_s,
                    help="close a connection whose answers the device does not read for this long "
                         f"(default {d.write_timeout_s:g})")
+    b.add_argument("--control-frames-per-s", type=argtypes.number(0.0), default=d.control_frames_per_s,
+                   help="frames per connection and second that ask for no computation (HEALTH, PROBE, refused "
+                        f"ones), after a burst of as many (default {d.control_frames_per_s:g})")
     b.add_argument("--read-buffer-kb", type=argtypes.integer(1, 1 << 20), default=d.read_buffer_bytes // 1024,
                    help=f"bytes read ahead per connection, KiB (default {d.read_buffer_bytes // 1024})")
     b.add_argument("--write-buffer-kb", type=argtypes.integer(1, 1 << 20), default=d.write_buffer_bytes // 1024,

@@ -313,18 +313,17 @@ class DeviceClient:
         return reply
 
     def _request(self, frame: bytes, timeout_s: float) -> Frame:
-        """``_exchange`` on a live connection (a connect included, within ``timeout_s`` too), reconnecting once
-        when a reused connection turns out dead."""
-        t_end = time.perf_counter() + timeout_s
+        """``_exchange`` on a live connection (a connect first when there is none: it waits up to
+        ``connect_timeout_s``), reconnecting once when a reused connection turns out dead."""
         reused = self.sock is not None
-        if not self.connect(timeout_s=timeout_s):
+        if not self.connect():
             raise EdgeUnavailable(f"the edge at {self.host}:{self.port} is unreachable "
                                   f"({self.last_connect_error or 'backing off after a failed connect'})")
+        t_end = time.perf_counter() + timeout_s
         try:
-            return self._exchange(frame, max(t_end - time.perf_counter(), 1e-3))
+            return self._exchange(frame, timeout_s)
         except EdgeUnavailable as exc:
-            if not reused or "no answer" in str(exc) or t_end <= time.perf_counter() or \
-                    not self.connect(force=True, timeout_s=t_end - time.perf_counter()):
+            if not reused or "no answer" in str(exc) or t_end <= time.perf_counter() or not self.connect(force=True):
                 raise
             return self._exchange(frame, max(t_end - time.perf_counter(), 1e-3))
 

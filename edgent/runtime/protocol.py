@@ -10,10 +10,10 @@ Every message is one frame::
 Nothing in a frame runs code on load: JSON and raw bytes only (no pickle); the meta's JSON may not hold NaN or
 Infinity. Lengths are checked against the limits before anything is read, and a body is buffered as it arrives,
 never allocated from a declared length; before a connection is authenticated only a HELLO of at most
-MAX_HELLO_META_BYTES is accepted. A frame that breaks the framing (bad magic, wrong version, unknown type, a length over the
-limit) is answered with an ERROR frame and the connection is closed; a well-framed but bad request (bad JSON, a
-field out of range, a wrong codec size) gets an ERROR frame and the connection stays open. The message types and
-their meta fields are documented in docs/runtime.md.
+MAX_HELLO_META_BYTES is accepted. A frame that breaks the framing (bad magic, wrong version, unknown type, a length
+over the limit) is answered with an ERROR frame and the connection is closed; a well-framed but bad request (bad
+JSON, a field out of range, a wrong codec size) gets an ERROR frame and the connection stays open. The message types
+and their meta fields are documented in docs/runtime.md.
 """
 
 from __future__ import annotations

@@ -10,18 +10,20 @@ closed: nothing a client sends can stop the server.
 (``docs/runtime.md``, "Bounds"). The server accepts sockets itself, so that every open socket counts against
 ``max_connections`` from the moment it is accepted: one whose first message has not arrived, one in its TLS
 handshake, one that has not said HELLO yet and one being turned away alike. Until its first message (a TLS
-ClientHello, or a HELLO frame without TLS) has fully arrived a connection has no transport and no task: the
-server only looks at its pending bytes now and then, so that a flood of connections that never finish their
-first message costs little. A socket must be authenticated (TLS done and a valid HELLO answered) within
+ClientHello, or a HELLO frame without TLS) has fully arrived a connection has no transport and no task: the server
+only looks at its pending bytes now and then, so that a flood of connections that never finish their first message
+costs little; without TLS a valid HELLO is answered straight from the socket and the connection waits the same way
+until its next frame. A socket must be authenticated (TLS done and a valid HELLO answered) within
 ``handshake_timeout_s`` of its accept; before that it may send nothing but a HELLO of at most
-``MAX_HELLO_META_BYTES``. When the last slot is taken, the accept frees one (:meth:`EdgeServer._victim`: one
-slow or stalled in its handshake first, else the one whose last progress is oldest; none while all are busy: the
-newcomer is told ``too_many_connections``). Each connection has at most one frame in flight (its next frame is read once its answer is written), buffers at most
-``read_buffer_bytes`` ahead of the frame being read, one frame of at most ``max_payload_bytes``, and
-``write_buffer_bytes`` of answers: a peer that stops reading is closed after ``write_timeout_s``. A sender slower
-than ``min_rate_bps`` (after ``rate_grace_s`` of a frame) is cut. Between two frames of a connection the loop
-serves every other connection once, so a client that pipelines frames gets its turn like everyone else and no
-more; frames that ask for no computation (HEALTH, PROBE, refused ones) are also held to
+``MAX_HELLO_META_BYTES``. The last slots of the cap are kept for making room (:meth:`EdgeServer._admit`): once they
+would be taken, each newcomer frees one (:meth:`EdgeServer._victim`: one slow or stalled in its handshake first,
+else the one whose last progress is oldest; none while all are busy: the newcomer is told
+``too_many_connections``). Each connection has at most one frame in flight (its next frame is read once its answer
+is written), buffers at most ``read_buffer_bytes`` ahead of the frame being read, one frame of at most
+``max_payload_bytes``, and ``write_buffer_bytes`` of answers: a peer that stops reading is closed after
+``write_timeout_s``. A sender slower than ``min_rate_bps`` (after ``rate_grace_s`` of a frame) is cut. Between two
+frames of a connection the loop serves every other connection once, so a client that pipelines frames gets its turn
+like everyone else and no more; frames that ask for no computation (HEALTH, PROBE, refused ones) are also held to
 ``control_frames_per_s`` per connection.
 """
 
@@ -56,11 +58,13 @@ from edgent.runtime.protocol import (
     HEADER_BYTES,
     MAGIC,
     MAX_HELLO_META_BYTES,
+    VERSION,
     Frame,
     MsgType,
     ProtocolError,
     encode_frame,
     error_meta,
+    parse_meta,
     read_frame,
 )
 
@@ -151,12 +155,13 @@ class EdgeLoad:
 class _Connection:
     """One accepted socket and where it stands (see the module's note on bounds).
 
-    ``greeting``: accepted, but its first message (a TLS ClientHello, or a HELLO frame without TLS) has not fully
-    arrived; such a connection has no transport and no task yet, only a look at its pending bytes now and then,
-    so that a flood of connections that never finish their first message costs the server little."""
+    ``greeting``: no transport and no task yet, only a look at its pending bytes now and then: its first message
+    (a TLS ClientHello, or a HELLO frame without TLS) has not fully arrived, or (``authenticated``) its HELLO was
+    answered straight from the socket and its next frame has not arrived; so that a flood of connections that
+    never finish their first message, or say HELLO and then nothing, costs the server little."""
 
-    __slots__ = ("sock", "transport", "raw_transport", "accepted_at", "idle_since", "authenticated", "busy", "evicted", "greeting",
-                 "watching", "poll_handle", "deadline_handle", "poll_delay_s", "stalled")
+    __slots__ = ("sock", "transport", "raw_transport", "accepted_at", "idle_since", "authenticated", "busy",
+                 "evicted", "greeting", "watching", "poll_handle", "deadline_handle", "poll_delay_s", "stalled")
 
     def __init__(self, sock: socket.socket, now: float) -> None:
         self.sock = sock
@@ -218,6 +223,9 @@ class EdgeServer:
         #: authenticated connections with nothing in flight, least recently answered first
         self._idle: dict[_Connection, None] = {}
         self._open_sockets = 0
+        self._evicting = 0  # evicted sockets whose descriptor is not closed yet
+        #: slots kept for making room (see _admit)
+        self._headroom = max(1, min(16, self.config.max_connections // 16))
         self._slot_freed: asyncio.Event | None = None
         self._listeners: list[socket.socket] = []
         self._accept_tasks: list[asyncio.Task] = []
@@ -249,7 +257,6 @@ class EdgeServer:
             with torch.inference_mode():
                 chain(torch.zeros((1, *chain.input_shape)))
         self._slot_freed = asyncio.Event()
-        _keep_large_buffers_apart()
         self._listeners = _listen(self.config.host, self.config.port)
         loop = asyncio.get_running_loop()
         self._accept_tasks = [loop.create_task(self._accept(s)) for s in self._listeners]
@@ -307,7 +314,9 @@ class EdgeServer:
 
     # ------------------------------------------------------------------ accepting
     async def _accept(self, listener: socket.socket) -> None:
-        """Accept while a slot is free; when the last one is taken, free one (or turn the newcomer away)."""
+        """Accept while a slot is free, up to ``_headroom`` connections per turn of the loop (the connections
+        queued in the kernel behind a flood are reached sooner); room is made for each newcomer as
+        :meth:`_admit` says."""
         loop = asyncio.get_running_loop()
         assert self._slot_freed is not None
         cap = self.config.max_connections
@@ -323,20 +332,37 @@ class EdgeServer:
                 log.warning("accept failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
-            self._open_sockets += 1
-            conn = _Connection(sock, loop.time())
-            if self._open_sockets >= cap:
-                victim = self._victim(conn.accepted_at)
-                if victim is None:
-                    self.connections_turned_away += 1
-                    self._start(conn, turn_away=True)
-                    await asyncio.sleep(0)
-                    continue
-                self._evict(victim)
-            self._connections.add(conn)
-            self._unauth[conn] = None
-            self._await_greeting(conn)
+            self._admit(sock, loop.time())
+            for _ in range(self._headroom):  # more of what is already waiting, without waiting
+                if self._open_sockets >= cap:
+                    break
+                try:
+                    sock, _ = listener.accept()
+                except OSError:  # nothing waiting (BlockingIOError), or a failed accept: next turn
+                    break
+                sock.setblocking(False)
+                self._admit(sock, loop.time())
             await asyncio.sleep(0)  # a flood of connects waits its turn like everything else
+
+    def _admit(self, sock: socket.socket, now: float) -> None:
+        """Take a new socket. The last ``_headroom`` slots of the cap are kept for making room: once the
+        connections not being closed would take them, each newcomer closes a victim (:meth:`_victim`), whose
+        descriptor is freed a turn of the loop later; without one, the newcomer is turned away when the cap is
+        reached (``too_many_connections``)."""
+        self._open_sockets += 1
+        conn = _Connection(sock, now)
+        cap = self.config.max_connections
+        if self._open_sockets - self._evicting > cap - self._headroom:
+            victim = self._victim(now)
+            if victim is not None:
+                self._evict(victim)
+            elif self._open_sockets >= cap:
+                self.connections_turned_away += 1
+                self._start(conn, turn_away=True)
+                return
+        self._connections.add(conn)
+        self._unauth[conn] = None
+        self._await_greeting(conn)
 
     def _victim(self, now: float) -> _Connection | None:
         """The connection to close for a newcomer: the oldest suspect (not authenticated, and connected for more
@@ -367,8 +393,10 @@ class EdgeServer:
         self._idle.pop(conn, None)
         if conn.greeting:
             self._drop_greeting(conn)
-        elif conn.transport is not None:
-            conn.transport.abort()  # its task sees the stream end and frees the slot
+        else:
+            self._evicting += 1  # until _close frees the slot
+            if conn.transport is not None:
+                conn.transport.abort()  # its task sees the stream end and frees the slot
 
     # ------------------------------------------------------------------ the first message
     def _await_greeting(self, conn: _Connection) -> None:
@@ -379,8 +407,7 @@ class EdgeServer:
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.deadline_handle = loop.call_at(conn.accepted_at + self.config.handshake_timeout_s,
                                             self._greeting_too_late, conn)
-        loop.add_reader(conn.sock.fileno(), self._check_greeting, conn)
-        conn.watching = True
+        self._check_greeting(conn)  # the first message is often in already: no watch to set up and take down
 
     def _check_greeting(self, conn: _Connection) -> None:
         loop = asyncio.get_running_loop()
@@ -394,8 +421,14 @@ class EdgeServer:
             return
         except OSError:
             data = b""
-        if not data:  # the peer closed (or reset) before its first message
+        if not data:  # the peer closed (or reset)
             self._drop_greeting(conn)
+        elif conn.authenticated:  # the first frame after an inline HELLO: now the connection gets its task
+            self._unwatch(conn)
+            conn.greeting = False
+            self._start(conn)
+        elif self.config.ssl_context is None and self._hello_inline(conn, data):
+            pass
         elif len(data) >= _GREETING_PEEK_BYTES or self._greeting_complete(data):
             self._unwatch(conn)
             conn.greeting = False
@@ -406,8 +439,60 @@ class EdgeServer:
                 loop.remove_reader(conn.sock.fileno())
                 conn.watching = False
             conn.stalled = True
-            conn.poll_delay_s = min(max(2 * conn.poll_delay_s, 0.005), 0.05)
+            conn.poll_delay_s = min(max(2 * conn.poll_delay_s, 0.02), 0.05)
             conn.poll_handle = loop.call_later(conn.poll_delay_s, self._check_greeting, conn)
+
+    def _hello_inline(self, conn: _Connection, data: bytes) -> bool:
+        """Without TLS, answer a whole, valid HELLO with the right token straight from the socket and keep
+        watching the connection without a transport until its next frame: a client that says HELLO and then
+        nothing costs the server no transport and no task. False (nothing consumed) for anything else, which the
+        full path answers."""
+        if len(data) < HEADER_BYTES:
+            return False
+        magic, version, msg_type, _, meta_len, payload_len = HEADER.unpack_from(data)
+        if (magic != MAGIC or version != VERSION or msg_type != MsgType.HELLO or payload_len
+                or meta_len > MAX_HELLO_META_BYTES or len(data) < HEADER_BYTES + meta_len):
+            return False
+        try:
+            meta = parse_meta(data[HEADER_BYTES:HEADER_BYTES + meta_len])
+        except ProtocolError:
+            return False
+        if not self._token_ok(meta.get("token")):
+            return False
+        welcome = encode_frame(MsgType.WELCOME, {**self._welcome, "load": self.load().to_dict()})
+        try:
+            taken = conn.sock.recv(HEADER_BYTES + meta_len)  # exactly the HELLO: what follows stays queued
+            sent = conn.sock.send(welcome) if len(taken) == HEADER_BYTES + meta_len else 0
+        except OSError:
+            sent = 0
+        if sent != len(welcome):  # (a fresh socket takes a few hundred bytes at once)
+            self._drop_greeting(conn)
+            return True
+        loop = asyncio.get_running_loop()
+        conn.authenticated, conn.stalled, conn.idle_since = True, False, loop.time()
+        self._unauth.pop(conn, None)
+        self._idle[conn] = None
+        if conn.deadline_handle is not None:
+            conn.deadline_handle.cancel()
+        conn.deadline_handle = loop.call_at(conn.idle_since + self.config.idle_timeout_s, self._idle_too_late, conn)
+        if not conn.watching:
+            loop.add_reader(conn.sock.fileno(), self._check_greeting, conn)
+            conn.watching = True
+        return True
+
+    def _token_ok(self, token: Any) -> bool:
+        """Whether a HELLO's token admits the device (constant-time compare; any token when none is set)."""
+        return self._token is None or (
+            isinstance(token, str) and hmac.compare_digest(token.encode("utf-8", "surrogatepass"), self._token))
+
+    def _idle_too_late(self, conn: _Connection) -> None:
+        """A connection answered inline has sent nothing for the idle timeout: say so and close."""
+        if conn.greeting:
+            self.errors_sent += 1
+            with _suppress_os_error():
+                conn.sock.send(encode_frame(MsgType.ERROR, error_meta(
+                    "timeout", "no complete frame in time; closing the connection")))
+        self._drop_greeting(conn)
 
     def _greeting_complete(self, data: bytes) -> bool:
         """Whether ``data`` holds a whole first message, or enough to refuse it (then the full path answers)."""
@@ -445,7 +530,8 @@ class EdgeServer:
         self._drop_greeting(conn)
 
     def _drop_greeting(self, conn: _Connection) -> None:
-        """Close a connection still waiting for its first message and free its slot."""
+        """Close a connection that has no transport yet (its first message not in, or answered inline) and free
+        its slot."""
         if not conn.greeting:
             return
         conn.greeting = False
@@ -453,6 +539,7 @@ class EdgeServer:
         conn.sock.close()
         self._connections.discard(conn)
         self._unauth.pop(conn, None)
+        self._idle.pop(conn, None)
         self._open_sockets -= 1
         if self._slot_freed is not None:
             self._slot_freed.set()
@@ -541,6 +628,8 @@ class EdgeServer:
             self._unauth.pop(conn, None)
             self._idle.pop(conn, None)
             self._open_sockets -= 1
+            if conn.evicted:
+                self._evicting -= 1
             if self._slot_freed is not None:
                 self._slot_freed.set()
             self._closed_since_trim += 1
@@ -585,10 +674,7 @@ class EdgeServer:
                                                           "connecting; closing the connection")
                 return
             rid = _request_id(frame.meta)
-            token = frame.meta.get("token")
-            if self._token is not None and not (
-                isinstance(token, str) and hmac.compare_digest(token.encode("utf-8", "surrogatepass"), self._token)
-            ):
+            if not self._token_ok(frame.meta.get("token")):
                 await self._send_error(writer, "unauthorized", "wrong or missing token", rid)
                 return
             advert = self.advertisement() if frame.meta.get("advertise") is True else b""
@@ -776,31 +862,21 @@ class EdgeServer:
                         "encode_ms": (t3 - t2) * 1e3}
 
 
-def _glibc_malloc() -> tuple[Any, Any]:
-    """glibc's ``malloc_trim`` and ``mallopt`` (None, None elsewhere)."""
+def _find_malloc_trim() -> Any:
+    """glibc's ``malloc_trim`` (None elsewhere)."""
     try:
         import ctypes
         import ctypes.util
 
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim, opt = libc.malloc_trim, libc.mallopt
+        trim = libc.malloc_trim
         trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-        opt.argtypes, opt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-        return trim, opt
+        return trim
     except (OSError, AttributeError):
-        return None, None
+        return None
 
 
-_malloc_trim, _mallopt = _glibc_malloc()
-_M_MMAP_THRESHOLD = -3
-
-
-def _keep_large_buffers_apart() -> None:
-    """Make glibc map every allocation of 128 KiB or more on its own (a connection's TLS and stream buffers), so
-    that freeing it returns it to the system; by default the threshold grows after the first frees and such
-    buffers end up in heaps that stay at their peak size."""
-    if _mallopt is not None:
-        _mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+_malloc_trim = _find_malloc_trim()
 #: closed connections after which the server gives freed memory back, at most once per interval
 _TRIM_AFTER_CLOSED = 16
 _TRIM_INTERVAL_S = 2.0

@@ -99,12 +99,13 @@ class DeviceRuntime:
         client, est = self.client, self.client.estimator
         deadline = self.deadline_ms if deadline_ms is None else deadline_ms
         try:
-            if self.probe_idle_s is not None and est.idle_for_s() > self.probe_idle_s and \
-                    client.connect(timeout_s=client.edge_budget_s(t_arrival, deadline, fallback=self.fallback)):
+            # (a connect waits up to the client's connect_timeout_s, not the deadline: a connection that takes
+            # longer than one request's budget, e.g. a TLS handshake over a slow link, is still made once; the
+            # wait is part of this request's time)
+            if self.probe_idle_s is not None and est.idle_for_s() > self.probe_idle_s and client.connect():
                 with contextlib.suppress(EdgentError, OSError):  # a failed probe only means no sample
                     client.probe(timeout_s=client.edge_budget_s(t_arrival, deadline, fallback=self.fallback))
-            # the first plan gets the RTT of HELLO and the edge's load (no-op when connected)
-            client.connect(timeout_s=client.edge_budget_s(t_arrival, deadline, fallback=self.fallback))
+            client.connect()  # the first plan gets the RTT of HELLO and the edge's load (no-op when connected)
         except EdgentError:
             pass  # a refused token: the request itself meets it again, and records it
         bw, rtt, load = est.rate_bps, est.rtt_ms, client.last_edge_load
