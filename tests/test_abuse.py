@@ -15,9 +15,9 @@ from edgent.bench import abuse
 
 @pytest.fixture(scope="module")
 def chain():
-    from edgent.cli.runtime_cmds import load_runtime_model
+    from edgent.model.zoo import load_for_inference
 
-    return load_runtime_model(abuse.MODEL, random_weights=True, seed=0)
+    return load_for_inference(abuse.MODEL, random_weights=True, seed=0)
 
 
 @pytest.mark.slow
