@@ -37,6 +37,7 @@ def test_eval_reproduces_the_card(capsys):
     assert [e["top1"] for e in result["exits"]] == pytest.approx(list(card.exit_top1), abs=5e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not real_cifar_available(), reason="CIFAR-10 (../shared/datasets) not available")
 @pytest.mark.parametrize("codec", ["jpeg75", "jpeg25", "bneck-alexnet-cifar10", "int8"])
 def test_card_codec_accuracy_is_what_eval_measures(codec, capsys):

@@ -101,7 +101,7 @@ def table_for_model(model: str, *, device_profile: str | Path | None = None,
     device = role_latency_model("device", model, device_profile, device_runtime)
     edge = role_latency_model("edge", model, edge_profile)
     table = build_latency_table(chain, accs, device, edge, codec, input_bytes=input_bytes)
-    return table if not codecs else with_codecs(table, codecs, card=card)
+    return table if not codecs else with_codecs(table, codecs, card=card, model=model)
 
 
 #: sample inputs the codec sizes and times are measured on (seeded test images)
@@ -109,13 +109,14 @@ CODEC_SAMPLE_IMAGES = 48
 
 
 def with_codecs(table: LatencyTable, codecs: str | Sequence[str] = "card", *, card: str | Path | None = None,
-                images: Any = None, device_factor: float | None = None) -> LatencyTable:
+                images: Any = None, device_factor: float | None = None, model: str | None = None) -> LatencyTable:
     """``table`` with codec variants (:mod:`edgent.plan.codecs`): ``codecs`` is a list of names, ``"card"``
     (every codec whose accuracy the model card holds, see :func:`edgent.model.card.codec_accuracies`) or
     ``"none"``. Sizes and times are measured now on ``images`` (default: :data:`CODEC_SAMPLE_IMAGES` seeded
     CIFAR-10 test images, ``edgent.data.request_images``); the device's times are multiplied by
     ``device_factor`` (default: the device role's emulated slowdown). The measured variants are kept in
-    ``~/.cache/edgent/codec-variants`` (``$EDGENT_CACHE``), keyed by everything they depend on."""
+    ``~/.cache/edgent/codec-variants`` (``$EDGENT_CACHE``), keyed by everything they depend on. ``model`` is the
+    model's reference when the table's name alone does not find it (a model folder's path)."""
     import dataclasses
 
     from edgent.model.card import codec_accuracies, codec_accuracy_of
@@ -124,7 +125,8 @@ def with_codecs(table: LatencyTable, codecs: str | Sequence[str] = "card", *, ca
 
     if codecs == "none":
         return table
-    measured = codec_accuracies(table.model, card)
+    ref = model or table.model
+    measured = codec_accuracies(ref, card)
     if codecs == "card":
         names = [c for c in DEFAULT_CODECS if codec_accuracy_of(measured, c) is not None]
         names += [c for c in measured if c not in names]
@@ -136,6 +138,8 @@ def with_codecs(table: LatencyTable, codecs: str | Sequence[str] = "card", *, ca
                               f"them with `edgent eval --model {table.model} --codecs {','.join(missing)} "
                               "--update-card CARD`")
     names = [c for c in names if c not in table.codecs]
+    if not names:  # nothing measured for this model beyond what the table has
+        return table
     accs = {c: codec_accuracy_of(measured, c) for c in names}
     if images is None:
         from edgent.data.cifar10 import request_images
@@ -145,10 +149,10 @@ def with_codecs(table: LatencyTable, codecs: str | Sequence[str] = "card", *, ca
         from edgent.profile.throttle import role_emulation
 
         device_factor = role_emulation("device").slowdown
-    cache = _variants_cache_path(table.model, names, accs, images, device_factor)
+    cache = _variants_cache_path(ref, names, accs, images, device_factor)
     variants = _read_variants(cache)
     if variants is None:
-        chain = load_for_inference(table.model)
+        chain = load_for_inference(ref)
         variants = measure_variants(chain, names, accs, images, device_factor=device_factor)
         _write_variants(cache, variants)
     return dataclasses.replace(table, variants=table.variants + variants)
@@ -165,12 +169,12 @@ def _variants_cache_path(model: str, names: Sequence[str], accs: Any, images: An
     from edgent.data.cifar10 import cache_dir
 
     from edgent.model.bottleneck import bottleneck_path
-    from edgent.model.zoo import zoo_entry
+    from edgent.model.zoo import load_model_spec
 
     h = hashlib.sha256(json.dumps([model, list(names), {k: list(v) for k, v in accs.items()}, device_factor],
                                   sort_keys=True).encode())
     h.update(np.ascontiguousarray(images).tobytes())
-    for f in (zoo_entry(model).weights, bottleneck_path(model)):
+    for f in (load_model_spec(model).weights, bottleneck_path(model)):
         if f is not None and Path(f).is_file():
             st = Path(f).stat()
             h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())

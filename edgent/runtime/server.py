@@ -446,7 +446,7 @@ class EdgeServer:
         """Without TLS, answer a whole, valid HELLO with the right token straight from the socket and keep
         watching the connection without a transport until its next frame: a client that says HELLO and then
         nothing costs the server no transport and no task. False (nothing consumed) for anything else, which the
-        full path answers."""
+        full path answers (a HELLO asking for the advertisement included)."""
         if len(data) < HEADER_BYTES:
             return False
         magic, version, msg_type, _, meta_len, payload_len = HEADER.unpack_from(data)
@@ -457,8 +457,8 @@ class EdgeServer:
             meta = parse_meta(data[HEADER_BYTES:HEADER_BYTES + meta_len])
         except ProtocolError:
             return False
-        if not self._token_ok(meta.get("token")):
-            return False
+        if not self._token_ok(meta.get("token")) or meta.get("advertise") is True:
+            return False  # (an advertisement is a large payload: the full path sends it with back-pressure)
         welcome = encode_frame(MsgType.WELCOME, {**self._welcome, "load": self.load().to_dict()})
         try:
             taken = conn.sock.recv(HEADER_BYTES + meta_len)  # exactly the HELLO: what follows stays queued
