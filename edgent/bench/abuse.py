@@ -4,8 +4,9 @@ Each attack runs against a fresh server process (``edgent serve --port 0``, seed
 bounds; a token where the attack is about unauthenticated peers, TLS and a token where it is about the TLS
 handshake) and its own attacker process. A valid device sends one request every ``period_ms`` on a fresh
 connection each time (connect, TLS where the server has it, HELLO, INFER of one CIFAR-sized image with the raw
-``uint8`` codec, so that the edge computes the whole model), first alone (its baseline), then while the attack
-runs. Recorded per attack: the device's median and p99 latency against its baseline and its share of requests the
+``uint8`` codec, so that the edge computes the whole model), alone before the attack and again after it (its
+baseline: both together, so that other load on the host that comes or goes meanwhile weighs on both sides), and
+while the attack runs. Recorded per attack: the device's median and p99 latency against its baseline and its share of requests the
 edge answered, and the server's resident memory (``/proc/PID/status`` VmRSS) and descriptors (``/proc/PID/fd``,
 sockets apart) before, during (the most seen, sampled every 50 ms) and after the attack.
 
@@ -546,6 +547,7 @@ def run_attack(attack: Attack, chain: Any, folder: Path, cert: tuple[str, str] |
         _settle(proc.pid, sockets_before, 20.0)
         time.sleep(3.0)  # the server gives freed memory back 2 s after a burst of closed connections
         rss_after, fds_after, sockets_after = _proc_stats(proc.pid)
+        base_after = device.requests(n_base, period_s)  # alone again: the host may have changed meanwhile
         alive = proc.poll() is None
     finally:
         sampler.stop()
@@ -554,6 +556,12 @@ def run_attack(attack: Attack, chain: Any, folder: Path, cert: tuple[str, str] |
             attacker.wait(5)
         _stop(proc)
     during = sampler.maxima.get("during", [rss_before, fds_before, sockets_before])
+    b_before, b_after = base.summary(), base_after.summary()
+    base.latencies_ms += base_after.latencies_ms
+    base.connect_ms += base_after.connect_ms
+    base.requests += base_after.requests
+    for k, n in base_after.failures.items():
+        base.failures[k] = base.failures.get(k, 0) + n
     b, u = base.summary(), under.summary()
     med_ratio = None if not (b["median_ms"] and u["median_ms"]) else round(u["median_ms"] / b["median_ms"], 3)
     p99_ratio = None if not (b["p99_ms"] and u["p99_ms"]) else round(u["p99_ms"] / b["p99_ms"], 3)
@@ -569,7 +577,8 @@ def run_attack(attack: Attack, chain: Any, folder: Path, cert: tuple[str, str] |
     return {
         "attack": attack.name, "description": attack.description, "server": attack.server,
         "params": attack.params, "attacker": attacker_stats,
-        "valid_device": {"baseline": b, "under_attack": u, "median_ratio": med_ratio, "p99_ratio": p99_ratio},
+        "valid_device": {"baseline": b, "under_attack": u, "median_ratio": med_ratio, "p99_ratio": p99_ratio,
+                         "baseline_before": b_before, "baseline_after": b_after},
         "server_rss_mib": {"before": round(rss_before, 1), "during_max": round(during[0], 1),
                            "after": round(rss_after, 1)},
         "server_fds": {"before": fds_before, "during_max": during[1], "after": fds_after},

@@ -75,6 +75,8 @@ MAX_BATCH = 256
 #: the most of a connection's first message looked at before it is handed to TLS or the framing (a TLS record
 #: of a ClientHello is at most 16 KiB + 5 bytes; a HELLO frame at most 16 + 4 KiB)
 _GREETING_PEEK_BYTES = 16 * 1024 + 5
+#: how often a first message that stopped short is looked at again (a ClientHello or a HELLO comes in one piece)
+_STALLED_POLL_S = 0.05
 
 
 @dataclass
@@ -161,7 +163,7 @@ class _Connection:
     never finish their first message, or say HELLO and then nothing, costs the server little."""
 
     __slots__ = ("sock", "transport", "raw_transport", "accepted_at", "idle_since", "authenticated", "busy",
-                 "evicted", "greeting", "watching", "poll_handle", "deadline_handle", "poll_delay_s", "stalled")
+                 "evicted", "greeting", "watching", "poll_handle", "deadline_handle", "stalled")
 
     def __init__(self, sock: socket.socket, now: float) -> None:
         self.sock = sock
@@ -176,7 +178,6 @@ class _Connection:
         self.watching = False
         self.poll_handle: asyncio.TimerHandle | None = None
         self.deadline_handle: asyncio.TimerHandle | None = None
-        self.poll_delay_s = 0.0
         self.stalled = False  # its first message stopped short
 
 
@@ -403,8 +404,6 @@ class EdgeServer:
         """Watch a new connection until its first message has fully arrived (or the handshake time is over)."""
         loop = asyncio.get_running_loop()
         conn.greeting = True
-        with _suppress_os_error():
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.deadline_handle = loop.call_at(conn.accepted_at + self.config.handshake_timeout_s,
                                             self._greeting_too_late, conn)
         self._check_greeting(conn)  # the first message is often in already: no watch to set up and take down
@@ -439,8 +438,7 @@ class EdgeServer:
                 loop.remove_reader(conn.sock.fileno())
                 conn.watching = False
             conn.stalled = True
-            conn.poll_delay_s = min(max(2 * conn.poll_delay_s, 0.02), 0.05)
-            conn.poll_handle = loop.call_later(conn.poll_delay_s, self._check_greeting, conn)
+            conn.poll_handle = loop.call_later(_STALLED_POLL_S, self._check_greeting, conn)
 
     def _hello_inline(self, conn: _Connection, data: bytes) -> bool:
         """Without TLS, answer a whole, valid HELLO with the right token straight from the socket and keep
@@ -461,6 +459,7 @@ class EdgeServer:
             return False  # (an advertisement is a large payload: the full path sends it with back-pressure)
         welcome = encode_frame(MsgType.WELCOME, {**self._welcome, "load": self.load().to_dict()})
         try:
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             taken = conn.sock.recv(HEADER_BYTES + meta_len)  # exactly the HELLO: what follows stays queued
             sent = conn.sock.send(welcome) if len(taken) == HEADER_BYTES + meta_len else 0
         except OSError:
@@ -545,6 +544,8 @@ class EdgeServer:
             self._slot_freed.set()
 
     def _start(self, conn: _Connection, turn_away: bool = False) -> None:
+        with _suppress_os_error():  # (not before: a flood of connections that never get here saves the call)
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         task = asyncio.get_running_loop().create_task(self._handle(conn, turn_away))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
