@@ -397,20 +397,10 @@ def _start_server(kind: str, folder: Path, cert: tuple[str, str] | None,
 
 
 def _stop(proc: subprocess.Popen, timeout_s: float = 15.0) -> int | None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(5)
-    return proc.returncode
+    """Stop a server or attacker started in its own session (:func:`edgent.runtime.local.stop_process`)."""
+    from edgent.runtime.local import stop_process
+
+    return stop_process(proc, timeout_s=timeout_s)
 
 
 class _ValidDevice:
