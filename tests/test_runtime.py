@@ -339,7 +339,7 @@ class _BytesSock:
         return k
 
 
-# ---------------------------------------------------------------------------------------------- bounds (issue 21)
+# ---------------------------------------------------------------------------------------------- bounds of the edge server
 def _hello(token: str | None = "s3cret") -> bytes:
     return encode_frame(MsgType.HELLO, {} if token is None else {"token": token})
 

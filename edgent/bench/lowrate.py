@@ -71,10 +71,10 @@ def run(rate_bps: float = 50e3, deadline_ms: float = 300.0, requests: int = 100,
                            "codecs": list(table.codecs)}
     with CoInferenceBed(opts, base, accs) as bed:
         out["testbed"] = bed.describe()
-        # [Note: no fallback reserve] the client by default keeps the device's fastest exit (254 ms here) in
-        # reserve out of the deadline, which at 300 ms leaves an edge request that spent ~50 ms encoding a few ms
-        # before it falls back (and misses); here the edge gets the rest of the deadline, as a plan priced to fit
-        # it should
+        # [Note: no fallback reserve] the client by default keeps the device's fastest exit in reserve out of
+        # the deadline, which at a tight deadline leaves an edge request that spent its encoding time almost no
+        # wait before it falls back (and misses); here the edge gets the rest of the deadline, as a plan priced to
+        # fit it should
         bed.client.fallback_reserve = not no_reserve
         out["fallback_reserve"] = not no_reserve
         bed.warm_up(images[0])

@@ -48,7 +48,6 @@ class RunState:
     interrupted: bool = False
     probes: int = 0
     last_sample_bps: float | None = None
-    edge_proc: Any = None
     edge_exit_note: str | None = None
     replay_note: str | None = None
 

@@ -416,7 +416,7 @@ class DeviceEmulation:
 
 #: The two roles on this host. Edge: 2 threads, unthrottled. Device (the paper's Raspberry Pi 3 against its
 #: desktop PC): 1 thread slowed x100 on its CPU clock at the host's reference speed, which puts
-#: alexnet-cifar10 at about the paper's device/edge ratio (100-200x; measured ratio in docs/latency.md).
+#: alexnet-cifar10 at about the paper's device/edge ratio (the measured ratio is in docs/latency.md).
 #: Separate emulation options, not roles: the same on the plain CPU clock, :data:`DEVICE_THREAD_CPU`; 1 thread
 #: under a real 10 % CFS quota times an emulated x7, :data:`DEVICE_QUOTA` (``edgent profile --cpu-quota 0.1
 #: --slowdown 7``), whose single calls spread with the quota's phase (module docstring); a predictor fitted for

@@ -37,6 +37,7 @@ from edgent.model.chain import MultiExitChain
 from edgent.model.preprocess import get_preprocess
 from edgent.model.spec import CARD_FILE, SPEC_FILE, WEIGHTS_FILE, ModelSpec, write_model_folder
 from edgent.model.weights import save_weights
+from edgent.train.checkpoint import load_checkpoint, save_checkpoint
 
 MODES = ("exits-only", "joint")
 
@@ -174,15 +175,7 @@ def train_chain(cfg: ChainTrainConfig, spec: ModelSpec, chain: MultiExitChain, r
     weights = torch.tensor(cfg.exit_loss_weights or [1.0] * chain.num_exits)
     start_epoch, history = 0, []
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=True)
-        if state["config"] != _config_key(cfg):
-            raise ConfigError(f"{ckpt_path} was written with another configuration; remove it or change --out")
-        chain.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start_epoch = int(state["epoch"])
-        history = json.loads(state["history"])
-        torch.set_rng_state(state["torch_rng"])
+        start_epoch, history = load_checkpoint(ckpt_path, chain, opt, sched, _config_key(cfg))
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     t_start = time.time()
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -215,9 +208,7 @@ def train_chain(cfg: ChainTrainConfig, spec: ModelSpec, chain: MultiExitChain, r
                                 "elapsed_s": round(time.time() - t_start, 1)})
                 progress.console.print(f"epoch {epoch + 1}: loss {run_loss / seen:.4f}, test top-1 per exit "
                                        f"{[round(a, 4) for a in acc]}")
-                torch.save({"model": chain.state_dict(), "optimizer": opt.state_dict(),
-                            "scheduler": sched.state_dict(), "epoch": epoch + 1, "config": _config_key(cfg),
-                            "history": json.dumps(history), "torch_rng": torch.get_rng_state()}, ckpt_path)
+                save_checkpoint(ckpt_path, chain, opt, sched, epoch + 1, _config_key(cfg), history)
                 if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
                     return None
     finally:

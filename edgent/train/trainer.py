@@ -24,6 +24,7 @@ from edgent.errors import ConfigError
 from edgent.model.alexnet import build_alexnet_cifar10, fold_batch_norms
 from edgent.model.card import build_card, write_card
 from edgent.model.weights import save_weights
+from edgent.train.checkpoint import load_checkpoint, save_checkpoint
 from edgent.train.evaluate import evaluate_exits
 
 
@@ -99,16 +100,7 @@ def train(cfg: TrainConfig, resume: bool = False, console=None, stop_after_epoch
     start_epoch = 0
     history: list[dict] = []
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=True)
-        if state["config"] != _config_key(cfg):
-            raise ConfigError(f"{ckpt_path} was written with another configuration; remove it or change --out")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start_epoch = int(state["epoch"])
-        history = json.loads(state["history"])
-        if "torch_rng" in state:  # dropout draws continue as in an uninterrupted run
-            torch.set_rng_state(state["torch_rng"])
+        start_epoch, history = load_checkpoint(ckpt_path, model, opt, sched, _config_key(cfg))
     weights = torch.tensor(cfg.exit_loss_weights)
     last_epoch = cfg.epochs if cfg.cut_at_epoch is None else cfg.cut_at_epoch + cfg.anneal_epochs
     anneal_from_lr: list[float] | None = None
@@ -156,9 +148,7 @@ def train(cfg: TrainConfig, resume: bool = False, console=None, stop_after_epoch
                             "elapsed_s": time.time() - t_start})
             progress.console.print(f"epoch {epoch + 1}: loss {run_loss / seen:.4f}"
                                    + (f", test top-1 per exit {[round(a, 4) for a in acc]}" if acc else ""))
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(), "epoch": epoch + 1, "config": _config_key(cfg),
-                        "history": json.dumps(history), "torch_rng": torch.get_rng_state()}, ckpt_path)
+            save_checkpoint(ckpt_path, model, opt, sched, epoch + 1, _config_key(cfg), history)
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
                 return None
 
