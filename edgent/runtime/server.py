@@ -1,7 +1,8 @@
 """The edge server: finishes the DNN for any (exit, partition point) a device asks, for many devices at once.
 
-It loads each model once, reads frames with asyncio, runs decode + ``chain.run_edge`` + encode in a bounded pool
-of worker threads, and answers with the logits and its own timings (queueing, decoding, computing, encoding) and
+It loads each model once, reads frames with asyncio, checks each request, hands it to its compute engine
+(:mod:`edgent.runtime.compute`: by default decode + ``chain.run_edge`` + encode in a bounded pool of worker
+threads), and answers with the logits and its own timings (queueing, decoding, computing, encoding) and
 its load, so that a device can tell link time from server time. A full queue answers ``overloaded`` at once
 instead of growing; a bad frame from one client is answered and, if the framing is broken, that connection is
 closed: nothing a client sends can stop the server.
@@ -39,18 +40,16 @@ import os
 import signal
 import socket
 import ssl
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any
 
-import torch
 
 from edgent.codec import check_shape, get_codec
 from edgent.errors import ConfigError, EdgentError
 from edgent.model.chain import MultiExitChain
 from edgent.model.preprocess import default_preprocess, get_preprocess
+from edgent.runtime.compute import EdgeCompute, EdgeJob, LocalCompute
 from edgent.runtime.protocol import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     HANDSHAKE_VERSION,
@@ -202,7 +201,10 @@ class _FrameBudget:
 class EdgeServer:
     """Serves the edge part of the chains in ``models`` (name -> chain); see the module docstring."""
 
-    def __init__(self, models: dict[str, MultiExitChain], config: ServerConfig | None = None) -> None:
+    def __init__(self, models: dict[str, MultiExitChain], config: ServerConfig | None = None,
+                 compute: EdgeCompute | None = None) -> None:
+        """``compute``: the engine that runs the checked requests (default: :class:`LocalCompute` with the
+        config's ``threads`` and ``inline_when_idle``)."""
         if not models:
             raise EdgentError("the edge server needs at least one model")
         self.models = {name: m.eval() for name, m in models.items()}
@@ -212,12 +214,8 @@ class EdgeServer:
                          "max_payload_bytes": self.config.max_payload_bytes}
         self._advertisement: bytes | None = None
         self._token = None if self.config.token is None else self.config.token.encode("utf-8", "surrogatepass")
-        self._pool = ThreadPoolExecutor(max(1, self.config.threads), thread_name_prefix="edge-worker")
-        self._waiting = 0
-        self._in_service = 0
-        self._mean_compute_ms: float | None = None
-        self._lock = threading.Lock()
-        self._jobs: dict[str, dict[str, Any]] = {}
+        self.compute = compute or LocalCompute(self.models, self.config.threads, self.config.inline_when_idle)
+        self._jobs: dict[str, EdgeJob] = {}
         self._connections: set[_Connection] = set()
         #: connections not authenticated yet, in the order they were accepted
         self._unauth: dict[_Connection, None] = {}
@@ -253,10 +251,8 @@ class EdgeServer:
         return self._open_sockets
 
     async def start(self) -> None:
-        """Bind and start accepting; warm every model up once so that the first request is not slow."""
-        for chain in self.models.values():
-            with torch.inference_mode():
-                chain(torch.zeros((1, *chain.input_shape)))
+        """Start the compute engine (which warms the models up), then bind and start accepting."""
+        await self.compute.start()
         self._slot_freed = asyncio.Event()
         self._listeners = _listen(self.config.host, self.config.port)
         loop = asyncio.get_running_loop()
@@ -273,7 +269,7 @@ class EdgeServer:
         for s in self._listeners:
             s.close()
         t_end = time.monotonic() + self.config.shutdown_grace_s
-        while (self._in_service or self._waiting) and time.monotonic() < t_end:
+        while self.compute.busy() and time.monotonic() < t_end:
             await asyncio.sleep(0.01)
         for c in list(self._connections):
             if c.greeting:
@@ -284,7 +280,7 @@ class EdgeServer:
             _, pending = await asyncio.wait(list(self._tasks), timeout=1.5)
             for t in pending:
                 t.cancel()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        await self.compute.stop()
 
     async def serve_until_signal(self, ready_file: str | None = None) -> None:
         """Start, then serve until SIGTERM or SIGINT; then shut down gracefully."""
@@ -309,9 +305,8 @@ class EdgeServer:
 
     def load(self) -> EdgeLoad:
         """The current load: requests waiting for a worker, in service, and the recent mean compute time."""
-        return EdgeLoad(self._waiting, self._in_service, self.config.threads,
-                        None if self._mean_compute_ms is None else round(self._mean_compute_ms, 3),
-                        len(self._connections))
+        c = self.compute.load()
+        return EdgeLoad(c.waiting, c.in_service, c.workers, c.mean_compute_ms, len(self._connections))
 
     # ------------------------------------------------------------------ accepting
     async def _accept(self, listener: socket.socket) -> None:
@@ -758,23 +753,13 @@ class EdgeServer:
         except Exception as exc:  # noqa: BLE001 - a field of a type no check foresaw
             return MsgType.ERROR, error_meta("bad_request", f"bad INFER request: {type(exc).__name__}: {exc}",
                                              rid), b""
-        if self._waiting + self._in_service >= self.config.max_queue + max(1, self.config.threads):
+        load = self.compute.load()
+        if load.waiting + load.in_service >= self.config.max_queue + max(1, load.workers):
             meta_err = error_meta("overloaded", f"the edge queue is full ({self.config.max_queue} waiting)", rid)
             meta_err["load"] = self.load().to_dict()
             return MsgType.ERROR, meta_err, b""
-        # Inline when nothing else is queued or in service (and always with --threads 0): with the edge idle no
-        # other request can use a worker meanwhile, so the hand-off to it and back would only add latency
-        # (measured by `edgent bench runtime`, the always_hand_off setting against the default: docs/runtime.md).
-        inline = self.config.threads == 0 or (self.config.inline_when_idle and not self._waiting
-                                              and not self._in_service)
-        with self._lock:
-            self._waiting += 1
         try:
-            if inline:
-                out = self._work(job, frame.payload, time.perf_counter())
-            else:
-                out = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, self._work, job, frame.payload, time.perf_counter())
+            out = await self.compute.run(job, frame.payload)
         except EdgentError as exc:
             return MsgType.ERROR, error_meta(getattr(exc, "code", "bad_request"), str(exc), rid), b""
         except Exception as exc:  # noqa: BLE001 - pool shut down, torch failure, a bug: the device gets an answer
@@ -785,12 +770,12 @@ class EdgeServer:
         payload = logits.numpy().astype("<f4", copy=False).tobytes()
         timings["server_ms"] = (time.perf_counter() - t_recv) * 1e3
         return MsgType.RESULT, {
-            "id": rid, "model": job["model"], "exit": job["exit"], "partition": job["partition"],
+            "id": rid, "model": job.model, "exit": job.exit, "partition": job.partition,
             "classes": logits.argmax(dim=1).tolist(), "shape": list(logits.shape), "codec": "float32",
             "timings": {k: round(v, 4) for k, v in timings.items()}, "load": self.load().to_dict(),
         }, payload
 
-    def _job(self, meta: dict[str, Any], payload_len: int) -> dict[str, Any]:
+    def _job(self, meta: dict[str, Any], payload_len: int) -> EdgeJob:
         """The checked job of an INFER request: its fields are validated once per distinct combination (a cache
         keyed on their ``repr``, so that ``True`` and ``1`` stay apart), its payload size on every request."""
         key = repr((meta.get("model"), meta.get("exit"), meta.get("partition"), meta.get("codec", "float32"),
@@ -801,13 +786,13 @@ class EdgeServer:
             if len(self._jobs) >= 1024:  # bounded: a client cycling through odd shapes cannot grow it
                 self._jobs.clear()
             self._jobs[key] = job
-        codec, shape = job["codec"], job["shape"]
-        if payload_len > job["payload_bytes"] or (codec.exact_size and payload_len != job["payload_bytes"]):
+        codec, shape = job.codec, job.shape
+        if payload_len > job.payload_bytes or (codec.exact_size and payload_len != job.payload_bytes):
             raise EdgentError(f"codec {codec.name}: payload of {payload_len} bytes does not fit shape {list(shape)} "
-                              f"({job['payload_bytes']} bytes{' at most' if not codec.exact_size else ''})")
+                              f"({job.payload_bytes} bytes{' at most' if not codec.exact_size else ''})")
         return job
 
-    def _check_request(self, meta: dict[str, Any]) -> dict[str, Any]:
+    def _check_request(self, meta: dict[str, Any]) -> EdgeJob:
         """Validate an INFER request's fields (all but the payload) before any work is queued."""
         name = meta.get("model")
         if not isinstance(name, str) or name not in self.models:
@@ -833,34 +818,7 @@ class EdgeServer:
             if point != 0:
                 raise EdgentError(f"codec {codec.name} carries raw pixels: only partition 0 takes them")
             preprocess = get_preprocess(meta.get("preprocess", default_preprocess(name)))
-        return {"model": name, "chain": chain, "exit": exit_, "partition": point, "codec": codec, "shape": shape,
-                "preprocess": preprocess, "payload_bytes": codec.payload_bytes(shape)}
-
-    def _work(self, job: dict[str, Any], payload: bytes, t_queued: float) -> tuple[torch.Tensor, dict[str, float]]:
-        """Runs in a worker thread: decode, compute the edge part, time each step."""
-        t0 = time.perf_counter()
-        with self._lock:
-            self._waiting -= 1
-            self._in_service += 1
-        try:
-            t = job["codec"].decode(payload, job["shape"])
-            t1 = time.perf_counter()
-            with torch.inference_mode():  # compute: the model's input preprocessing (raw pixels) and its units,
-                if job["preprocess"] is not None:  # as on the device, where device_ms counts both
-                    t = job["preprocess"](t)
-                logits = job["chain"].run_edge(t, job["exit"], job["partition"])
-            t2 = time.perf_counter()
-            logits = logits.float().contiguous()
-            t3 = time.perf_counter()
-        finally:
-            with self._lock:
-                self._in_service -= 1
-        compute_ms = (t2 - t1) * 1e3
-        with self._lock:
-            m = self._mean_compute_ms
-            self._mean_compute_ms = compute_ms if m is None else 0.8 * m + 0.2 * compute_ms
-        return logits, {"queue_ms": (t0 - t_queued) * 1e3, "decode_ms": (t1 - t0) * 1e3, "compute_ms": compute_ms,
-                        "encode_ms": (t3 - t2) * 1e3}
+        return EdgeJob(name, chain, exit_, point, codec, tuple(shape), preprocess, codec.payload_bytes(shape))
 
 
 def _find_malloc_trim() -> Any:
