@@ -236,12 +236,63 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        read_buffer_bytes=args.read_buffer_kb * 1024,
                        write_buffer_bytes=args.write_buffer_kb * 1024, latency_model=args.latency_model)
     cfg.check()
-    server = EdgeServer(models, cfg)
+    server = EdgeServer(models, cfg, compute=_serve_engine(args, models, cfg))
     try:
         asyncio.run(server.serve_until_signal(args.ready_file))
     except OSError as exc:
         raise ConfigError(f"cannot serve on {args.host}:{args.port}: {exc}") from exc
     return 0
+
+
+def _serve_engine(args: argparse.Namespace, models: dict, cfg) -> Any:
+    """The compute engine of ``edgent serve`` from ``--backend`` and the placement options."""
+    if args.backend == "ray":
+        from edgent.runtime.ray_backend import RayCompute, import_ray
+
+        import_ray()  # without Ray: a clear error before anything starts
+        return RayCompute(models, _model_sources(args, models), _ray_options(args))
+    from edgent.model.placement import PartRunner, choose_placement
+    from edgent.runtime.compute import LocalCompute
+
+    for option in ("replicas", "max_replicas", "ray_address"):
+        if getattr(args, option) is not None:
+            raise ConfigError(f"--{option.replace('_', '-')} is an option of --backend ray")
+    placement, why = choose_placement(list(models), args.device, args.fp16, args.edge_mode, args.compile_mode)
+    print(f"edgent serve: parts on {placement.describe()} ({why})", file=sys.stderr)
+    runners = {name: PartRunner(chain, placement) for name, chain in models.items()}
+    runners = {name: r for name, r in runners.items() if not r.trivial}
+    return LocalCompute(models, cfg.threads, cfg.inline_when_idle, runners=runners)
+
+
+def _model_sources(args: argparse.Namespace, models: dict) -> dict:
+    """How Ray's replicas load each served model: as it was given to ``edgent serve`` (served under its name)."""
+    from edgent.model.zoo import model_name
+    from edgent.runtime.ray_backend import ModelSource
+
+    out = {}
+    for ref in args.model:
+        p = Path(ref)
+        ref = str(p.resolve()) if p.exists() else ref  # a model folder: the same absolute path on every node
+        out[model_name(ref)] = ModelSource(ref, str(Path(args.weights).resolve()) if args.weights else None,
+                                           bool(args.random_weights), int(args.seed))
+    return {name: out[name] for name in models}
+
+
+def _ray_options(args: argparse.Namespace) -> Any:
+    """``--backend ray``'s options as :class:`edgent.runtime.ray_backend.RayOptions` (checked)."""
+    from edgent.runtime.ray_backend import RayOptions
+
+    d = RayOptions()
+    opts = RayOptions(
+        address=args.ray_address, replicas=args.replicas or d.replicas, max_replicas=args.max_replicas,
+        target_ongoing_requests=args.target_ongoing, max_ongoing_requests=args.max_ongoing,
+        max_batch_size=args.ray_batch, batch_wait_timeout_s=args.ray_batch_wait_ms / 1e3,
+        replica_cpus=args.replica_cpus, replica_gpus=args.replica_gpus, upscale_delay_s=args.upscale_delay_s,
+        downscale_delay_s=args.downscale_delay_s,
+        placement={"device": args.device, "fp16": args.fp16, "mode": args.edge_mode,
+                   "compile_mode": args.compile_mode})
+    opts.check()
+    return opts
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
@@ -380,6 +431,61 @@ def cmd_testbed_run(args: argparse.Namespace) -> int:
         return run_device_requests(args, tb.edge_host, port, link=tb.link)
 
 
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """``edgent serve``'s choice of compute engine (``--backend``), of where the parts run (``--device``,
+    ``--fp16``, ``--edge-mode``), and the Ray engine's options (docs/scale.md)."""
+    from edgent.model.placement import FP16_CHOICES, MODES
+    from edgent.runtime.ray_backend import RayOptions
+
+    e = p.add_argument_group("engine and placement (docs/scale.md)")
+    e.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="what computes the edge parts: this process (local, default) or Ray Serve deployments on a "
+                        "Ray cluster (ray; needs `pip install \"edgent[ray]\"`)")
+    e.add_argument("--device", default="auto",
+                   help="where the parts run: cpu, cuda, cuda:N, or auto (default: a CUDA GPU where torch sees one, "
+                        "else the CPU); with --backend ray, resolved on each replica's machine")
+    e.add_argument("--fp16", choices=FP16_CHOICES, default="auto",
+                   help="float16 on a GPU: auto (default: where every served model's card records a float16 "
+                        "accuracy close enough to float32), on, or off")
+    e.add_argument("--edge-mode", choices=MODES, default=None,
+                   help="how the parts run: eager PyTorch, graph (CUDA graphs, one per exit, partition and batch "
+                        "shape, recorded at first use) or compile (torch.compile); default: graph on a GPU, eager on "
+                        "the CPU")
+    e.add_argument("--compile-mode", default=None,
+                   help="torch.compile's mode with --edge-mode compile (e.g. max-autotune-no-cudagraphs, "
+                        "reduce-overhead; default torch's)")
+    d = RayOptions()
+    r = p.add_argument_group("--backend ray (docs/scale.md)")
+    r.add_argument("--ray-address", default=None,
+                   help="join this Ray cluster (host:port of its head, or auto: the one `ray start` made on this "
+                        "machine); default: start a local cluster here and stop it on exit")
+    r.add_argument("--replicas", type=argtypes.integer(1), default=None,
+                   help=f"replicas of each model (the autoscaling minimum; default {d.replicas})")
+    r.add_argument("--max-replicas", type=argtypes.integer(1), default=None,
+                   help="autoscale each model up to this many replicas on the requests ongoing per replica "
+                        "(default: --replicas, no autoscaling)")
+    r.add_argument("--target-ongoing", type=argtypes.number(0.0), default=d.target_ongoing_requests,
+                   help=f"requests ongoing or queued per replica the autoscaler aims at (default "
+                        f"{d.target_ongoing_requests:g})")
+    r.add_argument("--max-ongoing", type=argtypes.integer(1), default=d.max_ongoing_requests,
+                   help=f"requests a replica takes at once; more wait at the front (default {d.max_ongoing_requests})")
+    r.add_argument("--ray-batch", type=argtypes.integer(1, 256), default=d.max_batch_size,
+                   help=f"largest batch Ray Serve makes of requests to one replica (default {d.max_batch_size})")
+    r.add_argument("--ray-batch-wait-ms", type=argtypes.number(0.0, allow_low=True),
+                   default=d.batch_wait_timeout_s * 1e3,
+                   help="how long a replica waits for a batch to fill (default "
+                        f"{d.batch_wait_timeout_s * 1e3:g} ms)")
+    r.add_argument("--replica-cpus", type=argtypes.number(0.0), default=d.replica_cpus,
+                   help=f"Ray CPUs per replica (default {d.replica_cpus:g}; also its torch threads, at least 1)")
+    r.add_argument("--replica-gpus", type=argtypes.number(0.0, allow_low=True), default=d.replica_gpus,
+                   help=f"Ray GPUs per replica where the parts run on a GPU (default {d.replica_gpus:g}; 0.5: two "
+                        "replicas per GPU)")
+    r.add_argument("--upscale-delay-s", type=argtypes.number(0.0, allow_low=True), default=d.upscale_delay_s,
+                   help=f"how long the load must stay high before a replica is added (default {d.upscale_delay_s:g})")
+    r.add_argument("--downscale-delay-s", type=argtypes.number(0.0, allow_low=True), default=d.downscale_delay_s,
+                   help=f"how long it must stay low before one is removed (default {d.downscale_delay_s:g})")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from edgent.runtime.server import DEFAULT_PORT
 
@@ -446,6 +552,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"answers buffered per connection, KiB (default {d.write_buffer_bytes // 1024})")
     p.add_argument("--ready-file", type=argtypes.new_file("the ready file"),
                    help="write the bound port to this file once ready")
+    add_engine_args(p)
 
     def serve(args: argparse.Namespace) -> int:
         args.model = args.model or ["alexnet-cifar10"]

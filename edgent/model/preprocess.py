@@ -70,3 +70,12 @@ def get_preprocess(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     if not isinstance(name, str) or name not in PREPROCESSORS:
         raise ConfigError(f"unknown preprocessing {name!r}; known: {', '.join(PREPROCESSORS)}")
     return PREPROCESSORS[name]
+
+
+def preprocess_name(fn: Callable[[torch.Tensor], torch.Tensor]) -> str:
+    """The name under which ``fn`` is known (:func:`get_preprocess`'s inverse): what travels to another process
+    that runs the same preprocessing (a cluster's worker looks it up by name again)."""
+    for name, known in PREPROCESSORS.items():
+        if known is fn:
+            return name
+    raise ConfigError(f"the preprocessing {fn!r} is not one of the known ones ({', '.join(PREPROCESSORS)})")

@@ -22,6 +22,7 @@ import torch
 
 from edgent.codec import Codec
 from edgent.model.chain import MultiExitChain
+from edgent.model.placement import PartRunner
 
 #: weight of the newest compute time in the running mean reported to devices
 MEAN_COMPUTE_WEIGHT = 0.2
@@ -81,6 +82,10 @@ class EdgeCompute(abc.ABC):
     def load(self) -> ComputeLoad:
         """The engine's load now."""
 
+    def describe(self) -> str:
+        """One line for ``edgent serve``'s banner: the engine, its workers, where it runs the parts."""
+        return self.name
+
     def busy(self) -> bool:
         """Whether any request is waiting or in service."""
         load = self.load()
@@ -94,12 +99,16 @@ class LocalCompute(EdgeCompute):
     """Computes in this process: a pool of ``threads`` worker threads (inline in the event loop with
     ``threads=0``), and inline too when ``inline_when_idle`` and nothing else is waiting or in service (with the
     edge idle no other request could use a worker meanwhile, so the hand-off would only add latency: measured by
-    ``edgent bench runtime``, ``docs/runtime.md``)."""
+    ``edgent bench runtime``, ``docs/runtime.md``). ``runners``: per model, what runs its parts where they do
+    not run as ``chain.run_edge`` on the CPU (a GPU, float16, CUDA graphs: :class:`edgent.model.placement.PartRunner`).
+    """
 
     name = "local"
 
-    def __init__(self, models: dict[str, MultiExitChain], threads: int = 1, inline_when_idle: bool = True) -> None:
+    def __init__(self, models: dict[str, MultiExitChain], threads: int = 1, inline_when_idle: bool = True,
+                 runners: dict[str, PartRunner] | None = None) -> None:
         self.models = models
+        self.runners = runners or {}
         self.threads = threads
         self.inline_when_idle = inline_when_idle
         self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="edge-worker")
@@ -109,9 +118,19 @@ class LocalCompute(EdgeCompute):
         self._mean_compute_ms: float | None = None
 
     async def start(self) -> None:
-        for chain in self.models.values():  # the first request is not slow
+        for name, chain in self.models.items():  # the first request is not slow
+            runner = self.runners.get(name)
             with torch.inference_mode():
-                chain(torch.zeros((1, *chain.input_shape)))
+                if runner is None:
+                    chain(torch.zeros((1, *chain.input_shape)))
+                else:
+                    runner.warm_up(chain.num_exits, 0)
+
+    def describe(self) -> str:
+        places = sorted({r.placement.describe() for r in self.runners.values()}) or ["cpu, float32, eager"]
+        return (f"local ({self.threads} worker thread{'s' if self.threads != 1 else ''}"
+                f"{', inline when idle' if self.inline_when_idle or not self.threads else ''}; parts on "
+                f"{'; '.join(places)})")
 
     def load(self) -> ComputeLoad:
         return ComputeLoad(self._waiting, self._in_service, self.threads,
@@ -134,7 +153,7 @@ class LocalCompute(EdgeCompute):
             self._waiting -= 1
             self._in_service += 1
         try:
-            logits, timings = compute_job(job, payload)
+            logits, timings = compute_job(job, payload, self.runners.get(job.model))
         finally:
             with self._lock:
                 self._in_service -= 1
@@ -152,18 +171,58 @@ class LocalCompute(EdgeCompute):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def compute_job(job: EdgeJob, payload: bytes) -> tuple[torch.Tensor, dict[str, float]]:
-    """Decode one job's payload and compute its edge part: the logits (float32, contiguous) and the ms spent in
-    ``decode_ms``, ``compute_ms`` (the model's input preprocessing for raw pixels, as on the device, and its
-    units) and ``encode_ms``. Shared by every engine, so that they compute and time alike."""
+def compute_job(job: EdgeJob, payload: bytes, runner: PartRunner | None = None
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Decode one job's payload and compute its edge part: the logits (float32, contiguous, on the CPU) and the
+    ms spent in ``decode_ms``, ``compute_ms`` (the model's input preprocessing for raw pixels, as on the device,
+    and its units; on a GPU until the logits are back) and ``encode_ms``. ``runner``: where the parts run when not
+    ``job.chain.run_edge`` on the CPU. Shared by every engine, so that they compute and time alike."""
     t0 = time.perf_counter()
     t = job.codec.decode(payload, job.shape)
     t1 = time.perf_counter()
     with torch.inference_mode():
         if job.preprocess is not None:
             t = job.preprocess(t)
-        logits = job.chain.run_edge(t, job.exit, job.partition)
+        run = job.chain.run_edge if runner is None else runner.run_edge
+        logits = run(t, job.exit, job.partition)
     t2 = time.perf_counter()
     logits = logits.float().contiguous()
     t3 = time.perf_counter()
     return logits, {"decode_ms": (t1 - t0) * 1e3, "compute_ms": (t2 - t1) * 1e3, "encode_ms": (t3 - t2) * 1e3}
+
+
+def compute_batch(jobs: list[EdgeJob], payloads: list[bytes], runner: PartRunner | None = None
+                  ) -> list[tuple[torch.Tensor, dict[str, float]]]:
+    """Compute several jobs of one :attr:`EdgeJob.group` as one batch: each payload decoded (and preprocessed)
+    on its own, the edge part run once on their concatenation, the logits split back. Per job: its logits and
+    its ``decode_ms``, the batch's ``compute_ms`` and ``encode_ms``, and ``batch_size`` (the requests in the
+    batch; a worker's time per request is ``compute_ms / batch_size``). A single job is :func:`compute_job`."""
+    if len(jobs) != len(payloads) or not jobs:
+        raise ValueError("compute_batch needs one payload per job, and at least one job")
+    if len(jobs) == 1:
+        logits, timings = compute_job(jobs[0], payloads[0], runner)
+        return [(logits, {**timings, "batch_size": 1})]
+    group = jobs[0].group
+    if any(j.group != group for j in jobs):
+        raise ValueError("compute_batch takes jobs of one group (same model, exit, partition, codec and shape)")
+    decode_ms, parts = [], []
+    with torch.inference_mode():
+        for job, payload in zip(jobs, payloads):
+            t0 = time.perf_counter()
+            parts.append(job.codec.decode(payload, job.shape))
+            decode_ms.append((time.perf_counter() - t0) * 1e3)
+        t1 = time.perf_counter()
+        t = torch.cat(parts)
+        job = jobs[0]
+        if job.preprocess is not None:
+            t = job.preprocess(t)
+        run = job.chain.run_edge if runner is None else runner.run_edge
+        logits = run(t, job.exit, job.partition)
+        t2 = time.perf_counter()
+        logits = logits.float()
+        sizes = [j.shape[0] for j in jobs]
+        outs = [o.contiguous() for o in torch.split(logits, sizes)]
+        t3 = time.perf_counter()
+    compute_ms, encode_ms = (t2 - t1) * 1e3, (t3 - t2) * 1e3
+    return [(o, {"decode_ms": d, "compute_ms": compute_ms, "encode_ms": encode_ms, "batch_size": len(jobs)})
+            for o, d in zip(outs, decode_ms)]

@@ -74,18 +74,25 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def serve_process(port: int, model_flags: Sequence[str] = ("--random-weights", "--seed", "0"),
                   extra: Sequence[str] = (), host: str = "127.0.0.1", prefix: Sequence[str] = (),
-                  ready_timeout_s: float = 90.0, env: dict | None = None) -> subprocess.Popen:
+                  ready_timeout_s: float = 90.0, env: dict | None = None,
+                  output: str | Path | None = None) -> subprocess.Popen:
     """Start ``edgent serve`` as a separate process (``prefix`` e.g. ``ip netns exec NS``) and wait until it
-    listens; the caller stops it with :func:`stop_process`."""
+    listens; the caller stops it with :func:`stop_process`. ``output``: a file for its stdout and stderr (by
+    default stdout is dropped and stderr kept for the error of a server that does not start)."""
     ready = Path(tempfile.mkdtemp(prefix="edgent-serve-")) / "ready"
     cmd = [*prefix, sys.executable, "-m", "edgent.cli.main", "serve", "--host", host, "--port", str(port),
            "--ready-file", str(ready), *model_flags, *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-                            env=env)
+    if output is not None:
+        with open(output, "ab") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    else:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                                env=env)
     t_end = time.monotonic() + ready_timeout_s
     while not ready.exists():
         if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            err = (proc.stderr.read().decode(errors="replace") if proc.stderr
+                   else Path(output).read_text(errors="replace") if output is not None else "")
             raise EdgentError(f"edgent serve exited with code {proc.returncode}: {err[-2000:]}")
         if time.monotonic() > t_end:
             stop_process(proc)
@@ -122,3 +129,58 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise EdgentError(f"no VmRSS for process {pid}")
+
+
+def descendant_processes(pid: int) -> dict[int, int]:
+    """The processes below ``pid`` (its children, theirs, ...) as pid -> start time (clock ticks after boot, to
+    tell a pid reused later from the process seen now); empty where there is no ``/proc``."""
+    parent: dict[int, int] = {}
+    started: dict[int, int] = {}
+    try:
+        entries = [d for d in Path("/proc").iterdir() if d.name.isdigit()]
+    except OSError:
+        return {}
+    for d in entries:
+        try:
+            rest = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parent[int(d.name)], started[int(d.name)] = int(rest[1]), int(rest[19])
+    children: dict[int, list[int]] = {}
+    for child, ppid in parent.items():
+        children.setdefault(ppid, []).append(child)
+    out: dict[int, int] = {}
+    todo = list(children.get(pid, []))
+    while todo:
+        p = todo.pop()
+        if p not in out:
+            out[p] = started[p]
+            todo.extend(children.get(p, []))
+    return out
+
+
+def kill_leftovers(processes: dict[int, int], wait_s: float = 5.0) -> list[int]:
+    """SIGKILL those of ``processes`` (pid -> start time, :func:`descendant_processes`) still running after
+    ``wait_s`` seconds (the same pid with the same start time); the pids killed."""
+    def alive() -> list[int]:
+        out = []
+        for p, t in processes.items():
+            try:
+                rest = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(rest[19]) == t and rest[0] != "Z":
+                out.append(p)
+        return out
+
+    t_end = time.monotonic() + wait_s
+    left = alive()
+    while left and time.monotonic() < t_end:
+        time.sleep(0.1)
+        left = alive()
+    for p in left:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return left

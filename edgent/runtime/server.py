@@ -299,6 +299,7 @@ class EdgeServer:
               f"(models: {', '.join(self.models)}; TLS {'on' if self.config.ssl_context else 'off'}; "
               f"token {'required' if self.config.token else 'not required'}; "
               f"at most {self.config.max_connections} connections)", flush=True)
+        print(f"edgent serve: engine {self.compute.describe()}", flush=True)
         await stop.wait()
         print("edgent serve: shutting down", flush=True)
         await self.stop()

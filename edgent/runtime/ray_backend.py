@@ -1,0 +1,357 @@
+"""The edge tier on Ray Serve: ``edgent serve --backend ray``.
+
+The front is edgent's own server (:class:`edgent.runtime.server.EdgeServer`: the wire protocol, the bounds and the
+checks of every request, unchanged); behind it, :class:`RayCompute` hands each checked request to a Ray Serve
+deployment (one per model, :class:`edgent.runtime.ray_replica.EdgeReplica`) through a ``DeploymentHandle``. Ray
+Serve does the rest as it is meant to: replicas on any machine of the cluster, its own batching
+(``@serve.batch``), and autoscaling of the replicas on the requests each one has ongoing or queued
+(``autoscaling_config``: ``target_ongoing_requests``, ``min_replicas`` .. ``max_replicas``). edgent schedules
+nothing itself.
+
+What goes to a replica: the payload bytes as received and the request's plain fields (model, exit, partition,
+codec name, shape, preprocessing name), never an object built from what a device sent.
+
+Ray is imported only when this engine starts (``pip install "edgent[ray]"``); without it edgent runs as before and
+``--backend ray`` says how to install it. By default the engine starts a local Ray cluster in this process
+(:meth:`RayOptions.init_kwargs`: logical CPUs = this machine's, a small object store, no dashboard) and stops it
+on shutdown; with ``--ray-address`` it joins a running cluster and, on shutdown, deletes only its own applications.
+
+The load reported to devices means what it means under the local engine (:class:`~edgent.runtime.compute.ComputeLoad`):
+``waiting + in_service`` is the requests this front has handed to Ray and not had back (counted here, exact);
+``workers`` the replicas running now (from ``serve.status()``, polled); the split between waiting and in service
+puts at most one request per replica in service; ``mean_compute_ms`` is a running mean of a replica's compute time
+per request (a batch's compute time over its size).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgent.errors import ConfigError, EdgentError
+from edgent.model.chain import MultiExitChain
+from edgent.model.preprocess import preprocess_name
+from edgent.runtime.compute import MEAN_COMPUTE_WEIGHT, ComputeLoad, EdgeCompute, EdgeJob
+from edgent.runtime.local import descendant_processes, kill_leftovers
+
+log = logging.getLogger("edgent.serve")
+
+#: how to get Ray Serve (the optional extra of pyproject.toml)
+RAY_INSTALL = 'pip install "edgent[ray]"  (or: pip install "ray[serve]==2.60.0")'
+#: what a replica answers for a request it could not compute: (ERROR_TAG, code, message)
+ERROR_TAG = "error"
+#: the prefix of the Ray Serve applications edgent deploys (one per model)
+APP_PREFIX = "edgent-"
+#: how often the front asks Ray Serve how many replicas run (s)
+STATUS_POLL_S = 1.0
+#: how often handles and replicas report their ongoing requests to the autoscaler (s; Ray's default is 10)
+METRICS_PUSH_S = 0.5
+#: the autoscaler's averaging window (s; Ray's default is 30)
+LOOK_BACK_PERIOD_S = 3.0
+#: how long Ray Serve may take to shut down in order before the cluster is stopped anyway (s)
+SERVE_SHUTDOWN_TIMEOUT_S = 20.0
+
+
+def import_ray() -> tuple[Any, Any]:
+    """``(ray, ray.serve)``, or a ConfigError that says how to install them."""
+    try:
+        import ray
+        from ray import serve
+    except ImportError as exc:
+        raise ConfigError(f"--backend ray needs Ray Serve, which is not installed ({exc}); install it with: "
+                          f"{RAY_INSTALL}") from None
+    return ray, serve
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """How a replica gets a model: as ``edgent serve --model`` was given it (a zoo name or a model folder, which
+    must exist at the same path on every machine of the cluster), with ``--weights``/``--random-weights``/``--seed``."""
+
+    ref: str
+    weights: str | None = None
+    random_weights: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """The Ray engine's settings (``edgent serve --backend ray``; ``docs/scale.md``).
+
+    ``address``: a running cluster to join (``"auto"``: the one started on this machine with ``ray start``);
+    None starts a local one. ``replicas`` .. ``max_replicas``: the replicas of each model (autoscaled between the
+    two on ``target_ongoing_requests`` per replica when they differ). ``max_ongoing_requests``: per replica; more
+    wait at the front's handle. ``max_batch_size`` / ``batch_wait_timeout_s``: Ray Serve's batching.
+    ``replica_cpus`` / ``replica_gpus``: Ray resources per replica (GPUs only where the parts run on one).
+    ``upscale_delay_s`` / ``downscale_delay_s``: how long the load must stay before Ray adds / removes one."""
+
+    address: str | None = None
+    replicas: int = 1
+    max_replicas: int | None = None
+    target_ongoing_requests: float = 2.0
+    max_ongoing_requests: int = 32
+    max_batch_size: int = 8
+    batch_wait_timeout_s: float = 0.002
+    replica_cpus: float = 1.0
+    replica_gpus: float = 1.0
+    upscale_delay_s: float = 2.0
+    downscale_delay_s: float = 30.0
+    object_store_bytes: int = 256 * 1024 * 1024
+    placement: dict[str, Any] = field(default_factory=lambda: {"device": "cpu", "fp16": "auto"})
+
+    @property
+    def top_replicas(self) -> int:
+        return self.replicas if self.max_replicas is None else self.max_replicas
+
+    def check(self) -> None:
+        """Raise ConfigError (naming the ``edgent serve`` option) for settings Ray cannot run."""
+        if not isinstance(self.replicas, int) or self.replicas < 1:
+            raise ConfigError(f"--replicas must be an integer of at least 1, got {self.replicas!r}")
+        if self.top_replicas < self.replicas:
+            raise ConfigError(f"--max-replicas ({self.top_replicas}) must be at least --replicas ({self.replicas})")
+        if not 1 <= self.max_batch_size <= 256:
+            raise ConfigError(f"--ray-batch must be 1..256, got {self.max_batch_size}")
+        if self.max_ongoing_requests < 1:
+            raise ConfigError(f"--max-ongoing must be at least 1, got {self.max_ongoing_requests}")
+        for name in ("target_ongoing_requests", "replica_cpus", "batch_wait_timeout_s", "upscale_delay_s",
+                     "downscale_delay_s", "replica_gpus"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or v < 0 or (v == 0 and name in ("target_ongoing_requests",)):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive number, got {v!r}")
+        if self.address is not None and not self.address.strip():
+            raise ConfigError("--ray-address is empty: give ADDR (host:port of the head node), 'auto', or none "
+                              "to start a local cluster")
+
+    def deployment_options(self, name: str, gpus: float) -> dict[str, Any]:
+        """The Ray Serve options of a model's deployment: fixed replicas, or autoscaling between the bounds."""
+        env = {"RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": str(METRICS_PUSH_S)}
+        opts: dict[str, Any] = {
+            "name": name, "max_ongoing_requests": self.max_ongoing_requests,
+            "ray_actor_options": {"num_cpus": self.replica_cpus, "num_gpus": gpus,
+                                  "runtime_env": {"env_vars": env}},
+        }
+        if self.top_replicas == self.replicas:
+            opts["num_replicas"] = self.replicas
+        else:
+            opts["autoscaling_config"] = {
+                "min_replicas": self.replicas, "initial_replicas": self.replicas,
+                "max_replicas": self.top_replicas, "target_ongoing_requests": self.target_ongoing_requests,
+                "upscale_delay_s": self.upscale_delay_s, "downscale_delay_s": self.downscale_delay_s,
+                "look_back_period_s": LOOK_BACK_PERIOD_S, "metrics_interval_s": METRICS_PUSH_S}
+        return opts
+
+    def init_kwargs(self) -> dict[str, Any]:
+        """``ray.init``'s arguments: join ``address``, or start a local cluster sized for this machine (logical
+        CPUs: this machine's, and enough for ``max_replicas`` replicas of ``replica_cpus``; a small object store:
+        requests and answers are small; no dashboard)."""
+        common = {"logging_level": logging.WARNING, "log_to_driver": False}
+        if self.address is not None:
+            return {"address": self.address, **common}
+        cpus = max(os.cpu_count() or 1, int(self.top_replicas * self.replica_cpus + 0.999))
+        return {"num_cpus": cpus, "object_store_memory": self.object_store_bytes, "include_dashboard": False,
+                **common}
+
+
+class RayCompute(EdgeCompute):
+    """Computes on Ray Serve (see the module docstring). ``models``: the chains the front checks requests against
+    (name -> chain); ``sources``: how the replicas load each (name -> :class:`ModelSource`)."""
+
+    name = "ray"
+
+    def __init__(self, models: dict[str, MultiExitChain], sources: dict[str, ModelSource],
+                 options: RayOptions | None = None) -> None:
+        self.models = models
+        self.sources = sources
+        self.options = options or RayOptions()
+        self.options.check()
+        missing = set(models) - set(sources)
+        if missing:
+            raise EdgentError(f"no model source for {', '.join(sorted(missing))}")
+        self._ray: Any = None
+        self._serve: Any = None
+        self._handles: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._workers = 0
+        self._mean_compute_ms: float | None = None
+        self._started_cluster = False
+        self._stop_poll = threading.Event()
+        self._poller: threading.Thread | None = None
+        self._cluster_processes: dict[int, int] = {}
+        self.replica_info: dict[str, Any] = {}
+        self.cluster_address: str | None = None
+
+    # ------------------------------------------------------------------ life cycle
+    async def start(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._start_sync)
+
+    def _start_sync(self) -> None:
+        # read by Ray Serve when it is imported: the front's handle reports its queue to the autoscaler this often
+        os.environ.setdefault("RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S", str(METRICS_PUSH_S))
+        ray, serve = import_ray()
+        self._ray, self._serve = ray, serve
+        kwargs = self.options.init_kwargs()
+        try:
+            ctx = ray.init(**kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = f"the Ray cluster at {self.options.address}" if self.options.address else "a local Ray cluster"
+            raise ConfigError(f"cannot start or join {where}: {exc}") from exc
+        self._started_cluster = self.options.address is None
+        self.cluster_address = getattr(ctx, "address_info", {}).get("address") or self.options.address
+        try:
+            serve.start(proxy_location="Disabled")
+            gpus = self._replica_gpus(ray)
+            for name, src in self.sources.items():
+                from edgent.runtime.ray_replica import EdgeReplica
+
+                dep = serve.deployment(EdgeReplica).options(**self.options.deployment_options(name, gpus))
+                app = dep.bind(asdict(src), dict(self.options.placement), self.options.max_batch_size,
+                               self.options.batch_wait_timeout_s, max(1, int(self.options.replica_cpus)))
+                handle = serve.run(app, name=APP_PREFIX + name, route_prefix=None)
+                self._handles[name] = handle
+                self.replica_info[name] = handle.describe.remote().result(timeout_s=120)
+            self._workers = self._running_replicas()
+        except BaseException:
+            self._shutdown_sync()
+            raise
+        self._poller = threading.Thread(target=self._poll, name="ray-status", daemon=True)
+        self._poller.start()
+
+    def _replica_gpus(self, ray: Any) -> float:
+        """GPUs a replica asks Ray for: ``replica_gpus`` where the parts are to run on a GPU (``--device cuda``, or
+        ``auto`` on a cluster that has GPUs), else none (Ray hides the GPUs from an actor that asks for none)."""
+        device = str(self.options.placement.get("device", "cpu"))
+        if device.startswith("cuda"):
+            return self.options.replica_gpus
+        if device == "auto" and ray.cluster_resources().get("GPU", 0) > 0:
+            return self.options.replica_gpus
+        return 0.0
+
+    def _running_replicas(self) -> int:
+        """Replicas in state RUNNING over edgent's applications, from Ray Serve's status API."""
+        status = self._serve.status()
+        n = 0
+        for app_name, app in status.applications.items():
+            if app_name.startswith(APP_PREFIX) and app_name[len(APP_PREFIX):] in self.sources:
+                for dep in app.deployments.values():
+                    n += int(dep.replica_states.get("RUNNING", 0))
+        return n
+
+    def _poll(self) -> None:
+        last = self._workers
+        while not self._stop_poll.wait(STATUS_POLL_S):
+            if self._started_cluster:  # known while the raylet lives: its workers outlive it
+                self._cluster_processes.update(descendant_processes(os.getpid()))
+            try:
+                n = self._running_replicas()
+            except Exception as exc:  # noqa: BLE001 - the cluster is going away; keep the last figure
+                log.debug("serve.status() failed: %s", exc)
+                continue
+            self._workers = n
+            if n != last:
+                print(f"edgent serve: ray: {n} replica{'s' if n != 1 else ''} running", flush=True)
+                last = n
+
+    async def stop(self) -> None:
+        self._stop_poll.set()
+        await asyncio.get_running_loop().run_in_executor(None, self._shutdown_sync)
+
+    def _shutdown_sync(self) -> None:
+        """Delete edgent's applications (and Serve and the cluster, where this engine started them: then no
+        process of the cluster is left, even when some were killed first, e.g. by a SIGTERM to the whole process
+        group, which leaves Ray Serve unable to shut down in order)."""
+        ray, serve = self._ray, self._serve
+        if ray is None or not ray.is_initialized():
+            return
+        if self._started_cluster:
+            self._cluster_processes.update(descendant_processes(os.getpid()))
+
+        def serve_down() -> None:
+            try:
+                if self._started_cluster:
+                    serve.shutdown()
+                else:
+                    for name in self.sources:
+                        serve.delete(APP_PREFIX + name)
+            except Exception as exc:  # noqa: BLE001 - shutting down anyway
+                log.warning("Ray Serve did not shut down cleanly: %s", exc)
+
+        t = threading.Thread(target=serve_down, name="serve-shutdown", daemon=True)
+        t.start()
+        t.join(SERVE_SHUTDOWN_TIMEOUT_S)
+        if t.is_alive():
+            print(f"edgent serve: ray: Ray Serve did not shut down within {SERVE_SHUTDOWN_TIMEOUT_S:g} s (a part of "
+                  "the cluster was stopped first?); stopping the cluster", file=sys.stderr, flush=True)
+        ray.shutdown()
+        if self._started_cluster:
+            killed = kill_leftovers(self._cluster_processes)
+            if killed:
+                print(f"edgent serve: ray: killed {len(killed)} leftover process(es) of the local cluster",
+                      file=sys.stderr, flush=True)
+        if self._poller is not None:
+            self._poller.join(STATUS_POLL_S * 3)
+
+    # ------------------------------------------------------------------ requests
+    def load(self) -> ComputeLoad:
+        with self._lock:
+            n = self._in_flight
+        workers = max(self._workers, 1)
+        in_service = min(n, workers)
+        return ComputeLoad(n - in_service, in_service, workers,
+                           None if self._mean_compute_ms is None else round(self._mean_compute_ms, 3))
+
+    async def run(self, job: EdgeJob, payload: bytes, deadline_ms: float | None = None
+                  ) -> tuple[torch.Tensor, dict[str, float]]:
+        request = ray_request(job, payload)
+        with self._lock:
+            self._in_flight += 1
+        t0 = time.perf_counter()
+        try:
+            answer = await self._handles[job.model].compute.remote(request)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+        round_trip_ms = (time.perf_counter() - t0) * 1e3
+        if len(answer) == 3 and answer[0] == ERROR_TAG:
+            err = EdgentError(answer[2])
+            err.code = answer[1]  # type: ignore[attr-defined]
+            raise err
+        logits, timings = torch.from_numpy(np.array(answer[0], dtype=np.float32)), dict(answer[1])  # a copy
+        batch = max(int(timings.get("batch_size", 1)), 1)
+        self.record_compute_ms(timings["compute_ms"] / batch)
+        work_ms = timings["decode_ms"] + timings["compute_ms"] + timings["encode_ms"]
+        timings["queue_ms"] = max(round_trip_ms - work_ms, 0.0)  # everything but the work: Ray, batching, waiting
+        return logits, timings
+
+    def record_compute_ms(self, compute_ms: float) -> None:
+        """Fold one request's compute time into the running mean that devices are told."""
+        with self._lock:
+            m = self._mean_compute_ms
+            self._mean_compute_ms = compute_ms if m is None else (
+                (1 - MEAN_COMPUTE_WEIGHT) * m + MEAN_COMPUTE_WEIGHT * compute_ms)
+
+    def describe(self) -> str:
+        """One line for ``edgent serve``'s banner: the cluster, the replicas, where they run the parts."""
+        o = self.options
+        where = (f"joined the Ray cluster at {o.address}" if o.address
+                 else f"a local Ray cluster started here ({self.cluster_address or 'not started'})")
+        reps = f"{o.replicas}" if o.top_replicas == o.replicas else f"{o.replicas}..{o.top_replicas} (autoscaled)"
+        places = sorted({str(i.get("placement")) for i in self.replica_info.values()}) or ["not started"]
+        return (f"ray ({where}; replicas per model {reps}, batches up to {o.max_batch_size}; parts on "
+                f"{'; '.join(places)})")
+
+
+def ray_request(job: EdgeJob, payload: bytes) -> dict[str, Any]:
+    """What goes to a replica for a checked job: its plain fields and the payload bytes as received."""
+    return {"model": job.model, "exit": job.exit, "partition": job.partition, "codec": job.codec.name,
+            "shape": list(job.shape), "preprocess": None if job.preprocess is None else preprocess_name(job.preprocess),
+            "payload": bytes(payload)}
