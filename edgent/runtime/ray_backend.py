@@ -16,6 +16,13 @@ Ray is imported only when this engine starts (``pip install "edgent[ray]"``); wi
 (:meth:`RayOptions.init_kwargs`: logical CPUs = this machine's, a small object store, no dashboard) and stops it
 on shutdown; with ``--ray-address`` it joins a running cluster and, on shutdown, deletes only its own applications.
 
+Shutdown (SIGTERM or SIGINT to ``edgent serve``): the front stops taking requests and lets those in service end
+(:meth:`EdgeServer.stop`), then, on a cluster it started, ``serve.shutdown()`` and ``ray.shutdown()``, each given
+``SERVE_SHUTDOWN_TIMEOUT_S``; the processes of the cluster (known while its raylet lived) that are still there
+after that are killed. A SIGTERM to the whole process group (``timeout``, ``kill -- -PGID``) also reaches Ray's
+own processes, after which Ray cannot shut down in order: the front then stops what is left of the cluster at
+once. On a cluster it joined it deletes its applications and disconnects.
+
 The load reported to devices means what it means under the local engine (:class:`~edgent.runtime.compute.ComputeLoad`):
 ``waiting + in_service`` is the requests this front has handed to Ray and not had back (counted here, exact);
 ``workers`` the replicas running now (from ``serve.status()``, polled); the split between waiting and in service
@@ -32,6 +39,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,8 +65,8 @@ STATUS_POLL_S = 1.0
 METRICS_PUSH_S = 0.5
 #: the autoscaler's averaging window (s; Ray's default is 30)
 LOOK_BACK_PERIOD_S = 3.0
-#: how long Ray Serve may take to shut down in order before the cluster is stopped anyway (s)
-SERVE_SHUTDOWN_TIMEOUT_S = 20.0
+#: how long Ray Serve, and then Ray, may take to shut down in order before what is left is stopped (s)
+SERVE_SHUTDOWN_TIMEOUT_S = 10.0
 
 
 def import_ray() -> tuple[Any, Any]:
@@ -266,39 +274,29 @@ class RayCompute(EdgeCompute):
         await asyncio.get_running_loop().run_in_executor(None, self._shutdown_sync)
 
     def _shutdown_sync(self) -> None:
-        """Delete edgent's applications (and Serve and the cluster, where this engine started them: then no
-        process of the cluster is left, even when some were killed first, e.g. by a SIGTERM to the whole process
-        group, which leaves Ray Serve unable to shut down in order)."""
+        """Delete edgent's applications; where this engine started the cluster, shut Ray Serve down and stop the
+        cluster, leaving no process of it behind (see the module's note on shutdown)."""
         ray, serve = self._ray, self._serve
         if ray is None or not ray.is_initialized():
             return
-        if self._started_cluster:
-            self._cluster_processes.update(descendant_processes(os.getpid()))
-
-        def serve_down() -> None:
-            try:
-                if self._started_cluster:
-                    serve.shutdown()
-                else:
-                    for name in self.sources:
-                        serve.delete(APP_PREFIX + name)
-            except Exception as exc:  # noqa: BLE001 - shutting down anyway
-                log.warning("Ray Serve did not shut down cleanly: %s", exc)
-
-        t = threading.Thread(target=serve_down, name="serve-shutdown", daemon=True)
-        t.start()
-        t.join(SERVE_SHUTDOWN_TIMEOUT_S)
-        if t.is_alive():
-            print(f"edgent serve: ray: Ray Serve did not shut down within {SERVE_SHUTDOWN_TIMEOUT_S:g} s (a part of "
-                  "the cluster was stopped first?); stopping the cluster", file=sys.stderr, flush=True)
-        ray.shutdown()
-        if self._started_cluster:
-            killed = kill_leftovers(self._cluster_processes)
-            if killed:
-                print(f"edgent serve: ray: killed {len(killed)} leftover process(es) of the local cluster",
-                      file=sys.stderr, flush=True)
-        if self._poller is not None:
-            self._poller.join(STATUS_POLL_S * 3)
+        self._stop_poll.set()
+        if not self._started_cluster:
+            _bounded(lambda: [serve.delete(APP_PREFIX + name) for name in self.sources], "deleting the applications")
+            _bounded(ray.shutdown, "disconnecting from the cluster")
+            return
+        self._cluster_processes.update(descendant_processes(os.getpid()))
+        if _head_alive(self._cluster_processes) and _bounded(serve.shutdown, "Ray Serve's shutdown"):
+            _bounded(ray.shutdown, "stopping the local cluster")
+            left = kill_leftovers(self._cluster_processes)
+        else:
+            # the cluster was hit first (e.g. a SIGTERM to the whole process group): Ray can no longer shut down in
+            # order (and the driver would exit with the raylet), so what is left of it is stopped at once
+            print("edgent serve: ray: the local cluster cannot shut down in order (was it signalled too?); "
+                  "stopping what is left of it", file=sys.stderr, flush=True)
+            left = kill_leftovers(self._cluster_processes, wait_s=0.0)
+        if left:
+            print(f"edgent serve: ray: killed {len(left)} leftover process(es) of the local cluster",
+                  file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ requests
     def load(self) -> ComputeLoad:
@@ -348,6 +346,41 @@ class RayCompute(EdgeCompute):
         places = sorted({str(i.get("placement")) for i in self.replica_info.values()}) or ["not started"]
         return (f"ray ({where}; replicas per model {reps}, batches up to {o.max_batch_size}; parts on "
                 f"{'; '.join(places)})")
+
+
+def _bounded(fn: Any, what: str, timeout_s: float = SERVE_SHUTDOWN_TIMEOUT_S) -> bool:
+    """Run ``fn`` in a thread for at most ``timeout_s``; whether it returned in time without an error."""
+    done: list[bool] = []
+
+    def run() -> None:
+        try:
+            fn()
+            done.append(True)
+        except Exception as exc:  # noqa: BLE001 - shutting down anyway
+            log.warning("%s failed: %s", what, exc)
+
+    t = threading.Thread(target=run, name="ray-shutdown", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive():
+        print(f"edgent serve: ray: {what} did not end within {timeout_s:g} s", file=sys.stderr, flush=True)
+    return bool(done)
+
+
+def _head_alive(processes: dict[int, int]) -> bool:
+    """Whether the head's servers (``gcs_server``, ``raylet``) among ``processes`` (pid -> start time) still run."""
+    head = 0
+    for pid, started in processes.items():
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            comm, rest = "", []
+        if comm in ("gcs_server", "raylet"):
+            if int(rest[19]) != started or rest[0] == "Z":
+                return False
+            head += 1
+    return head == 2 or not processes
 
 
 def ray_request(job: EdgeJob, payload: bytes) -> dict[str, Any]:
