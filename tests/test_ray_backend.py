@@ -78,7 +78,7 @@ def test_fixed_replicas_or_autoscaling_between_the_bounds():
 
 def test_a_local_cluster_has_room_for_the_largest_replica_count():
     kw = RayOptions(replicas=1, max_replicas=8, replica_cpus=1.0).init_kwargs()
-    assert kw["num_cpus"] >= 8 and kw["include_dashboard"] is False and "address" not in kw
+    assert kw["num_cpus"] >= 8 and kw["include_dashboard"] is False and kw["address"] == "local"
     joined = RayOptions(address="10.0.0.1:6379").init_kwargs()
     assert joined["address"] == "10.0.0.1:6379" and "num_cpus" not in joined
 

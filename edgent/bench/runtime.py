@@ -66,6 +66,14 @@ SERVER_VARIANTS = {
 }
 
 
+#: with ``--ray``: the same device against ``edgent serve --backend ray`` (one replica, on the CPU), with Ray
+#: Serve's batching as served by default and without it (a batch of one does not wait for company)
+RAY_VARIANTS = {
+    "ray": ["--threads", "1", "--backend", "ray", "--device", "cpu", "--replicas", "1"],
+    "ray_batch1": ["--threads", "1", "--backend", "ray", "--device", "cpu", "--replicas", "1", "--ray-batch", "1"],
+}
+
+
 def loopback_overhead(requests: int, model: str, random_weights: bool,
                       variants: dict[str, list[str]] | None = None) -> dict[str, dict[str, Any]]:
     """Median framework overhead per request against real `edgent serve` processes on loopback, one per server
@@ -255,7 +263,13 @@ def run(args: argparse.Namespace) -> int:
     entry = zoo_entry(args.model)
     random_weights = args.random_weights or entry.weights is None or not entry.weights.is_file()
     result: dict[str, Any] = {"model": args.model}
-    result["overhead"] = loopback_overhead(args.requests, args.model, random_weights)
+    variants = dict(SERVER_VARIANTS)
+    if args.ray:
+        from edgent.runtime.ray_backend import import_ray
+
+        import_ray()  # a clear error without Ray, before any server starts
+        variants.update(RAY_VARIANTS)
+    result["overhead"] = loopback_overhead(args.requests, args.model, random_weights, variants)
     result["codecs"] = codec_throughput(args.min_time_s)
     if not args.quick:
         result["codec_accuracy"] = codec_accuracy(args.model, random_weights, args.images)
@@ -289,6 +303,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--requests", type=int, default=300)
     p.add_argument("--images", type=int, default=500, help="test images for the codec accuracy cost")
     p.add_argument("--min-time-s", type=float, default=0.2, help="timing per codec and direction")
+    p.add_argument("--ray", action="store_true",
+                   help="also measure `edgent serve --backend ray` (needs Ray Serve): the overhead Ray adds per request")
     p.add_argument("--compare-grpc", action="store_true", help="also time gRPC against the frames (needs grpcio)")
     add_common_options(p, "skip the codec accuracy cost")
     p.set_defaults(func=run)

@@ -34,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "FOLDER/latency/ROLE-RUNTIME.json, where plan looks for it)")
     p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
                    help="what runs the units: eager PyTorch (default) or ONNX Runtime (with --model)")
+    p.add_argument("--device", default="cpu",
+                   help="with --model: where the units run: cpu (default), cuda, cuda:N or auto; on a GPU each unit "
+                        "is timed to the end of its kernels (the edge's latency model on its GPU)")
+    p.add_argument("--fp16", action="store_true", help="with --model on a GPU: time the units in float16")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the role's: edge 2, device 1)")
     p.add_argument("--cpu-quota", type=float, default=None,
                    help="real cgroup-v1 CPU quota, fraction of the threads' CPUs (default: the role's, none for "
@@ -71,6 +75,8 @@ def _cmd(args: argparse.Namespace) -> int:
 
         check_cgroup_v1_cpu()
     print(f"{args.role}: {emu.describe()}", file=sys.stderr)
+    if (args.device != "cpu" or args.fp16) and not args.model:
+        raise ConfigError("--device and --fp16 time a model's units: use them with --model")
     if args.runtime != "torch" and not args.model:
         raise ConfigError("--runtime onnx times a model's units: use it with --model")
     if args.model:
@@ -84,8 +90,14 @@ def _cmd(args: argparse.Namespace) -> int:
             from edgent.model.onnx_parts import OnnxUnits
 
             timed = OnnxUnits(chain, threads=emu.threads)
+        from edgent.model.placement import Placement, resolve_device
+
+        placement = Placement(resolve_device(args.device), fp16=args.fp16)
+        placement.check()
+        if placement.device != "cpu":
+            print(f"{args.role}: units on {placement.describe()}", file=sys.stderr)
         doc = profile_model(chain, args.role, emu, quick=args.quick, progress=progress, timed=timed,
-                            runtime=args.runtime)
+                            runtime=args.runtime, placement=placement)
         path = save_profile(doc, out)
         total = sum(r["ms"] for r in doc["units"] if r["trunk"])
         print(f"{args.model} on {args.role}: {len(doc['units'])} units timed, main exit {total:.2f} ms "

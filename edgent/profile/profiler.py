@@ -14,9 +14,11 @@ measured per-unit time of the role: the oracle's ground truth and the reference 
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -24,8 +26,9 @@ import numpy as np
 import torch
 
 from edgent.jsonio import read_json_file
-from edgent.errors import DataError, ModelError
+from edgent.errors import ConfigError, DataError, ModelError
 from edgent.model.chain import MultiExitChain
+from edgent.model.placement import Placement, device_name, synchronize
 from edgent.model.describe import UnitInfo, describe_chain
 from edgent.profile.throttle import CPU_CLOCKS, DeviceEmulation
 from edgent.profile.timing import TimingStats, clock_name, run_window, stats_from_samples
@@ -49,7 +52,8 @@ _TIMED_ON = {"thread-cpu": "thread CPU time", "steady-cpu": "thread CPU time at 
 
 
 def time_units_in_place(chain: MultiExitChain, x: torch.Tensor, throttled: bool, quick: bool = False,
-                        clock: str = "wall") -> dict[tuple[int, int], list[float]]:
+                        clock: str = "wall", sync: Callable[[], None] | None = None
+                        ) -> dict[tuple[int, int], list[float]]:
     """Per-unit times (ms) of every exit's sub-model, taken inside whole forwards (a timestamp between units),
     the forwards of all exits interleaved in rounds: a unit costs what it costs after the units before it,
     not what it costs repeated alone (its weights and input are not hot). Returns ``{(exit, index): [ms...]}``.
@@ -57,7 +61,9 @@ def time_units_in_place(chain: MultiExitChain, x: torch.Tensor, throttled: bool,
     Unthrottled: wall time, or the thread's CPU time with ``clock="thread-cpu"`` (a role slowed on its CPU
     clock), or that at the host's reference speed with ``clock="steady-cpu"`` (each forward between two runs
     of the reference, :mod:`edgent.profile.hostspeed`). Throttled: the thread's CPU time (a unit is shorter than the quota's period, so its wall time is
-    bimodal, run or stopped; the CPU time times the quota's wall/CPU factor is its mean)."""
+    bimodal, run or stopped; the CPU time times the quota's wall/CPU factor is its mean). ``sync``: called after
+    every unit, before its timestamp (on a GPU: wait for its kernels, :func:`edgent.model.placement.synchronize`;
+    the clock must then be wall time)."""
     clk = time.thread_time if throttled or clock in CPU_CLOCKS else time.perf_counter
     probe = None
     if clock == "steady-cpu" and not throttled:  # each forward's unit times at the reference speed
@@ -78,8 +84,13 @@ def time_units_in_place(chain: MultiExitChain, x: torch.Tensor, throttled: bool,
                 before = probe.cpu_ms() if probe is not None else 0.0
                 ms = []
                 t_prev = clk()
+                if sync is not None:
+                    sync()
+                    t_prev = clk()
                 for unit in units:
                     h = unit(h)
+                    if sync is not None:
+                        sync()
                     t = clk()
                     ms.append((t - t_prev) * 1e3)
                     t_prev = t
@@ -114,21 +125,35 @@ def unit_records(chain: MultiExitChain) -> list[tuple[int, UnitInfo, bool]]:
 
 def profile_model(chain: MultiExitChain, role: str, emulation: DeviceEmulation, quick: bool = False,
                   seed: int = 0, progress: Callable[[str], None] | None = None, timed: Any = None,
-                  runtime: str = "torch") -> dict[str, Any]:
+                  runtime: str = "torch", placement: Placement | None = None) -> dict[str, Any]:
     """Measure every distinct unit of ``chain`` as ``role`` (see the module docstring); the JSON document.
     ``timed`` is what runs the units when it is not the chain itself (``units(exit)``, ``forward``: e.g.
-    :class:`edgent.model.onnx_parts.OnnxUnits`), ``runtime`` its name, recorded."""
+    :class:`edgent.model.onnx_parts.OnnxUnits`), ``runtime`` its name, recorded. ``placement``: where the units
+    run (default the CPU); on a GPU each unit is timed eagerly to the end of its kernels (synchronised wall
+    time), in the placement's precision."""
     say = progress or (lambda s: None)
     chain.eval()
     torch.manual_seed(seed)
     x = torch.randn(1, *chain.input_shape)
+    placement = placement or Placement()
+    sync = None
+    if placement.device != "cpu" or placement.fp16:
+        if timed is not None:
+            raise ConfigError("a GPU profile times the torch units: use --runtime torch with --device cuda")
+        if emulation.uses_quota or emulation.clock in CPU_CLOCKS:
+            raise ConfigError("a GPU profile is timed on the wall clock without a CPU quota (the GPU's kernels are "
+                              "not on the CPU clock): drop --cpu-quota")
+        dtype = torch.float16 if placement.fp16 else torch.float32
+        chain = copy.deepcopy(chain).to(placement.device, dtype).eval()
+        x = x.to(placement.device, dtype)
+        sync = partial(synchronize, placement.device)
     records = []
     t_begin = time.perf_counter()
     units = unit_records(chain)
     say(f"profile {chain.name} {role}: timing {len(units)} units in place, in interleaved forwards of every exit")
     with emulation.real_part(), torch.no_grad():
         runner = chain if timed is None else timed
-        samples = time_units_in_place(runner, x, emulation.uses_quota, quick, emulation.clock)
+        samples = time_units_in_place(runner, x, emulation.uses_quota, quick, emulation.clock, sync=sync)
         factor = 1.0
         if emulation.uses_quota:
             factor = quota_wall_per_cpu(lambda: runner.forward(x), quick)
@@ -139,9 +164,12 @@ def profile_model(chain: MultiExitChain, role: str, emulation: DeviceEmulation, 
         records.append(_record(exit, info, trunk, st, emulation))
     return {
         "format": PROFILE_FORMAT, "model": chain.name, "runtime": runtime,
+        "placement": {**placement.to_json(), "device_name": device_name(placement.device)},
         "clock": emulation.timing_clock or clock_name(), "role": role,
         "emulation": emulation.to_json(),
         "timing": ("in place: mean thread CPU time x the quota's measured wall/CPU factor" if emulation.uses_quota
+                   else "in place: median wall time over forwards, each unit to the end of its GPU kernels"
+                   if sync is not None
                    else f"in place: median {_TIMED_ON.get(emulation.clock, 'wall time')} over forwards"),
         "quick": quick, "seconds": round(time.perf_counter() - t_begin, 1),
         "exits": [{"exit": ep.exit, "after_trunk_units": ep.after_trunk_units, "num_units": ep.num_units}

@@ -165,8 +165,9 @@ class RayOptions:
         if self.address is not None:
             return {"address": self.address, **common}
         cpus = max(os.cpu_count() or 1, int(self.top_replicas * self.replica_cpus + 0.999))
-        return {"num_cpus": cpus, "object_store_memory": self.object_store_bytes, "include_dashboard": False,
-                **common}
+        # "local": always a new cluster (ray.init() alone would join one that `ray start` left on this machine)
+        return {"address": "local", "num_cpus": cpus, "object_store_memory": self.object_store_bytes,
+                "include_dashboard": False, **common}
 
 
 class RayCompute(EdgeCompute):
