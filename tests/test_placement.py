@@ -131,3 +131,26 @@ def test_gpu_parts_compute_what_cpu_parts_compute(chain, mode, fp16):
             ref = chain.run_edge(x, chain.num_exits, 2)
         assert out.device.type == "cpu" and out.dtype == torch.float32
         assert torch.allclose(out, ref, atol=5e-2 if fp16 else 1e-3, rtol=5e-2 if fp16 else 1e-3)
+
+
+def test_unit_timing_waits_for_the_device_after_every_unit(chain):
+    """On a GPU every unit is timed to the end of its kernels: the profiler calls ``sync`` before each forward
+    and after each unit (here counted on the CPU)."""
+    from edgent.profile.profiler import time_units_in_place
+
+    calls = []
+    x = torch.randn(1, *chain.input_shape)
+    with torch.inference_mode():
+        samples = time_units_in_place(chain, x, throttled=False, quick=True, sync=lambda: calls.append(1))
+    forwards = len(samples[(chain.num_exits, 0)])
+    units_per_round = sum(ep.num_units for ep in chain.exit_points)
+    assert len(calls) == forwards * (units_per_round + len(chain.exit_points))
+
+
+def test_profile_refuses_a_gpu_it_does_not_have(capsys):
+    from edgent.cli.main import main
+
+    if cuda_available():
+        pytest.skip("this machine has a GPU")
+    rc = main(["profile", "--model", MODEL, "--role", "edge", "--device", "cuda", "--out", "/tmp/x.json"])
+    assert rc == 2 and "sees no CUDA GPU" in capsys.readouterr().err

@@ -258,3 +258,24 @@ def test_a_ray_serve_edge_scales_to_two_replicas_and_leaves_nothing_behind(chain
                 os.kill(p, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+
+def test_a_replica_error_reaches_the_device_as_an_error(chain):
+    from edgent.codec import get_codec
+    from edgent.errors import EdgentError
+
+    class _Failing:
+        class compute:  # noqa: N801 - stands in for a handle's method
+            @staticmethod
+            def remote(request):
+                async def answer():
+                    return {"code": "bad_request", "message": "codec uint8: payload of 3 bytes does not fit"}
+                return answer()
+
+    engine = RayCompute({MODEL: chain}, {MODEL: ModelSource(MODEL)}, RayOptions())
+    engine._handles[MODEL] = _Failing()
+    codec = get_codec("float32")
+    job = EdgeJob(MODEL, chain, chain.num_exits, 0, codec, (1, 3, 32, 32), None, codec.payload_bytes((1, 3, 32, 32)))
+    with pytest.raises(EdgentError, match="does not fit") as info:
+        asyncio.run(engine.run(job, b"abc"))
+    assert info.value.code == "bad_request" and engine.load().waiting + engine.load().in_service == 0

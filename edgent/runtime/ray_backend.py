@@ -55,8 +55,6 @@ log = logging.getLogger("edgent.serve")
 
 #: how to get Ray Serve (the optional extra of pyproject.toml)
 RAY_INSTALL = 'pip install "edgent[ray]"  (or: pip install "ray[serve]==2.60.0")'
-#: what a replica answers for a request it could not compute: (ERROR_TAG, code, message)
-ERROR_TAG = "error"
 #: the prefix of the Ray Serve applications edgent deploys (one per model)
 APP_PREFIX = "edgent-"
 #: how often the front asks Ray Serve how many replicas run (s)
@@ -320,9 +318,9 @@ class RayCompute(EdgeCompute):
             with self._lock:
                 self._in_flight -= 1
         round_trip_ms = (time.perf_counter() - t0) * 1e3
-        if len(answer) == 3 and answer[0] == ERROR_TAG:
-            err = EdgentError(answer[2])
-            err.code = answer[1]  # type: ignore[attr-defined]
+        if isinstance(answer, dict):  # the replica could not compute it: {"code": ..., "message": ...}
+            err = EdgentError(str(answer.get("message")))
+            err.code = str(answer.get("code", "internal"))  # type: ignore[attr-defined]
             raise err
         logits, timings = torch.from_numpy(np.array(answer[0], dtype=np.float32)), dict(answer[1])  # a copy
         batch = max(int(timings.get("batch_size", 1)), 1)

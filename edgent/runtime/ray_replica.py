@@ -25,7 +25,6 @@ from edgent.model.placement import PartRunner, choose_placement
 from edgent.model.preprocess import get_preprocess
 from edgent.model.zoo import load_for_inference
 from edgent.runtime.compute import EdgeJob, compute_batch
-from edgent.runtime.ray_backend import ERROR_TAG
 
 
 class EdgeReplica:
@@ -59,25 +58,26 @@ class EdgeReplica:
         return {"placement": self.placement.describe(), "precision": self.precision_reason,
                 "torch_threads": torch.get_num_threads()}
 
-    async def compute(self, request: dict[str, Any]) -> tuple[Any, ...]:
-        """One request: ``(logits as float32 array, timings)``, or ``(ERROR_TAG, code, message)``."""
+    async def compute(self, request: dict[str, Any]) -> tuple[Any, ...] | dict[str, str]:
+        """One request: ``(logits as a float32 array, timings)``, or ``{"code": ..., "message": ...}`` for a
+        request it could not compute (the front answers the device with that error)."""
         request["t_arrived"] = time.perf_counter()
         return await self._batched(request)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
-    async def _batched(self, requests: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    async def _batched(self, requests: list[dict[str, Any]]) -> list[tuple[Any, ...] | dict[str, str]]:
         """A batch made by Ray Serve: its requests grouped by what they compute, each group run as one batch."""
         t_start = time.perf_counter()
-        out: list[tuple[Any, ...] | None] = [None] * len(requests)
+        out: list[tuple[Any, ...] | dict[str, str] | None] = [None] * len(requests)
         groups: dict[tuple[Any, ...], list[int]] = {}
         for i, r in enumerate(requests):
             try:
                 job = self._job(r)
             except EdgentError as exc:
-                out[i] = (ERROR_TAG, getattr(exc, "code", "bad_request"), str(exc))
+                out[i] = _error(getattr(exc, "code", "bad_request"), str(exc))
                 continue
             except Exception as exc:  # noqa: BLE001 - a field of a type no check foresaw: the device is told
-                out[i] = (ERROR_TAG, "bad_request", f"{type(exc).__name__}: {exc}")
+                out[i] = _error("bad_request", f"{type(exc).__name__}: {exc}")
                 continue
             groups.setdefault(job.group, []).append(i)
         for idx in groups.values():
@@ -86,11 +86,11 @@ class EdgeReplica:
                 results = compute_batch(jobs, [requests[i]["payload"] for i in idx], self.runner)
             except EdgentError as exc:
                 for i in idx:
-                    out[i] = (ERROR_TAG, getattr(exc, "code", "bad_request"), str(exc))
+                    out[i] = _error(getattr(exc, "code", "bad_request"), str(exc))
                 continue
             except Exception as exc:  # noqa: BLE001 - a torch failure: the device gets an answer
                 for i in idx:
-                    out[i] = (ERROR_TAG, "internal", f"the edge could not compute: {type(exc).__name__}: {exc}")
+                    out[i] = _error("internal", f"the edge could not compute: {type(exc).__name__}: {exc}")
                 continue
             for i, (logits, timings) in zip(idx, results):
                 timings["replica_queue_ms"] = (t_start - requests[i]["t_arrived"]) * 1e3
@@ -113,3 +113,7 @@ class EdgeReplica:
             self._jobs[key] = job
         return job
 
+
+
+def _error(code: str, message: str) -> dict[str, str]:
+    return {"code": code, "message": message}
