@@ -58,7 +58,8 @@ def test_serve_refuses_ray_options_without_the_ray_backend(capsys):
     ({"replicas": 0}, "--replicas"),
     ({"replicas": 3, "max_replicas": 2}, "--max-replicas"),
     ({"max_batch_size": 0}, "--ray-batch"),
-    ({"target_ongoing_requests": 0.0}, "--target-ongoing-requests"),
+    ({"target_ongoing_requests": 0.0}, "--target-ongoing"),
+    ({"replica_cpus": 0.0}, "--replica-cpus"),
     ({"address": " "}, "--ray-address"),
 ])
 def test_bad_ray_options_are_refused(kwargs, option):

@@ -441,9 +441,10 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     e.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="what computes the edge parts: this process (local, default) or Ray Serve deployments on a "
                         "Ray cluster (ray; needs `pip install \"edgent[ray]\"`)")
-    e.add_argument("--device", default="auto",
-                   help="where the parts run: cpu, cuda, cuda:N, or auto (default: a CUDA GPU where torch sees one, "
-                        "else the CPU); with --backend ray, resolved on each replica's machine")
+    e.add_argument("--device", default="cpu",
+                   help="where the parts run: cpu (default: the same arithmetic as a device's CPU), cuda, cuda:N, or "
+                        "auto (a CUDA GPU where torch sees one, else the CPU); with --backend ray, resolved on each "
+                        "replica's machine")
     e.add_argument("--fp16", choices=FP16_CHOICES, default="auto",
                    help="float16 on a GPU: auto (default: where every served model's card records a float16 "
                         "accuracy close enough to float32), on, or off")

@@ -128,11 +128,15 @@ class RayOptions:
             raise ConfigError(f"--ray-batch must be 1..256, got {self.max_batch_size}")
         if self.max_ongoing_requests < 1:
             raise ConfigError(f"--max-ongoing must be at least 1, got {self.max_ongoing_requests}")
-        for name in ("target_ongoing_requests", "replica_cpus", "batch_wait_timeout_s", "upscale_delay_s",
-                     "downscale_delay_s", "replica_gpus"):
+        options = {"target_ongoing_requests": "--target-ongoing", "replica_cpus": "--replica-cpus",
+                   "batch_wait_timeout_s": "--ray-batch-wait-ms (in s here)", "upscale_delay_s": "--upscale-delay-s",
+                   "downscale_delay_s": "--downscale-delay-s", "replica_gpus": "--replica-gpus"}
+        for name, option in options.items():
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or v < 0 or (v == 0 and name in ("target_ongoing_requests",)):
-                raise ConfigError(f"--{name.replace('_', '-')} must be a positive number, got {v!r}")
+            positive = name in ("target_ongoing_requests", "replica_cpus")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (positive and v == 0):
+                raise ConfigError(f"{option} must be a {'positive' if positive else 'non-negative'} number, "
+                                  f"got {v!r}")
         if self.address is not None and not self.address.strip():
             raise ConfigError("--ray-address is empty: give ADDR (host:port of the head node), 'auto', or none "
                               "to start a local cluster")
