@@ -99,7 +99,7 @@ def test_a_batch_computes_what_each_job_computes_alone(chain):
         else:
             payloads = [get_codec(codec).encode(torch.randn(j.shape, generator=g)) for j in jobs]
         together = compute_batch(jobs, payloads)
-        for job, payload, (logits, timings) in zip(jobs, payloads, together):
+        for job, payload, logits, timings in zip(jobs, payloads, *together):
             alone, _ = compute_job(job, payload)
             assert logits.shape == alone.shape and torch.allclose(logits, alone, atol=1e-5)
             assert timings["batch_size"] == 3 and timings["compute_ms"] > 0

@@ -175,8 +175,10 @@ def test_descendants_are_found_and_leftovers_killed(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- a real cluster
-def _ray_processes() -> dict[int, str]:
-    """Processes of Ray on this machine (the head's servers and every worker), pid -> name."""
+def _ray_processes(session: int | None = None) -> dict[int, str]:
+    """Processes of Ray on this machine (the head's servers and every worker), pid -> name; only those of the
+    session ``session`` where given (a process started by ``serve_process`` leads its own session, and Ray's
+    processes stay in it)."""
     out = {}
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -184,7 +186,10 @@ def _ray_processes() -> dict[int, str]:
         try:
             comm = (d / "comm").read_text().strip()
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
+            sid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[3])
+        except (OSError, IndexError, ValueError):
+            continue
+        if session is not None and sid != session:
             continue
         if comm in ("raylet", "gcs_server") or cmd.startswith("ray::") or "site-packages/ray/" in cmd:
             out[int(d.name)] = comm
@@ -198,7 +203,6 @@ def test_a_ray_serve_edge_scales_to_two_replicas_and_leaves_nothing_behind(chain
     from edgent.data.cifar10 import to_model_input
     from edgent.runtime.client import DeviceClient
 
-    before = set(_ray_processes())
     log = tmp_path / "serve.log"
     port = free_port()
     proc = serve_process(port, model_flags=["--model", MODEL, "--random-weights", "--seed", "0"],
@@ -238,8 +242,10 @@ def test_a_ray_serve_edge_scales_to_two_replicas_and_leaves_nothing_behind(chain
         text = log.read_text()
         assert workers_seen and max(workers_seen) == 2, text[-3000:]  # from serve.status(), polled by the front
         assert "ray: 2 replicas running" in text
-        replicas = [p for p, c in _ray_processes().items() if p in cluster and c.startswith("ray::ServeRepl")]
-        assert len(replicas) == 2, _ray_processes()
+        ours = _ray_processes(session=proc.pid)
+        assert {"raylet", "gcs_server"} <= set(ours.values()), ours
+        replicas = [p for p, c in ours.items() if c.startswith("ray::ServeRepl")]
+        assert len(replicas) == 2, ours
         assert len(answers) >= 20
         assert all(where == "edge" for where, _, _ in answers)
         assert all(classes == [expected[i]] for _, classes, i in answers)
@@ -249,7 +255,8 @@ def test_a_ray_serve_edge_scales_to_two_replicas_and_leaves_nothing_behind(chain
         rc = proc.wait(120)
         assert rc == 0, log.read_text()[-3000:]
         time.sleep(1)
-        left = {p: c for p, c in _ray_processes().items() if p in cluster or p not in before}
+        left = {p: c for p, c in _ray_processes().items() if p in cluster}
+        left.update(_ray_processes(session=proc.pid))
         assert not left, f"Ray processes left behind: {left}\n{log.read_text()[-3000:]}"
     finally:
         if proc.poll() is None:

@@ -192,37 +192,39 @@ def compute_job(job: EdgeJob, payload: bytes, runner: PartRunner | None = None
 
 
 def compute_batch(jobs: list[EdgeJob], payloads: list[bytes], runner: PartRunner | None = None
-                  ) -> list[tuple[torch.Tensor, dict[str, float]]]:
-    """Compute several jobs of one :attr:`EdgeJob.group` as one batch: each payload decoded (and preprocessed)
-    on its own, the edge part run once on their concatenation, the logits split back. Per job: its logits and
-    its ``decode_ms``, the batch's ``compute_ms`` and ``encode_ms``, and ``batch_size`` (the requests in the
-    batch; a worker's time per request is ``compute_ms / batch_size``). A single job is :func:`compute_job`."""
+                  ) -> tuple[list[torch.Tensor], list[dict[str, float]]]:
+    """Compute jobs of one :attr:`EdgeJob.group` as one batch: each payload decoded on its own, the tensors
+    stacked along the batch, one forward of the edge part, the logits split back per job (float32, contiguous).
+    Per job the ms of its own ``decode_ms``, the batch's ``compute_ms`` and ``encode_ms``, and ``batch_size``
+    (the jobs computed together; a worker's time per request is ``compute_ms / batch_size``). One job is
+    :func:`compute_job`. ``runner``: where the parts run when not ``chain.run_edge`` on the CPU."""
     if len(jobs) != len(payloads) or not jobs:
         raise ValueError("compute_batch needs one payload per job, and at least one job")
     if len(jobs) == 1:
-        logits, timings = compute_job(jobs[0], payloads[0], runner)
-        return [(logits, {**timings, "batch_size": 1})]
-    group = jobs[0].group
-    if any(j.group != group for j in jobs):
+        logits, t = compute_job(jobs[0], payloads[0], runner)
+        return [logits], [{**t, "batch_size": 1}]
+    if any(j.group != jobs[0].group for j in jobs):
         raise ValueError("compute_batch takes jobs of one group (same model, exit, partition, codec and shape)")
-    decode_ms, parts = [], []
+    decode_ms = []
+    parts = []
+    for job, payload in zip(jobs, payloads):
+        t0 = time.perf_counter()
+        parts.append(job.codec.decode(payload, job.shape))
+        decode_ms.append((time.perf_counter() - t0) * 1e3)
+    job = jobs[0]
+    t1 = time.perf_counter()
     with torch.inference_mode():
-        for job, payload in zip(jobs, payloads):
-            t0 = time.perf_counter()
-            parts.append(job.codec.decode(payload, job.shape))
-            decode_ms.append((time.perf_counter() - t0) * 1e3)
-        t1 = time.perf_counter()
-        t = torch.cat(parts)
-        job = jobs[0]
+        x = torch.cat(parts)
         if job.preprocess is not None:
-            t = job.preprocess(t)
+            x = job.preprocess(x)
         run = job.chain.run_edge if runner is None else runner.run_edge
-        logits = run(t, job.exit, job.partition)
-        t2 = time.perf_counter()
-        logits = logits.float()
-        sizes = [j.shape[0] for j in jobs]
-        outs = [o.contiguous() for o in torch.split(logits, sizes)]
-        t3 = time.perf_counter()
+        logits = run(x, job.exit, job.partition)
+    t2 = time.perf_counter()
+    logits = logits.float()
+    out = list(torch.split(logits, [j.shape[0] for j in jobs]))
+    out = [o.contiguous() for o in out]
+    t3 = time.perf_counter()
+    n = len(jobs)
     compute_ms, encode_ms = (t2 - t1) * 1e3, (t3 - t2) * 1e3
-    return [(o, {"decode_ms": d, "compute_ms": compute_ms, "encode_ms": encode_ms, "batch_size": len(jobs)})
-            for o, d in zip(outs, decode_ms)]
+    return out, [{"decode_ms": d, "compute_ms": compute_ms, "encode_ms": encode_ms, "batch_size": n}
+                 for d in decode_ms]

@@ -219,17 +219,21 @@ class RayCompute(EdgeCompute):
         self._started_cluster = self.options.address is None
         self.cluster_address = getattr(ctx, "address_info", {}).get("address") or self.options.address
         try:
-            serve.start(proxy_location="Disabled")
             gpus = self._replica_gpus(ray)
+            self._check_resources(ray, gpus)
+            serve.start(proxy_location="Disabled")
             for name, src in self.sources.items():
                 from edgent.runtime.ray_replica import EdgeReplica
 
                 dep = serve.deployment(EdgeReplica).options(**self.options.deployment_options(name, gpus))
                 app = dep.bind(asdict(src), dict(self.options.placement), self.options.max_batch_size,
                                self.options.batch_wait_timeout_s, max(1, int(self.options.replica_cpus)))
-                handle = serve.run(app, name=APP_PREFIX + name, route_prefix=None)
+                try:
+                    handle = serve.run(app, name=APP_PREFIX + name, route_prefix=None)
+                    self.replica_info[name] = handle.describe.remote().result(timeout_s=120)
+                except Exception as exc:  # noqa: BLE001 - a replica that cannot start: say why, no traceback
+                    raise EdgentError(f"Ray Serve could not start the replicas of {name}: {exc}") from exc
                 self._handles[name] = handle
-                self.replica_info[name] = handle.describe.remote().result(timeout_s=120)
             self._workers = self._running_replicas()
         except BaseException:
             self._shutdown_sync()
@@ -246,6 +250,20 @@ class RayCompute(EdgeCompute):
         if device == "auto" and ray.cluster_resources().get("GPU", 0) > 0:
             return self.options.replica_gpus
         return 0.0
+
+    def _check_resources(self, ray: Any, gpus: float) -> None:
+        """Refuse settings whose first replicas no machine of the cluster could take (Ray would wait for them)."""
+        have = ray.cluster_resources()
+        o = self.options
+        need_cpus = o.replicas * o.replica_cpus * len(self.sources)
+        if have.get("CPU", 0) < need_cpus:
+            raise ConfigError(f"the Ray cluster has {have.get('CPU', 0):g} CPUs, {need_cpus:g} needed for --replicas "
+                              f"{o.replicas} x --replica-cpus {o.replica_cpus:g} x {len(self.sources)} model(s): "
+                              "lower them or add machines (docs/scale.md)")
+        if gpus and have.get("GPU", 0) < gpus * o.replicas * len(self.sources):
+            raise ConfigError(f"--device {o.placement.get('device')}: the Ray cluster has {have.get('GPU', 0):g} GPUs, "
+                              f"{gpus * o.replicas * len(self.sources):g} needed (--replica-gpus {gpus:g}); use "
+                              "--device cpu or add a machine with a GPU")
 
     def _running_replicas(self) -> int:
         """Replicas in state RUNNING over edgent's applications, from Ray Serve's status API."""

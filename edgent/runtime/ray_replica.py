@@ -83,7 +83,7 @@ class EdgeReplica:
         for idx in groups.values():
             jobs = [self._job(requests[i]) for i in idx]
             try:
-                results = compute_batch(jobs, [requests[i]["payload"] for i in idx], self.runner)
+                logits, timings = compute_batch(jobs, [requests[i]["payload"] for i in idx], self.runner)
             except EdgentError as exc:
                 for i in idx:
                     out[i] = _error(getattr(exc, "code", "bad_request"), str(exc))
@@ -92,9 +92,9 @@ class EdgeReplica:
                 for i in idx:
                     out[i] = _error("internal", f"the edge could not compute: {type(exc).__name__}: {exc}")
                 continue
-            for i, (logits, timings) in zip(idx, results):
-                timings["replica_queue_ms"] = (t_start - requests[i]["t_arrived"]) * 1e3
-                out[i] = (logits.numpy(), timings)
+            for i, lg, t in zip(idx, logits, timings):
+                t["replica_queue_ms"] = (t_start - requests[i]["t_arrived"]) * 1e3
+                out[i] = (lg.numpy(), t)
         return out  # type: ignore[return-value]
 
     def _job(self, r: dict[str, Any]) -> EdgeJob:
