@@ -69,6 +69,8 @@ SERVE_SHUTDOWN_TIMEOUT_S = 10.0
 
 def import_ray() -> tuple[Any, Any]:
     """``(ray, ray.serve)``, or a ConfigError that says how to install them."""
+    # read by Ray Serve when it is first imported: the front's handle reports its queue to the autoscaler this often
+    os.environ.setdefault("RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S", str(METRICS_PUSH_S))
     try:
         import ray
         from ray import serve
@@ -206,8 +208,6 @@ class RayCompute(EdgeCompute):
         await asyncio.get_running_loop().run_in_executor(None, self._start_sync)
 
     def _start_sync(self) -> None:
-        # read by Ray Serve when it is imported: the front's handle reports its queue to the autoscaler this often
-        os.environ.setdefault("RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S", str(METRICS_PUSH_S))
         ray, serve = import_ray()
         self._ray, self._serve = ray, serve
         kwargs = self.options.init_kwargs()
