@@ -151,9 +151,9 @@ def choose_placement(models: list[str], device: str = "auto", fp16: str = "auto"
     if fp16 not in FP16_CHOICES:
         raise ConfigError(f"--fp16 must be one of {', '.join(FP16_CHOICES)}, got {fp16!r}")
     if fp16 == "on":
-        half, why = True, "float16 asked for (--fp16 on)"
+        half, why = True, "--fp16 on"
     elif fp16 == "off" or not on_gpu:
-        half, why = False, "float32" + (" (--fp16 off)" if fp16 == "off" else " (on the CPU)")
+        half, why = False, "--fp16 off" if fp16 == "off" else "no float16 on the CPU"
     else:
         reasons = [fp16_allowed(m) for m in models]
         half = all(ok for ok, _ in reasons)
