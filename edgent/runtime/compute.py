@@ -128,9 +128,10 @@ class LocalCompute(EdgeCompute):
 
     def describe(self) -> str:
         places = sorted({r.placement.describe() for r in self.runners.values()}) or ["cpu, float32, eager"]
-        return (f"local ({self.threads} worker thread{'s' if self.threads != 1 else ''}"
-                f"{', inline when idle' if self.inline_when_idle or not self.threads else ''}; parts on "
-                f"{'; '.join(places)})")
+        how = ("inline on the event loop" if not self.threads else
+               f"{self.threads} worker thread{'s' if self.threads != 1 else ''}"
+               f"{', inline when idle' if self.inline_when_idle else ''}")
+        return f"local ({how}; parts on {'; '.join(places)})"
 
     def load(self) -> ComputeLoad:
         return ComputeLoad(self._waiting, self._in_service, self.threads,
