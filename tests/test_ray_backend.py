@@ -186,10 +186,11 @@ def _ray_processes(session: int | None = None) -> dict[int, str]:
         try:
             comm = (d / "comm").read_text().strip()
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            sid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[3])
+            stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            state, sid = stat[0], int(stat[3])
         except (OSError, IndexError, ValueError):
             continue
-        if session is not None and sid != session:
+        if state == "Z" or (session is not None and sid != session):  # a zombie has ended: only its entry is left
             continue
         if comm in ("raylet", "gcs_server") or cmd.startswith("ray::") or "site-packages/ray/" in cmd:
             out[int(d.name)] = comm
@@ -287,3 +288,33 @@ def test_a_replica_error_reaches_the_device_as_an_error(chain):
     with pytest.raises(EdgentError, match="does not fit") as info:
         asyncio.run(engine.run(job, b"abc"))
     assert info.value.code == "bad_request" and engine.load().waiting + engine.load().in_service == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_sigterm_to_the_whole_process_group_leaves_no_ray_process(tmp_path):
+    """``timeout``, ``kill -- -PGID`` or a service manager signal Ray's own processes too; the front then stops
+    what is left of its cluster instead of waiting for a shutdown that cannot happen."""
+    pytest.importorskip("ray.serve", reason='Ray Serve is not installed: pip install "edgent[ray]"')
+    log = tmp_path / "serve.log"
+    proc = serve_process(free_port(), model_flags=["--model", MODEL, "--random-weights", "--seed", "0"],
+                         extra=["--backend", "ray", "--device", "cpu"], ready_timeout_s=240, output=log)
+    cluster: dict[int, int] = {}
+    try:
+        time.sleep(1)
+        cluster = descendant_processes(proc.pid)
+        assert {"raylet", "gcs_server"} <= set(_ray_processes(session=proc.pid).values())
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(120)
+        time.sleep(1)
+        left = {p: c for p, c in _ray_processes().items() if p in cluster}
+        left.update(_ray_processes(session=proc.pid))
+        assert not left, f"Ray processes left behind: {left}\n{log.read_text()[-3000:]}"
+    finally:
+        if proc.poll() is None:
+            stop_process(proc)
+        for p in cluster:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
