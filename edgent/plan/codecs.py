@@ -41,10 +41,11 @@ if TYPE_CHECKING:
     from edgent.profile.throttle import DeviceEmulation
 
 #: the codecs a table offers by default for alexnet-cifar10-sized models (the bottleneck is added where trained)
-DEFAULT_CODECS: tuple[str, ...] = ("uint8", "jpeg90", "jpeg75", "jpeg50", "jpeg25", "float16", "int8", "int8c",
+DEFAULT_CODECS: tuple[str, ...] = ("uint8", "jpeg90", "jpeg75", "jpeg50", "jpeg25", "jpeg90a", "jpeg75a", "jpeg50a",
+                                   "jpeg25a", "float16", "int8", "int8c",
                                    "int8+zstd", "int8c+zstd")
 
-PIXEL_CODEC = re.compile(r"(uint8(\+(zlib|zstd))?|jpeg\d{0,3})")
+PIXEL_CODEC = re.compile(r"(uint8(\+(zlib|zstd))?|jpeg\d{0,3}|jpeg\d{1,3}a)")
 
 
 @dataclass(frozen=True)
