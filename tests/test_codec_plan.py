@@ -106,10 +106,11 @@ def tables_with_codecs(draw):
             result_bytes=draw(st.integers(0, 4000)), device_part_ms=draw(st.sampled_from([0.0, 3.0])),
             edge_part_ms=draw(st.sampled_from([0.0, 0.1]))))
     variants = []
-    for name in draw(st.lists(st.sampled_from(["jpeg50", "int8", "bneck-x", "float16"]), unique=True, max_size=3)):
+    for name in draw(st.lists(st.sampled_from(["jpeg50", "jpeg25a", "int8", "bneck-x", "float16"]), unique=True,
+                              max_size=3)):
         pts = []
         for e in exits:
-            if name == "jpeg50":
+            if name.startswith("jpeg"):
                 pts.append((0,))
             elif name == "bneck-x":
                 pts.append((1,) if e.num_units > 1 else ())

@@ -107,9 +107,8 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("bytes per image sent (mean; bars: one standard deviation)")
     ax.set_ylabel(f"top-1 of the main exit ({result['images']} CIFAR-10 test images)")
-    ax.set_title(f"{result['model']}: rate against accuracy (blue: input, green: abbreviated JPEG input, "
-                 "orange: naive cuts, red: bottleneck)",
-                 fontsize=9)
+    ax.set_title(f"{result['model']}: rate against accuracy\n(blue: input, green: abbreviated JPEG input, "
+                 "orange: naive cuts, red: bottleneck)", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
