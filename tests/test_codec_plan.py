@@ -211,7 +211,7 @@ def test_runtime_sends_the_planned_codec_and_the_priced_bytes_for_every_triple(c
     from .conftest import FlopsPredictor
 
     images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
-    codecs = ["jpeg50", "float16", "int8c", "int8+zstd", neck.name]
+    codecs = ["jpeg50", "jpeg25a", "float16", "int8c", "int8+zstd", neck.name]
     accs = {c: [0.5] * chain.num_exits for c in codecs}
     base = build_latency_table(chain, [0.5] * chain.num_exits, FlopsPredictor(1.0, 0.0), FlopsPredictor(1.0, 0.0))
     variants = measure_variants(chain, codecs, accs, images.numpy(), rounds=1, idle_s=0)
