@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import zlib
 
 import numpy as np
@@ -74,6 +75,32 @@ def test_pixels_uint8_and_jpeg():
         assert out.dtype == torch.uint8 and out.shape == smooth.shape
         assert len(data) < smooth.numel()  # a smooth image compresses
         assert float((out.float() - smooth.float()).abs().mean()) < 8
+
+
+@pytest.mark.parametrize("quality", [90, 75, 25])
+@pytest.mark.parametrize("shape", [(1, 3, 32, 32), (3, 3, 32, 32), (2, 1, 24, 40)])
+def test_abbreviated_jpeg_decodes_to_the_full_jpeg_pixels_in_fewer_bytes(quality, shape):
+    """jpegQQa drops only the tables and frame header both sides derive: the same pixels as jpegQQ, bit for bit,
+    each image smaller by the header's size; a payload with other tables, or lengths that do not add up, is
+    refused."""
+    g = torch.Generator().manual_seed(quality + shape[0])
+    img = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+    img = (img.float().cumsum(-1) / torch.arange(1, shape[-1] + 1)).to(torch.uint8)  # smoother, photo-like
+    full, abbr = get_codec(f"jpeg{quality}"), get_codec(f"jpeg{quality}a")
+    assert abbr.name == f"jpeg{quality}a" and abbr.kind == "pixels"
+    data = abbr.encode(img)
+    assert torch.equal(abbr.decode(data, img.shape), full.decode(full.encode(img), img.shape))
+    head = abbr.tables_header(*shape[1:])
+    assert len(data) == len(full.encode(img)) - shape[0] * (len(head) + 2) + 4
+    bad_tables = data[:4] + struct.pack("<I", (struct.unpack_from("<I", data, 4)[0] + 1) % 2**32) + data[8:]
+    with pytest.raises(InputError, match="tables differ"):
+        abbr.decode(bad_tables, img.shape)
+    with pytest.raises(InputError, match="add up"):
+        abbr.decode(data[:-1], img.shape)
+    with pytest.raises(InputError, match="holds|hold"):
+        abbr.decode(data, (shape[0] + 1, *shape[1:]))
+    with pytest.raises(ConfigError, match="unknown codec"):
+        get_codec("jpega")
 
 
 def test_compression_shrinks_sparse_tensors():

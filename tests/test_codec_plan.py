@@ -106,10 +106,11 @@ def tables_with_codecs(draw):
             result_bytes=draw(st.integers(0, 4000)), device_part_ms=draw(st.sampled_from([0.0, 3.0])),
             edge_part_ms=draw(st.sampled_from([0.0, 0.1]))))
     variants = []
-    for name in draw(st.lists(st.sampled_from(["jpeg50", "int8", "bneck-x", "float16"]), unique=True, max_size=3)):
+    for name in draw(st.lists(st.sampled_from(["jpeg50", "jpeg25a", "int8", "bneck-x", "float16"]), unique=True,
+                              max_size=3)):
         pts = []
         for e in exits:
-            if name == "jpeg50":
+            if name.startswith("jpeg"):
                 pts.append((0,))
             elif name == "bneck-x":
                 pts.append((1,) if e.num_units > 1 else ())
@@ -210,10 +211,10 @@ def test_runtime_sends_the_planned_codec_and_the_priced_bytes_for_every_triple(c
     from .conftest import FlopsPredictor
 
     images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
-    codecs = ["jpeg50", "float16", "int8c", "int8+zstd", neck.name]
+    codecs = ["jpeg50", "jpeg25a", "float16", "int8c", "int8+zstd", neck.name]
     accs = {c: [0.5] * chain.num_exits for c in codecs}
     base = build_latency_table(chain, [0.5] * chain.num_exits, FlopsPredictor(1.0, 0.0), FlopsPredictor(1.0, 0.0))
-    variants = measure_variants(chain, codecs, accs, images.numpy())
+    variants = measure_variants(chain, codecs, accs, images.numpy(), rounds=1, idle_s=0)
     table = LatencyTable(base.model, base.exits, base.codec, base.raw_input, variants=variants)
     planner = Planner(table)
     sent: list[tuple[str, int]] = []
@@ -250,3 +251,29 @@ def _tensor_at(chain, img, exit, point, codec):
         return img
     with torch.inference_mode():
         return chain.run_device(to_model_input(img), exit, point)
+
+
+def test_codec_calls_are_timed_on_the_role_clock_times_its_slowdown():
+    """The device's encode is priced as the device role runs it: on its CPU clock, times its slowdown. A call
+    that only sleeps costs no CPU, so on a CPU clock it is priced near 0 even x10, while this host's wall clock
+    sees the whole sleep."""
+    from edgent.plan.codecs import time_codec_calls
+    from edgent.profile.throttle import DeviceEmulation
+
+    import time
+
+    def sleeper():
+        time.sleep(0.02)
+
+    def burn():
+        return sum(range(20000))
+
+    wall = time_codec_calls([sleeper], None, rounds=1, idle_s=0)
+    assert wall[0] >= 20.0
+    cpu_role = DeviceEmulation(threads=1, slowdown=10.0, clock="thread-cpu")
+    sleep_ms, burn_ms = time_codec_calls([sleeper, burn], cpu_role, rounds=3, idle_s=0)
+    assert sleep_ms < 20.0 < wall[0] + 1e-9
+    one = DeviceEmulation(threads=1, slowdown=1.0, clock="thread-cpu")
+    assert burn_ms > 0 and time_codec_calls([burn], one, rounds=3, idle_s=0)[0] > 0
+    with pytest.raises(ConfigError, match="round"):
+        time_codec_calls([burn], None, rounds=0)

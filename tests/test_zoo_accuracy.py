@@ -39,7 +39,7 @@ def test_eval_reproduces_the_card(capsys):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not real_cifar_available(), reason="CIFAR-10 (../shared/datasets) not available")
-@pytest.mark.parametrize("codec", ["jpeg75", "jpeg25", "bneck-alexnet-cifar10", "int8"])
+@pytest.mark.parametrize("codec", ["jpeg75", "jpeg25", "jpeg75a", "bneck-alexnet-cifar10", "int8"])
 def test_card_codec_accuracy_is_what_eval_measures(codec, capsys):
     """The card's per-codec accuracy was written by ``edgent eval --codecs``: rerun on the card's check subset
     (the same seeded images), eval gives the card's check figures exactly."""

@@ -1,7 +1,8 @@
 """``edgent bench rate``: the rate-accuracy curve, bytes per image against top-1, of every way to send a request.
 
 What crosses the link for one CIFAR-10 test image, and the main exit's top-1 when it does: the raw uint8 input,
-JPEG input at several qualities, naive cuts (the model's own tensor at a cut, as float16, int8 and int8 with
+JPEG input at several qualities (full files, and in the abbreviated format without the tables both sides
+derive, ``jpegQQa``), naive cuts (the model's own tensor at a cut, as float16, int8 and int8 with
 zstandard), and the learned bottleneck (``bneck-<model>``) where the model has one. Each image is one request:
 encoded on its own, decoded, then the rest of the model. Sizes are payload bytes (no framing), mean and spread
 over the images; top-1 is on ``--images`` seeded test images (``edgent.train.codec_eval.subset``), all of them
@@ -67,6 +68,7 @@ def run(model: str = "alexnet-cifar10", images: int = 2000, cuts: tuple[str, ...
     split = subset(load_split("test"), images)
     plan: list[tuple[str, str, int]] = [("input", "uint8", 0)]
     plan += [("input", f"jpeg{q}", 0) for q in JPEG_QUALITIES]
+    plan += [("input, abbreviated", f"jpeg{q}a", 0) for q in JPEG_QUALITIES]
     for cut in cuts:
         p = chain.trunk_names.index(cut) + 1
         plan += [(f"cut after {cut}", c, p) for c in CUT_CODECS]
@@ -94,9 +96,9 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    styles = {"input": ("o", "C0"), "cut": ("s", "C1"), "bottleneck": ("*", "C3")}
+    styles = {"input": ("o", "C0"), "abbreviated": ("D", "C2"), "cut": ("s", "C1"), "bottleneck": ("*", "C3")}
     for row in result["points"]:
-        key = row["kind"].split()[0]
+        key = "abbreviated" if "abbreviated" in row["kind"] else row["kind"].split()[0]
         marker, color = styles.get(key, ("x", "k"))
         ax.errorbar(row["bytes_mean"], row["top1"], xerr=row["bytes_std"], fmt=marker, color=color,
                     markersize=12 if key == "bottleneck" else 6)
@@ -105,8 +107,8 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("bytes per image sent (mean; bars: one standard deviation)")
     ax.set_ylabel(f"top-1 of the main exit ({result['images']} CIFAR-10 test images)")
-    ax.set_title(f"{result['model']}: rate against accuracy (blue: input, orange: naive cuts, red: bottleneck)",
-                 fontsize=9)
+    ax.set_title(f"{result['model']}: rate against accuracy\n(blue: input, green: abbreviated JPEG input, "
+                 "orange: naive cuts, red: bottleneck)", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -14,15 +14,21 @@ codec.
 Sizes (:func:`measure_variants`): a fixed-size codec's payload is exact (:meth:`Codec.payload_bytes`); a
 variable-size one (JPEG, compressed, bottleneck) is encoded on real sample inputs, one request each, and priced
 at the 95th percentile of its sizes (the mean and the spread are kept in ``bytes_stats``) so that the planned
-latency holds for the large payloads too. Encode and decode times are timed on this host, the median of a few
-runs on one sample, and the device's is multiplied by the device's emulated slowdown (``device_factor``).
+latency holds for the large payloads too.
+
+Times (:func:`time_codec_calls`): each side's work is timed as that side runs it, once per request after it has
+been idle: one call after an idle spell (:data:`edgent.profile.sweep.CALL_IDLE_S`), on the role's own clock
+(the device role's steady CPU clock, :mod:`edgent.profile.hostspeed`, with its one torch thread; the edge's wall
+clock with its threads), the median over a few interleaved rounds, times the role's emulated slowdown. A warm
+back-to-back median would not do: a 32x32 JPEG encode takes ~0.17 ms warm on the development host but ~0.5 ms
+of steady CPU as a single call after idle, which the x100 device turns into ~50 ms instead of ~17 ms
+(docs/planner.md).
 """
 
 from __future__ import annotations
 
 import math
 import re
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -32,12 +38,14 @@ from edgent.errors import ConfigError
 
 if TYPE_CHECKING:
     from edgent.model.chain import MultiExitChain
+    from edgent.profile.throttle import DeviceEmulation
 
 #: the codecs a table offers by default for alexnet-cifar10-sized models (the bottleneck is added where trained)
-DEFAULT_CODECS: tuple[str, ...] = ("uint8", "jpeg90", "jpeg75", "jpeg50", "jpeg25", "float16", "int8", "int8c",
+DEFAULT_CODECS: tuple[str, ...] = ("uint8", "jpeg90", "jpeg75", "jpeg50", "jpeg25", "jpeg90a", "jpeg75a", "jpeg50a",
+                                   "jpeg25a", "float16", "int8", "int8c",
                                    "int8+zstd", "int8c+zstd")
 
-PIXEL_CODEC = re.compile(r"(uint8(\+(zlib|zstd))?|jpeg\d{0,3})")
+PIXEL_CODEC = re.compile(r"(uint8(\+(zlib|zstd))?|jpeg\d{0,3}|jpeg\d{1,3}a)")
 
 
 @dataclass(frozen=True)
@@ -98,22 +106,39 @@ def codec_points(chain: "MultiExitChain", exit: int, codec: str) -> tuple[int, .
     return tuple(range(1, n))
 
 
-def _time_ms(fn, reps: int = 5) -> float:
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
+def time_codec_calls(fns: Sequence[Any], role: "DeviceEmulation | None" = None, rounds: int = 5,
+                     idle_s: float | None = None) -> list[float]:
+    """Each of ``fns`` timed as ``role`` runs it once per request (ms, the role's slowdown included): after
+    ``idle_s`` of idle (default :data:`edgent.profile.sweep.CALL_IDLE_S`), on the role's clock, with its torch
+    threads, the median over ``rounds`` interleaved rounds of one call each. ``role=None``: this host as it
+    is (wall clock, no slowdown)."""
+    from edgent.profile.sweep import CALL_IDLE_S
+    from edgent.profile.timing import idle_gap, time_interleaved
+
+    if not fns:
+        return []
+    if int(rounds) < 1:
+        raise ConfigError(f"codec timing needs at least 1 round, got {rounds!r}")
+    gap = CALL_IDLE_S if idle_s is None else float(idle_s)
+    before = (lambda: idle_gap(gap)) if gap > 0 else None
+    if role is None:
+        stats = time_interleaved(fns, throttled=False, clock="wall", rounds=int(rounds), calls=1, before=before)
+        return [st.median_ms for st in stats]
+    with role.real_part():
+        stats = time_interleaved(fns, throttled=role.uses_quota, clock=role.timing_clock or "wall",
+                                 rounds=int(rounds), calls=1, before=before)
+    return [st.median_ms * role.slowdown for st in stats]
 
 
 def measure_variants(chain: "MultiExitChain", codecs: Sequence[str], accuracies: Mapping[str, Sequence[float]],
-                     images: np.ndarray, *, device_factor: float = 1.0, edge_factor: float = 1.0,
+                     images: np.ndarray, *, device: "DeviceEmulation | None" = None,
+                     edge: "DeviceEmulation | None" = None, rounds: int = 5, idle_s: float | None = None,
                      preprocess=None) -> tuple[CodecVariant, ...]:
     """The :class:`CodecVariant` of each codec of ``codecs`` for ``chain``, measured on ``images`` (uint8
     ``(n, C, H, W)``, real inputs; one request each). ``accuracies[codec]`` is each exit's top-1 through the
     codec (the model card's ``codec_accuracy``); a codec without one is left out (its accuracy cost would be a
-    guess). ``device_factor``/``edge_factor`` multiply this host's encode/decode times."""
+    guess). Encodes are timed as the ``device`` role runs them and decodes as the ``edge`` role does
+    (:func:`time_codec_calls`, ``rounds`` and ``idle_s``; None: this host as it is)."""
     import torch
 
     from edgent.codec import get_codec
@@ -123,7 +148,9 @@ def measure_variants(chain: "MultiExitChain", codecs: Sequence[str], accuracies:
     imgs = torch.as_tensor(np.asarray(images))
     with torch.inference_mode():
         x = prep(imgs)
-    cache: dict[tuple[str, int, int], tuple[float, float, float, dict[str, float]]] = {}
+    cache: dict[tuple[str, int, int], tuple[float, dict[str, float]]] = {}
+    calls: dict[tuple[str, int, int], tuple[Any, Any]] = {}  # per cell: its encode and decode, to be timed
+    pending: list[tuple[Any, ...]] = []
     per_exit: dict[int, list[list[torch.Tensor]]] = {}
 
     def tensors(exit: int) -> list[list[torch.Tensor]]:
@@ -147,11 +174,11 @@ def measure_variants(chain: "MultiExitChain", codecs: Sequence[str], accuracies:
         if name not in accuracies:
             continue
         codec = get_codec(name)
-        pts_all, tx_all, enc_all, dec_all = [], [], [], []
+        pts_all, tx_all, keys_all = [], [], []
         stats: dict[str, Any] = {}
         for ep in chain.exit_points:
             pts = codec_points(chain, ep.exit, name)
-            tx, enc, dec = [], [], []
+            tx, keys = [], []
             for p in pts:
                 # the tensor at p is the trunk's when p lies before the branch: share the measurement
                 key = (name, p if p <= ep.after_trunk_units else -ep.exit * 1000 - p, 0)
@@ -165,24 +192,28 @@ def measure_variants(chain: "MultiExitChain", codecs: Sequence[str], accuracies:
                     else:
                         priced = float(np.percentile(sizes, 95))
                     data = codec.encode(one)
-                    e_ms = _time_ms(lambda: codec.encode(one)) * device_factor
-                    d_ms = _time_ms(lambda: codec.decode(data, tuple(one.shape))) * edge_factor
-                    cache[key] = (priced, e_ms, d_ms, {"mean": float(sizes.mean()), "std": float(sizes.std()),
-                                                      "p95": float(np.percentile(sizes, 95)),
-                                                      "n": int(sizes.size)})
-                priced, e_ms, d_ms, st = cache[key]
+                    cache[key] = (priced, {"mean": float(sizes.mean()), "std": float(sizes.std()),
+                                           "p95": float(np.percentile(sizes, 95)), "n": int(sizes.size)})
+                    calls[key] = (lambda c=codec, t=one: c.encode(t),
+                                  lambda c=codec, d=data, s=tuple(one.shape): c.decode(d, s))
+                priced, st = cache[key]
                 tx.append(priced)
-                enc.append(e_ms)
-                dec.append(d_ms)
+                keys.append(key)
                 stats[f"{ep.exit}/{p}"] = st
             pts_all.append(pts)
             tx_all.append(tuple(tx))
-            enc_all.append(tuple(enc))
-            dec_all.append(tuple(dec))
+            keys_all.append(keys)
         acc = [float(a) for a in accuracies[name]]
         if len(acc) != chain.num_exits:
             raise ConfigError(f"codec {name}: {len(acc)} accuracies for {chain.num_exits} exits")
-        out.append(CodecVariant(codec=name, points=tuple(pts_all), transfer_bytes=tuple(tx_all),
-                                encode_ms=tuple(enc_all), decode_ms=tuple(dec_all), accuracy=tuple(acc),
-                                bytes_stats=stats))
+        pending.append((name, tuple(pts_all), tuple(tx_all), keys_all, tuple(acc), stats))
+    # every distinct cell's encode on the device and decode on the edge, timed together (interleaved rounds)
+    order = list(calls)
+    enc_ms = dict(zip(order, time_codec_calls([calls[k][0] for k in order], device, rounds, idle_s)))
+    dec_ms = dict(zip(order, time_codec_calls([calls[k][1] for k in order], edge, rounds, idle_s)))
+    for name, pts_all, tx_all, keys_all, acc, stats in pending:
+        out.append(CodecVariant(codec=name, points=pts_all, transfer_bytes=tx_all,
+                                encode_ms=tuple(tuple(enc_ms[k] for k in ks) for ks in keys_all),
+                                decode_ms=tuple(tuple(dec_ms[k] for k in ks) for ks in keys_all),
+                                accuracy=acc, bytes_stats=stats))
     return tuple(out)

@@ -106,15 +106,18 @@ def table_for_model(model: str, *, device_profile: str | Path | None = None,
 
 #: sample inputs the codec sizes and times are measured on (seeded test images)
 CODEC_SAMPLE_IMAGES = 48
+#: how codec times are taken (part of the cache key: a change of method must not reuse older measurements)
+CODEC_TIMING = "one call after idle on the role's clock"
 
 
 def with_codecs(table: LatencyTable, codecs: str | Sequence[str] = "card", *, card: str | Path | None = None,
-                images: Any = None, device_factor: float | None = None, model: str | None = None) -> LatencyTable:
+                images: Any = None, model: str | None = None) -> LatencyTable:
     """``table`` with codec variants (:mod:`edgent.plan.codecs`): ``codecs`` is a list of names, ``"card"``
     (every codec whose accuracy the model card holds, see :func:`edgent.model.card.codec_accuracies`) or
     ``"none"``. Sizes and times are measured now on ``images`` (default: :data:`CODEC_SAMPLE_IMAGES` seeded
-    CIFAR-10 test images, ``edgent.data.request_images``); the device's times are multiplied by
-    ``device_factor`` (default: the device role's emulated slowdown). The measured variants are kept in
+    CIFAR-10 test images, ``edgent.data.request_images``); encodes are timed as the device role runs them
+    (slowdown included) and decodes as the edge does, on one of its threads
+    (:func:`edgent.plan.codecs.time_codec_calls`). The measured variants are kept in
     ``~/.cache/edgent/codec-variants`` (``$EDGENT_CACHE``), keyed by everything they depend on. ``model`` is the
     model's reference when the table's name alone does not find it (a model folder's path)."""
     import dataclasses
@@ -145,22 +148,23 @@ def with_codecs(table: LatencyTable, codecs: str | Sequence[str] = "card", *, ca
         from edgent.data.cifar10 import request_images
 
         images = request_images(CODEC_SAMPLE_IMAGES, seed=1)[0]
-    if device_factor is None:
-        from edgent.profile.throttle import role_emulation
+    from edgent.profile.throttle import role_emulation
 
-        device_factor = role_emulation("device").slowdown
-    cache = _variants_cache_path(ref, names, accs, images, device_factor)
+    # the edge's decodes on one of its threads: on a shared 2-core host the second thread's wake-up after idle
+    # spreads a decode's time more than the decode itself takes (docs/planner.md); one thread is the slower bound
+    device, edge = role_emulation("device"), role_emulation("edge").with_real_part(threads=1)
+    cache = _variants_cache_path(ref, names, accs, images, [device.to_json(), edge.to_json(), CODEC_TIMING])
     variants = _read_variants(cache)
     if variants is None:
         chain = load_for_inference(ref)
-        variants = measure_variants(chain, names, accs, images, device_factor=device_factor)
+        variants = measure_variants(chain, names, accs, images, device=device, edge=edge)
         _write_variants(cache, variants)
     return dataclasses.replace(table, variants=table.variants + variants)
 
 
-def _variants_cache_path(model: str, names: Sequence[str], accs: Any, images: Any, device_factor: float) -> Path:
+def _variants_cache_path(model: str, names: Sequence[str], accs: Any, images: Any, timing: Any) -> Path:
     """Where measured variants are kept between commands on this machine: keyed by everything they depend on
-    (model and weights, codecs and their accuracies, the sample images, the device factor)."""
+    (model and weights, codecs and their accuracies, the sample images, the roles and how they were timed)."""
     import hashlib
     import json
 
@@ -171,7 +175,7 @@ def _variants_cache_path(model: str, names: Sequence[str], accs: Any, images: An
     from edgent.model.bottleneck import bottleneck_path
     from edgent.model.zoo import load_model_spec
 
-    h = hashlib.sha256(json.dumps([model, list(names), {k: list(v) for k, v in accs.items()}, device_factor],
+    h = hashlib.sha256(json.dumps([model, list(names), {k: list(v) for k, v in accs.items()}, timing],
                                   sort_keys=True).encode())
     h.update(np.ascontiguousarray(images).tobytes())
     for f in (load_model_spec(model).weights, bottleneck_path(model)):
