@@ -234,7 +234,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        min_rate_bps=args.min_rate_bps, rate_grace_s=args.rate_grace_s,
                        write_timeout_s=args.write_timeout_s, control_frames_per_s=args.control_frames_per_s,
                        read_buffer_bytes=args.read_buffer_kb * 1024,
-                       write_buffer_bytes=args.write_buffer_kb * 1024, latency_model=args.latency_model)
+                       write_buffer_bytes=args.write_buffer_kb * 1024, latency_model=args.latency_model,
+                       batch_window_ms=args.batch_window_ms, max_batch=args.max_batch)
     cfg.check()
     server = EdgeServer(models, cfg)
     try:
@@ -415,6 +416,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "by `edgent bench runtime`, see docs/runtime.md)")
     p.add_argument("--torch-threads", type=argtypes.integer(0), default=0,
                    help="torch intra-op threads (0: torch's default)")
+    p.add_argument("--backend", choices=["local"], default="local",
+                   help="the compute engine behind the server (local: this process's worker threads)")
+    p.add_argument("--batch-window-ms", type=argtypes.number(0.0, allow_low=True), default=None,
+                   help="batch requests of the same model, exit, partition and codec that arrive within this many "
+                        "ms (never past the point where a request's deadline would be missed; default: no "
+                        "batching, one request at a time)")
+    p.add_argument("--max-batch", type=argtypes.integer(1), default=d.max_batch,
+                   help=f"the most requests in one batch (with --batch-window-ms; default {d.max_batch})")
     p.add_argument("--max-payload-mb", type=argtypes.number(0.0, high=4095.0), default=d.max_payload_bytes / 2**20,
                    help=f"largest accepted payload in MiB (default {d.max_payload_bytes / 2**20:g})")
     b = p.add_argument_group("bounds (docs/runtime.md, 'Bounds')")

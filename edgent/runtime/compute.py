@@ -11,6 +11,7 @@ engine runs behind the server.
 from __future__ import annotations
 
 import abc
+import math
 import asyncio
 import threading
 import time
@@ -21,7 +22,9 @@ from typing import Any, Callable
 import torch
 
 from edgent.codec import Codec
+from edgent.errors import ConfigError
 from edgent.model.chain import MultiExitChain
+from edgent.plan.load import predicted_wait_ms
 
 #: weight of the newest compute time in the running mean reported to devices
 MEAN_COMPUTE_WEIGHT = 0.2
@@ -51,13 +54,28 @@ class EdgeJob:
 
 @dataclass(frozen=True)
 class ComputeLoad:
-    """What an engine knows about its load: requests waiting for a worker, in service, the workers it has, and
-    a running mean of the compute time of one request (None before the first)."""
+    """What an engine knows about its load: requests waiting for a worker, in service, the workers it has, a
+    running mean of the compute time of one request (None before the first), the running mean of the worker time
+    each request takes (``mean_service_ms``: one request's compute when computed one by one, a batch's compute
+    over its size when batched; None: as ``mean_compute_ms``), and how long the engine may hold a request to
+    batch it (``batch_window_ms``, 0 without batching). :func:`edgent.plan.load.predicted_wait_ms` turns these
+    into the wait of a new request (admission control on the edge, load-aware plans on the device)."""
 
     waiting: int
     in_service: int
     workers: int
     mean_compute_ms: float | None
+    mean_service_ms: float | None = None
+    batch_window_ms: float = 0.0
+
+    @property
+    def service_ms(self) -> float | None:
+        """The worker time per request the engine measured (``mean_service_ms``, else ``mean_compute_ms``)."""
+        return self.mean_compute_ms if self.mean_service_ms is None else self.mean_service_ms
+
+    def predicted_wait_ms(self) -> float:
+        """The wait (ms) of a request arriving now (:func:`edgent.plan.load.predicted_wait_ms`)."""
+        return predicted_wait_ms(self.waiting, self.in_service, self.workers, self.service_ms, self.batch_window_ms)
 
 
 class EdgeCompute(abc.ABC):
@@ -167,3 +185,277 @@ def compute_job(job: EdgeJob, payload: bytes) -> tuple[torch.Tensor, dict[str, f
     logits = logits.float().contiguous()
     t3 = time.perf_counter()
     return logits, {"decode_ms": (t1 - t0) * 1e3, "compute_ms": (t2 - t1) * 1e3, "encode_ms": (t3 - t2) * 1e3}
+
+
+def compute_batch(jobs: list[EdgeJob], payloads: list[bytes]) -> tuple[list[torch.Tensor], list[dict[str, float]]]:
+    """Compute jobs of one :attr:`EdgeJob.group` as one batch: each payload decoded on its own, the tensors
+    stacked along the batch, one forward of the edge part, the logits split back per job (float32, contiguous).
+    Per job the ms of its own ``decode_ms``, the batch's ``compute_ms`` and ``encode_ms``, and ``batch_size``
+    (the jobs computed together). One job is :func:`compute_job`."""
+    if len(jobs) == 1:
+        logits, t = compute_job(jobs[0], payloads[0])
+        return [logits], [{**t, "batch_size": 1}]
+    decode_ms = []
+    parts = []
+    for job, payload in zip(jobs, payloads):
+        t0 = time.perf_counter()
+        parts.append(job.codec.decode(payload, job.shape))
+        decode_ms.append((time.perf_counter() - t0) * 1e3)
+    job = jobs[0]
+    t1 = time.perf_counter()
+    with torch.inference_mode():
+        x = torch.cat(parts)
+        if job.preprocess is not None:
+            x = job.preprocess(x)
+        logits = job.chain.run_edge(x, job.exit, job.partition)
+    t2 = time.perf_counter()
+    logits = logits.float()
+    out = list(torch.split(logits, [j.shape[0] for j in jobs]))
+    out = [o.contiguous() for o in out]
+    t3 = time.perf_counter()
+    n = len(jobs)
+    compute_ms, encode_ms = (t2 - t1) * 1e3, (t3 - t2) * 1e3
+    return out, [{"decode_ms": d, "compute_ms": compute_ms, "encode_ms": encode_ms, "batch_size": n}
+                 for d in decode_ms]
+
+
+class BatchTimeModel:
+    """The predicted compute time (ms) of a batch of ``n`` jobs of one group: the model's own cost line
+    ``a + b * n`` (measured at start-up on its deepest exit from the raw input, the most work any of its groups
+    does), scaled per group by a running mean of measured over predicted, times a safety ``margin``. It errs
+    long: holding a request for a batch counts on it."""
+
+    def __init__(self, margin: float = 1.25, weight: float = 0.3) -> None:
+        self.margin = margin
+        self.weight = weight
+        self._line: dict[str, tuple[float, float]] = {}
+        self._scale: dict[tuple[Any, ...], float] = {}
+
+    def set_line(self, model: str, one_ms: float, n: int, n_ms: float) -> None:
+        """The model's cost line from a batch of 1 taking ``one_ms`` and a batch of ``n`` taking ``n_ms``."""
+        b = max((n_ms - one_ms) / max(n - 1, 1), 0.0)
+        self._line[model] = (max(one_ms - b, 0.0), b)
+
+    def predict_ms(self, job: EdgeJob, n: int) -> float:
+        a, b = self._line.get(job.model, (0.0, 0.0))
+        return self.margin * self._scale.get(job.group, 1.0) * (a + b * n)
+
+    def observe(self, job: EdgeJob, n: int, compute_ms: float) -> None:
+        a, b = self._line.get(job.model, (0.0, 0.0))
+        line = a + b * n
+        if line <= 0:
+            return
+        r = compute_ms / line
+        s = self._scale.get(job.group)
+        self._scale[job.group] = r if s is None else (1 - self.weight) * s + self.weight * max(r, s * 0.5)
+
+
+@dataclass
+class _Pending:
+    """A job waiting in a batch: its payload, when it arrived and by when (engine clock, s) it must be answered
+    (None: no deadline), and the future its answer goes to."""
+
+    job: EdgeJob
+    payload: bytes
+    t_arrival: float
+    deadline_at: float | None
+    future: asyncio.Future
+
+
+def release_at(t_open: float, window_s: float, deadlines_at: list[float | None], batch_s: float) -> float:
+    """When an open batch must be released (engine clock, s): at the end of its window, or earlier, so that the
+    batch, computed in ``batch_s`` from its release, still ends before every member's deadline. A batch never
+    holds a request past the point where its deadline would be missed (the deadline minus the predicted batch
+    time); a request already past that point is released at once (the returned time is in the past)."""
+    t = t_open + window_s
+    for d in deadlines_at:
+        if d is not None:
+            t = min(t, d - batch_s)
+    return t
+
+
+class BatchingCompute(LocalCompute):
+    """Dynamic batching across devices: jobs of the same :attr:`EdgeJob.group` that arrive within
+    ``window_ms`` of the first are computed as one batch (at most ``max_batch`` jobs) by ``threads`` workers.
+
+    A batch opens with its first job and is released to the workers at the end of its window, when it is full,
+    or earlier when a member's deadline asks for it (:func:`release_at`, with the batch's predicted compute time
+    from :class:`BatchTimeModel`). While every worker is busy released batches wait; when a worker frees, it takes
+    the oldest, merged with the other waiting jobs of its group (oldest first) as long as the merged batch is
+    still predicted to end before each of its members' deadlines. An idle edge with nothing else in its window
+    holds a request at most ``window_ms``. Each job's answer has its own timings with ``batch_size``;
+    ``queue_ms`` is its wait from arrival to the start of its batch."""
+
+    name = "local"
+
+    def __init__(self, models: dict[str, MultiExitChain], threads: int = 1, window_ms: float = 2.0,
+                 max_batch: int = 32, clock: Callable[[], float] = time.monotonic,
+                 time_model: BatchTimeModel | None = None) -> None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"batching needs at least one worker thread (--threads 1 or more), got {threads!r}")
+        if not (math.isfinite(window_ms) and window_ms >= 0):
+            raise ConfigError(f"the batching window must be >= 0 ms, got {window_ms!r}")
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ConfigError(f"the largest batch must be an integer >= 1, got {max_batch!r}")
+        super().__init__(models, threads, inline_when_idle=False)
+        self.window_s = window_ms / 1e3
+        self.max_batch = max_batch
+        self.clock = clock
+        self.time_model = time_model or BatchTimeModel()
+        self._open: dict[tuple[Any, ...], tuple[float, list[_Pending], asyncio.TimerHandle | None]] = {}
+        self._ready: list[list[_Pending]] = []
+        self._busy = 0
+        self._mean_service_ms: float | None = None
+        #: (release time, latest safe release of its members, batch size) of every batch started (for tests)
+        self.started: list[tuple[float, float, int]] = []
+        self.keep_started = False
+
+    async def start(self) -> None:
+        await super().start()
+        n = min(8, self.max_batch)
+        for name, chain in self.models.items():  # the cost line of the most work a group of this model does
+            times = {}
+            for size in (1, n):
+                x = torch.zeros((size, *chain.input_shape))
+                with torch.inference_mode():
+                    chain(x)
+                    t0 = time.perf_counter()
+                    chain(x)
+                    times[size] = (time.perf_counter() - t0) * 1e3
+            self.time_model.set_line(name, times[1], n, times[n])
+
+    def load(self) -> ComputeLoad:
+        return ComputeLoad(self._waiting, self._in_service, self.threads,
+                           None if self._mean_compute_ms is None else round(self._mean_compute_ms, 3),
+                           None if self._mean_service_ms is None else round(self._mean_service_ms, 3),
+                           round(self.window_s * 1e3, 3))
+
+    async def run(self, job: EdgeJob, payload: bytes, deadline_ms: float | None = None
+                  ) -> tuple[torch.Tensor, dict[str, float]]:
+        loop = asyncio.get_running_loop()
+        now = self.clock()
+        item = _Pending(job, payload, now, None if deadline_ms is None else now + deadline_ms / 1e3,
+                        loop.create_future())
+        with self._lock:
+            self._waiting += 1
+        group = job.group
+        t_open, items, handle = self._open.get(group, (now, [], None))
+        items.append(item)
+        if handle is not None:
+            handle.cancel()
+        self._open[group] = (t_open, items, None)
+        self._schedule(group)
+        return await item.future
+
+    def _latest_release(self, items: list[_Pending]) -> float:
+        batch_s = self.time_model.predict_ms(items[0].job, len(items)) / 1e3
+        return release_at(math.inf, 0.0, [i.deadline_at for i in items], batch_s)
+
+    def _schedule(self, group: tuple[Any, ...]) -> None:
+        """Release the open batch of ``group`` now, or set its timer for when it must be."""
+        t_open, items, _ = self._open[group]
+        batch_s = self.time_model.predict_ms(items[0].job, len(items)) / 1e3
+        t = release_at(t_open, self.window_s, [i.deadline_at for i in items], batch_s)
+        now = self.clock()
+        if len(items) >= self.max_batch or t <= now:
+            self._release(group)
+        else:
+            handle = asyncio.get_running_loop().call_later(t - now, self._release, group)
+            self._open[group] = (t_open, items, handle)
+
+    def _release(self, group: tuple[Any, ...]) -> None:
+        entry = self._open.pop(group, None)
+        if entry is None:
+            return
+        if entry[2] is not None:
+            entry[2].cancel()
+        self._ready.append(entry[1])
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Start waiting batches while a worker is free (see the class docstring for the merging)."""
+        loop = asyncio.get_running_loop()
+        while self._ready and self._busy < self.threads:
+            batch = self._ready.pop(0)
+            group = batch[0].job.group
+            # the other jobs of this group that wait (released batches, then the open one), oldest first
+            others: list[_Pending] = []
+            for b in [b for b in self._ready if b[0].job.group == group]:
+                others += b
+            if group in self._open:
+                others += self._open[group][1]
+            others.sort(key=lambda i: i.t_arrival)
+            now = self.clock()
+            taken: set[int] = set()
+            for it in others:
+                if len(batch) >= self.max_batch:
+                    break
+                trial = batch + [it]
+                if self._latest_release(trial) >= now:
+                    batch = trial
+                    taken.add(id(it))
+            if taken:
+                self._ready = [[i for i in b if id(i) not in taken] for b in self._ready]
+                self._ready = [b for b in self._ready if b]
+                if group in self._open:
+                    t_open, items, handle = self._open[group]
+                    items = [i for i in items if id(i) not in taken]
+                    if items:
+                        self._open[group] = (t_open, items, handle)
+                    else:
+                        if handle is not None:
+                            handle.cancel()
+                        del self._open[group]
+            if self.keep_started:
+                self.started.append((now, self._latest_release(batch), len(batch)))
+            self._busy += 1
+            with self._lock:
+                self._waiting -= len(batch)
+                self._in_service += len(batch)
+            fut = loop.run_in_executor(self._pool, self._work_batch, batch, now)
+            fut.add_done_callback(lambda f, b=batch: self._done(f, b))
+
+    def _work_batch(self, batch: list[_Pending], t_start: float
+                    ) -> tuple[list[torch.Tensor], list[dict[str, float]]]:
+        """Runs in a worker thread: compute one batch, time it."""
+        logits, timings = compute_batch([i.job for i in batch], [i.payload for i in batch])
+        for i, t in zip(batch, timings):
+            t["queue_ms"] = (t_start - i.t_arrival) * 1e3
+        return logits, timings
+
+    def _done(self, fut: asyncio.Future, batch: list[_Pending]) -> None:
+        self._busy -= 1
+        with self._lock:
+            self._in_service -= len(batch)
+        exc = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
+        if exc is None:
+            logits, timings = fut.result()
+            compute_ms = timings[0]["compute_ms"]
+            self.record_compute_ms(compute_ms)
+            per = compute_ms / len(batch)
+            m = self._mean_service_ms
+            self._mean_service_ms = per if m is None else (1 - MEAN_COMPUTE_WEIGHT) * m + MEAN_COMPUTE_WEIGHT * per
+            self.time_model.observe(batch[0].job, len(batch), compute_ms)
+            for i, lg, t in zip(batch, logits, timings):
+                if not i.future.done():
+                    i.future.set_result((lg, t))
+        else:
+            for i in batch:
+                if not i.future.done():
+                    i.future.set_exception(exc)
+        self._dispatch()
+
+    async def stop(self) -> None:
+        for _, items, handle in self._open.values():
+            if handle is not None:
+                handle.cancel()
+            for i in items:
+                if not i.future.done():
+                    i.future.cancel()
+        for items in self._ready:
+            for i in items:
+                if not i.future.done():
+                    i.future.cancel()
+        self._open.clear()
+        self._ready.clear()
+        await super().stop()
