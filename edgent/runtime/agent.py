@@ -75,6 +75,8 @@ class AgentOptions:
         load_aware: price the edge's wait under its load (:class:`edgent.plan.load.EdgeLoadModel`, learnt from
             its replies) into every plan that crosses the link, and tell the edge each request's remaining
             deadline (its admission control); False: plan as if the edge were idle and dedicated (the paper).
+        margin: the share of the deadline a plan keeps in reserve (predictions are means; the margin absorbs
+            their spread).
     """
 
     deadline_ms: float = 200.0
@@ -89,6 +91,7 @@ class AgentOptions:
     calibrate: bool = True
     reconnect_every_s: float = 0.25
     load_aware: bool = True
+    margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -97,6 +100,8 @@ class AgentOptions:
             raise ConfigError(f"the deadline must be > 0 ms, got {self.deadline_ms!r}")
         if not self.prior_rate_bps > 0:
             raise ConfigError(f"the prior rate must be > 0 bit/s, got {self.prior_rate_bps!r}")
+        if not 0 <= self.margin < 1:
+            raise ConfigError(f"the planning margin must be a share of the deadline in [0, 1), got {self.margin!r}")
         if not 0 < self.probe_share <= 1:
             raise ConfigError(f"probe_share must be in (0, 1], got {self.probe_share!r}")
         if not 0 < self.min_probe_bytes <= self.max_probe_bytes:
@@ -359,7 +364,7 @@ class EdgentAgent:
             k, source = c.index(d.config), d.source
             self.last_state_bps = None if d.state is None else float(d.state.mean_rate_bps)
         else:
-            k = c.best(cal, o.deadline_ms if budget_ms is None else budget_ms, allowed)
+            k = c.best(cal, (o.deadline_ms if budget_ms is None else budget_ms) - o.margin * o.deadline_ms, allowed)
             if not edge_up and source == "static":
                 source = "edge-unreachable"
         return k, source, float(lat[k]), float(cal[k])
