@@ -278,3 +278,43 @@ def test_a_device_under_a_saturated_edge_moves_onto_itself_and_back(chain):
     assert any(r["predicted_ms"]["edge_queue"] > 100 for r in busy)
     assert sum(r["where"] == "edge" for r in freed[-10:]) >= 8, [r["where"] for r in freed]
 
+
+
+# ---------------------------------------------------------------------------------------------- the benchmark
+@pytest.mark.slow
+def test_bench_fleet_quick_runs_every_method_against_a_real_edge(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    r = subprocess.run([sys.executable, "-m", "edgent.cli.main", "bench", "fleet", "--quick", "--random-weights",
+                        "--backend", "local", "--out-dir", str(tmp_path)], capture_output=True, text=True,
+                       timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads((tmp_path / "fleet-quick.json").read_text())
+    assert (tmp_path / "fleet-quick.png").is_file()
+    assert doc["options"]["backend"] == "local" and set(doc["results"]) == {"1", "2"}
+    for per in doc["results"].values():
+        assert set(per) == {"edgent-load-blind", "edgent-load-aware", "edgent-load-aware-batching", "edge-only",
+                            "device-only"}
+        for m, s in per.items():
+            assert s["requests"] > 0 and not s["errors"], (m, s)
+            assert 0 <= s["met_share"] <= 1 and s["p95_ms"] > 0
+        assert per["device-only"]["edge_throughput_per_s"] == 0
+        assert per["edge-only"]["where"].get("edge", 0) > 0
+    assert "batching_serves_2x_at_largest_N" in doc["checks"]
+
+
+def test_serve_takes_the_backend_and_batching_options():
+    from edgent.cli.main import build_parser
+
+    args = build_parser().parse_args(["serve", "--backend", "local", "--batch-window-ms", "3", "--max-batch", "8"])
+    assert args.backend == "local" and args.batch_window_ms == 3.0 and args.max_batch == 8
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--batch-window-ms", "nan"])
+    with pytest.raises(Exception, match="batch-window-ms"):
+        ServerConfig(batch_window_ms=-1.0).check()
+    with pytest.raises(Exception, match="threads"):
+        ServerConfig(batch_window_ms=2.0, threads=0).check()
