@@ -38,6 +38,10 @@ def test_predicted_wait_counts_every_request_ahead_and_the_window():
     assert wait_from_load(None) == 0.0 and wait_from_load(7.5) == 7.5
     with pytest.raises(Exception, match="load"):
         wait_from_load({"queue_length": "many"})
+    # the edge says how much work is left of those in service: it replaces counting them whole
+    assert predicted_wait_ms(2, 1, 1, 10.0, in_service_left_ms=3.0) == 23.0
+    assert predicted_wait_ms(0, 2, 2, 10.0, in_service_left_ms=0.0) == 0.0
+    assert wait_from_load({**load, "in_service_left_ms": 1.0}) == 9.0  # 4 waiting x 2 ms + 1 ms left
 
 
 def test_the_load_model_learns_from_replies_and_forgets_without_them():
@@ -199,6 +203,48 @@ def test_the_server_refuses_what_it_cannot_serve_in_time_and_says_why(chain):
         assert r.edge_load["queue_length"] == 50
         client.send_deadline = False  # (the paper's device says nothing of its deadline: no early refusal)
         assert client.infer(x, 5, 0, "uint8", deadline_ms=5000).where == "edge"
+        client.close()
+
+
+def test_the_engine_counts_the_work_left_of_what_is_in_service():
+    """A computation in service counts for what is predicted to be left of it, not as a whole one."""
+    compute = LocalCompute({}, threads=1)
+    assert compute.in_service_left_ms() is None and compute.load().in_service_left_ms is None
+    now = time.perf_counter()
+    compute._running = {0: (now - 3600.0, 10.0), 1: (now + 3600.0, 10.0)}  # long overdue; (not started yet)
+    assert compute.in_service_left_ms() == pytest.approx(10.0)
+    compute._in_service, compute._waiting, compute._mean_compute_ms = 2, 3, 10.0
+    assert compute.load().predicted_wait_ms() == pytest.approx(40.0)  # 3 waiting x 10 ms + 10 ms left
+    token = compute._started(5.0)
+    compute._ended(token)
+    assert token not in compute._running
+
+
+def test_admission_counts_the_work_in_service_fairly_and_the_requests_own_compute(chain):
+    """The edge refuses only when what is really ahead of a request, plus its own kind of computation, exceeds
+    what the request has left: a computation in service that is nearly done does not count as a whole one, and
+    a short computation is not priced at the mean of the long ones."""
+    with ThreadedServer({chain.name: chain}, ServerConfig(port=0, threads=1)) as srv:
+        client = DeviceClient("127.0.0.1", srv.port, chain, device_exit_ms={e: 1.0 for e in range(1, 6)})
+        x = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+        assert client.infer(x, 5, 0, "uint8", deadline_ms=5000).where == "edge"  # its group's compute known
+        compute = srv.server.compute
+        own_ms = compute.expected_compute_ms(srv.server._job(
+            {"model": chain.name, "exit": 5, "partition": 0, "codec": "uint8", "shape": [1, 3, 32, 32]},
+            3 * 32 * 32))
+        assert 0 < own_ms < 1000
+        deadline_ms = own_ms + 400.0
+        compute._mean_compute_ms = 1000.0  # other groups' computations are long
+        compute._in_service = 1  # one of them in service, nearly done: 1 ms left
+        compute._running = {-1: (time.perf_counter() + 3600.0, 1.0)}
+        try:
+            served = client.infer(x, 5, 0, "uint8", deadline_ms=deadline_ms + 1.0)
+            compute._running = {-1: (time.perf_counter() + 3600.0, 500.0)}  # now 500 ms are left of it
+            refused = client.infer(x, 5, 0, "uint8", deadline_ms=deadline_ms + 1.0)
+        finally:
+            compute._in_service, compute._running = 0, {}
+        assert served.where == "edge", served.fallback_reason
+        assert refused.where == "fallback" and "overloaded" in refused.fallback_reason
         client.close()
 
 

@@ -27,21 +27,31 @@ from edgent.errors import ConfigError
 
 
 def predicted_wait_ms(waiting: float, in_service: float, workers: float, service_ms: float | None,
-                      batch_window_ms: float = 0.0) -> float:
+                      batch_window_ms: float = 0.0, in_service_left_ms: float | None = None) -> float:
     """The wait (ms) of a request arriving now at an edge with ``waiting`` requests queued and ``in_service``
     being computed by ``workers`` workers, each request taking ``service_ms`` of a worker (None: unknown, no
-    wait predicted), plus the batching window the edge may hold a request for. Every request ahead is counted
-    whole (the one in service may be part done): the prediction errs on the side of a longer wait."""
+    wait predicted), plus the batching window the edge may hold a request for.
+
+    ``in_service_left_ms``: the work (worker ms, summed over the computations in service) the edge predicts is
+    left of them, from when each started; the edge knows it, and says it with its load. Without it, every
+    request in service is counted whole (it may be part done): the prediction errs on the side of a longer
+    wait."""
+    window = max(float(batch_window_ms), 0.0)
     if service_ms is None or not math.isfinite(service_ms) or service_ms <= 0:
-        return max(float(batch_window_ms), 0.0)
-    ahead = max(float(waiting), 0.0) + max(float(in_service), 0.0)
-    return ahead / max(float(workers), 1.0) * float(service_ms) + max(float(batch_window_ms), 0.0)
+        return window + (0.0 if in_service_left_ms is None else max(float(in_service_left_ms), 0.0)
+                         / max(float(workers), 1.0))
+    if in_service_left_ms is None or not math.isfinite(in_service_left_ms):
+        in_service_work = max(float(in_service), 0.0) * float(service_ms)
+    else:
+        in_service_work = max(float(in_service_left_ms), 0.0)
+    work = max(float(waiting), 0.0) * float(service_ms) + in_service_work
+    return work / max(float(workers), 1.0) + window
 
 
 def wait_from_load(load: Mapping[str, Any] | float | None) -> float:
     """:func:`predicted_wait_ms` of the edge's ``load`` dict as sent on the wire (``queue_length``,
-    ``in_service``, ``workers``, ``mean_service_ms`` or else ``mean_compute_ms``, ``batch_window_ms``); a
-    number is taken as the wait in ms; None is no wait."""
+    ``in_service``, ``workers``, ``mean_service_ms`` or else ``mean_compute_ms``, ``batch_window_ms``,
+    ``in_service_left_ms`` where the edge says it); a number is taken as the wait in ms; None is no wait."""
     if load is None:
         return 0.0
     if isinstance(load, (int, float)) and not isinstance(load, bool):
@@ -50,9 +60,10 @@ def wait_from_load(load: Mapping[str, Any] | float | None) -> float:
         service = load.get("mean_service_ms")
         if service is None:
             service = load.get("mean_compute_ms")
+        left = load.get("in_service_left_ms")
         return predicted_wait_ms(float(load.get("queue_length") or 0), float(load.get("in_service") or 0),
                                  float(load.get("workers") or 1), None if service is None else float(service),
-                                 float(load.get("batch_window_ms") or 0.0))
+                                 float(load.get("batch_window_ms") or 0.0), None if left is None else float(left))
     except (TypeError, ValueError, AttributeError):
         raise ConfigError(f"the edge load must be a wait in ms or the edge's load dict, got {load!r}") from None
 

@@ -11,8 +11,9 @@ engine runs behind the server.
 from __future__ import annotations
 
 import abc
-import math
 import asyncio
+import itertools
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -58,8 +59,10 @@ class ComputeLoad:
     running mean of the compute time of one request (None before the first), the running mean of the worker time
     each request takes (``mean_service_ms``: one request's compute when computed one by one, a batch's compute
     over its size when batched; None: as ``mean_compute_ms``), and how long the engine may hold a request to
-    batch it (``batch_window_ms``, 0 without batching). :func:`edgent.plan.load.predicted_wait_ms` turns these
-    into the wait of a new request (admission control on the edge, load-aware plans on the device)."""
+    batch it (``batch_window_ms``, 0 without batching), and the worker time predicted to be left of the
+    computations in service (``in_service_left_ms``: each one's predicted compute time less the time it has run,
+    summed; None: not known). :func:`edgent.plan.load.predicted_wait_ms` turns these into the wait of a new
+    request (admission control on the edge, load-aware plans on the device)."""
 
     waiting: int
     in_service: int
@@ -67,6 +70,7 @@ class ComputeLoad:
     mean_compute_ms: float | None
     mean_service_ms: float | None = None
     batch_window_ms: float = 0.0
+    in_service_left_ms: float | None = None
 
     @property
     def service_ms(self) -> float | None:
@@ -75,7 +79,8 @@ class ComputeLoad:
 
     def predicted_wait_ms(self) -> float:
         """The wait (ms) of a request arriving now (:func:`edgent.plan.load.predicted_wait_ms`)."""
-        return predicted_wait_ms(self.waiting, self.in_service, self.workers, self.service_ms, self.batch_window_ms)
+        return predicted_wait_ms(self.waiting, self.in_service, self.workers, self.service_ms, self.batch_window_ms,
+                                 self.in_service_left_ms)
 
 
 class EdgeCompute(abc.ABC):
@@ -98,6 +103,11 @@ class EdgeCompute(abc.ABC):
     @abc.abstractmethod
     def load(self) -> ComputeLoad:
         """The engine's load now."""
+
+    def expected_compute_ms(self, job: EdgeJob) -> float:
+        """The compute time (ms) ``job`` is predicted to take once started: by default the engine's running mean
+        of one computation (0 before the first). Engines that know better (per group) say so."""
+        return self.load().mean_compute_ms or 0.0
 
     def busy(self) -> bool:
         """Whether any request is waiting or in service."""
@@ -125,6 +135,11 @@ class LocalCompute(EdgeCompute):
         self._waiting = 0
         self._in_service = 0
         self._mean_compute_ms: float | None = None
+        #: per :attr:`EdgeJob.group`, the running mean of one computation's time (ms)
+        self._group_compute_ms: dict[Any, float] = {}
+        #: computations in service: token -> (perf_counter at their start, their predicted compute ms)
+        self._running: dict[int, tuple[float, float]] = {}
+        self._tokens = itertools.count()
 
     async def start(self) -> None:
         for chain in self.models.values():  # the first request is not slow
@@ -133,7 +148,34 @@ class LocalCompute(EdgeCompute):
 
     def load(self) -> ComputeLoad:
         return ComputeLoad(self._waiting, self._in_service, self.threads,
-                           None if self._mean_compute_ms is None else round(self._mean_compute_ms, 3))
+                           None if self._mean_compute_ms is None else round(self._mean_compute_ms, 3),
+                           in_service_left_ms=self.in_service_left_ms())
+
+    def expected_compute_ms(self, job: EdgeJob) -> float:
+        """The running mean of ``job``'s group's computations, else of all of them (0 before the first)."""
+        m = self._group_compute_ms.get(job.group)
+        return m if m is not None else (self._mean_compute_ms or 0.0)
+
+    def in_service_left_ms(self) -> float | None:
+        """The worker time (ms) predicted to be left of the computations in service: each one's predicted
+        compute time less the time it has run (at least 0), summed (None when nothing is in service)."""
+        with self._lock:
+            running = list(self._running.values())
+        if not running:
+            return None
+        now = time.perf_counter()
+        return round(sum(max(ms - max(now - t0, 0.0) * 1e3, 0.0) for t0, ms in running), 3)
+
+    def _started(self, expected_ms: float) -> int:
+        """Note a computation that starts now, predicted to take ``expected_ms``; its token for :meth:`_ended`."""
+        with self._lock:
+            token = next(self._tokens)
+            self._running[token] = (time.perf_counter(), expected_ms)
+        return token
+
+    def _ended(self, token: int) -> None:
+        with self._lock:
+            self._running.pop(token, None)
 
     async def run(self, job: EdgeJob, payload: bytes, deadline_ms: float | None = None
                   ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -148,6 +190,7 @@ class LocalCompute(EdgeCompute):
     def _work(self, job: EdgeJob, payload: bytes, t_queued: float) -> tuple[torch.Tensor, dict[str, float]]:
         """Runs in a worker thread (or inline): decode, compute the edge part, time each step."""
         t0 = time.perf_counter()
+        token = self._started(self.expected_compute_ms(job))
         with self._lock:
             self._waiting -= 1
             self._in_service += 1
@@ -156,15 +199,20 @@ class LocalCompute(EdgeCompute):
         finally:
             with self._lock:
                 self._in_service -= 1
-        self.record_compute_ms(timings["compute_ms"])
+            self._ended(token)
+        self.record_compute_ms(timings["compute_ms"], job)
         return logits, {"queue_ms": (t0 - t_queued) * 1e3, **timings}
 
-    def record_compute_ms(self, compute_ms: float) -> None:
-        """Fold one request's compute time into the running mean that devices are told."""
+    def record_compute_ms(self, compute_ms: float, job: EdgeJob | None = None) -> None:
+        """Fold one computation's time into the running mean that devices are told (and into its group's, for
+        ``job``'s group)."""
+        w = MEAN_COMPUTE_WEIGHT
         with self._lock:
             m = self._mean_compute_ms
-            self._mean_compute_ms = compute_ms if m is None else (
-                (1 - MEAN_COMPUTE_WEIGHT) * m + MEAN_COMPUTE_WEIGHT * compute_ms)
+            self._mean_compute_ms = compute_ms if m is None else (1 - w) * m + w * compute_ms
+            if job is not None:
+                g = self._group_compute_ms.get(job.group)
+                self._group_compute_ms[job.group] = compute_ms if g is None else (1 - w) * g + w * compute_ms
 
     async def stop(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -404,7 +452,11 @@ class BatchingCompute(LocalCompute):
         return ComputeLoad(self._waiting, self._in_service, self.threads,
                            None if self._mean_compute_ms is None else round(self._mean_compute_ms, 3),
                            None if self._mean_service_ms is None else round(self._mean_service_ms, 3),
-                           round(self.window_ms, 3))
+                           round(self.window_ms, 3), self.in_service_left_ms())
+
+    def expected_compute_ms(self, job: EdgeJob) -> float:
+        """A batch of one of ``job``'s group, as the batching policy predicts it (without its safety margin)."""
+        return self.time_model.predict_ms(job, 1) / self.time_model.margin
 
     async def run(self, job: EdgeJob, payload: bytes, deadline_ms: float | None = None
                   ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -435,8 +487,9 @@ class BatchingCompute(LocalCompute):
             with self._lock:
                 self._waiting -= len(batch)
                 self._in_service += len(batch)
+            token = self._started(self.time_model.predict_ms(batch[0].job, len(batch)) / self.time_model.margin)
             fut = loop.run_in_executor(self._pool, self._work_batch, batch, now)
-            fut.add_done_callback(lambda f, b=batch: self._done(f, b))
+            fut.add_done_callback(lambda f, b=batch, k=token: self._done(f, b, k))
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -452,15 +505,16 @@ class BatchingCompute(LocalCompute):
             t["queue_ms"] = (t_start - i.t_arrival) * 1e3
         return logits, timings
 
-    def _done(self, fut: asyncio.Future, batch: list[Pending]) -> None:
+    def _done(self, fut: asyncio.Future, batch: list[Pending], token: int) -> None:
         self._busy -= 1
+        self._ended(token)
         with self._lock:
             self._in_service -= len(batch)
         exc = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
         if exc is None:
             logits, timings = fut.result()
             compute_ms = timings[0]["compute_ms"]
-            self.record_compute_ms(compute_ms)
+            self.record_compute_ms(compute_ms, batch[0].job)
             per = compute_ms / len(batch)
             m = self._mean_service_ms
             self._mean_service_ms = per if m is None else (1 - MEAN_COMPUTE_WEIGHT) * m + MEAN_COMPUTE_WEIGHT * per

@@ -163,6 +163,7 @@ class EdgeLoad:
     connections: int
     mean_service_ms: float | None = None
     batch_window_ms: float = 0.0
+    in_service_left_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -325,7 +326,7 @@ class EdgeServer:
         """The current load: requests waiting for a worker, in service, and the recent mean compute time."""
         c = self.compute.load()
         return EdgeLoad(c.waiting, c.in_service, c.workers, c.mean_compute_ms, len(self._connections),
-                        c.mean_service_ms, c.batch_window_ms)
+                        c.mean_service_ms, c.batch_window_ms, c.in_service_left_ms)
 
     # ------------------------------------------------------------------ accepting
     async def _accept(self, listener: socket.socket) -> None:
@@ -782,8 +783,8 @@ class EdgeServer:
         if load.waiting + load.in_service >= self.config.max_queue + max(1, load.workers):
             refusal = f"the edge queue is full ({self.config.max_queue} waiting)"
         elif deadline_ms is not None:  # admission control: a request that would wait past its deadline
-            wait_ms = load.predicted_wait_ms()
-            own_ms = load.mean_compute_ms or 0.0
+            wait_ms = load.predicted_wait_ms()  # the work left of those in service, those waiting whole
+            own_ms = self.compute.expected_compute_ms(job)  # this request's own kind of computation
             if wait_ms + own_ms > deadline_ms:
                 refusal = (f"the edge is busy: a predicted wait of {wait_ms:.1f} ms and {own_ms:.1f} ms of "
                            f"compute exceed the request's remaining deadline of {deadline_ms:.1f} ms")
