@@ -364,3 +364,49 @@ def test_serve_takes_the_backend_and_batching_options():
         ServerConfig(batch_window_ms=-1.0).check()
     with pytest.raises(Exception, match="threads"):
         ServerConfig(batch_window_ms=2.0, threads=0).check()
+
+
+def test_an_edge_can_be_emulated_slower_and_a_bad_factor_is_refused(chain):
+    """``edgent serve --slowdown F`` (the fleet's ``--edge-factor``): the engine stretches each computation by F
+    on its thread's CPU time; below 1 is refused with the option's name."""
+    srv = EdgeServer({chain.name: chain}, ServerConfig(port=0, threads=1, slowdown=3.0))
+    assert srv.compute.slowdown is not None and srv.compute.slowdown.factor == 3.0
+    assert EdgeServer({chain.name: chain}, ServerConfig(port=0)).compute.slowdown is None
+    batching = EdgeServer({chain.name: chain}, ServerConfig(port=0, batch_window_ms=2.0, slowdown=2.0)).compute
+    assert isinstance(batching, BatchingCompute) and batching.slowdown.factor == 2.0
+    with pytest.raises(Exception, match="--slowdown"):
+        ServerConfig(port=0, slowdown=0.5).check()
+
+
+def test_a_request_that_waited_past_its_deadline_is_not_computed(chain):
+    """A worker that reaches a request whose device has given up (its deadline passed while it waited) answers
+    ``overloaded`` without computing it, and the engine's counts stay right."""
+    from edgent.errors import OverloadedError
+
+    compute = LocalCompute({chain.name: chain}, threads=1)
+    srv = EdgeServer({chain.name: chain}, ServerConfig(port=0))
+    job = srv._job({"model": chain.name, "exit": 1, "partition": 0, "codec": "uint8", "shape": [1, 3, 32, 32]},
+                   3 * 32 * 32)
+    compute._waiting = 1
+    now = time.perf_counter()
+    with pytest.raises(OverloadedError, match="past its deadline"):
+        compute._work(job, bytes(3 * 32 * 32), now - 0.2, now - 0.1)
+    assert compute._waiting == 0 and compute._in_service == 0 and not compute._running
+    compute._waiting = 1
+    logits, _ = compute._work(job, bytes(3 * 32 * 32), now, now + 3600.0)  # still in time: computed
+    assert logits.shape == (1, chain.num_classes)
+
+
+def test_the_fleet_bench_waits_for_an_idle_edge(chain):
+    """Between runs the fleet benchmark waits until the edge has nothing waiting or in service."""
+    from edgent.bench.fleet.run import wait_until_idle
+    from edgent.errors import EdgentError
+
+    with ThreadedServer({chain.name: chain}, ServerConfig(port=0, threads=1)) as srv:
+        assert wait_until_idle(srv.port, timeout_s=30.0) < 30.0  # idle: at once
+        srv.server.compute._waiting = 3  # a backlog, as the engine reports it
+        try:
+            with pytest.raises(EdgentError, match="still busy"):
+                wait_until_idle(srv.port, timeout_s=0.3)
+        finally:
+            srv.server.compute._waiting = 0

@@ -235,7 +235,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        write_timeout_s=args.write_timeout_s, control_frames_per_s=args.control_frames_per_s,
                        read_buffer_bytes=args.read_buffer_kb * 1024,
                        write_buffer_bytes=args.write_buffer_kb * 1024, latency_model=args.latency_model,
-                       batch_window_ms=args.batch_window_ms, max_batch=args.max_batch)
+                       batch_window_ms=args.batch_window_ms, max_batch=args.max_batch, slowdown=args.slowdown)
     cfg.check()
     server = EdgeServer(models, cfg)
     try:
@@ -424,6 +424,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "batching, one request at a time)")
     p.add_argument("--max-batch", type=argtypes.integer(1), default=d.max_batch,
                    help=f"the most requests in one batch (with --batch-window-ms; default {d.max_batch})")
+    p.add_argument("--slowdown", type=argtypes.number(1.0, allow_low=True), default=1.0,
+                   help="emulate an edge this many times slower than this host: each computation takes this many "
+                        "times its thread's CPU time (use with --torch-threads 1; default 1, this host's speed)")
     p.add_argument("--max-payload-mb", type=argtypes.number(0.0, high=4095.0), default=d.max_payload_bytes / 2**20,
                    help=f"largest accepted payload in MiB (default {d.max_payload_bytes / 2**20:g})")
     b = p.add_argument_group("bounds (docs/runtime.md, 'Bounds')")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import itertools
 import math
 import threading
@@ -23,9 +24,10 @@ from typing import Any, Callable
 import torch
 
 from edgent.codec import Codec
-from edgent.errors import ConfigError
+from edgent.errors import ConfigError, OverloadedError
 from edgent.model.chain import MultiExitChain
 from edgent.plan.load import predicted_wait_ms
+from edgent.profile.throttle import Slowdown
 
 #: weight of the newest compute time in the running mean reported to devices
 MEAN_COMPUTE_WEIGHT = 0.2
@@ -126,8 +128,11 @@ class LocalCompute(EdgeCompute):
 
     name = "local"
 
-    def __init__(self, models: dict[str, MultiExitChain], threads: int = 1, inline_when_idle: bool = True) -> None:
+    def __init__(self, models: dict[str, MultiExitChain], threads: int = 1, inline_when_idle: bool = True,
+                 slowdown: float = 1.0) -> None:
         self.models = models
+        #: an emulated slower edge: each computation takes ``slowdown`` x its thread's CPU time (None: 1)
+        self.slowdown = Slowdown(slowdown, "thread-cpu") if slowdown > 1.0 else None
         self.threads = threads
         self.inline_when_idle = inline_when_idle
         self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="edge-worker")
@@ -182,20 +187,29 @@ class LocalCompute(EdgeCompute):
         inline = self.threads == 0 or (self.inline_when_idle and not self._waiting and not self._in_service)
         with self._lock:
             self._waiting += 1
+        t = time.perf_counter()
         if inline:
-            return self._work(job, payload, time.perf_counter())
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._work, job, payload,
-                                                                time.perf_counter())
+            return self._work(job, payload, t)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._work, job, payload, t,
+                                                                None if deadline_ms is None else t + deadline_ms / 1e3)
 
-    def _work(self, job: EdgeJob, payload: bytes, t_queued: float) -> tuple[torch.Tensor, dict[str, float]]:
-        """Runs in a worker thread (or inline): decode, compute the edge part, time each step."""
+    def _work(self, job: EdgeJob, payload: bytes, t_queued: float, t_deadline: float | None = None
+              ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Runs in a worker thread (or inline): decode, compute the edge part, time each step. A request whose
+        deadline (``t_deadline``, ``perf_counter``) passed while it waited is not computed: the device has given
+        up on it, and the worker's time goes to the requests still waiting (OverloadedError)."""
         t0 = time.perf_counter()
+        if t_deadline is not None and t0 > t_deadline:
+            with self._lock:
+                self._waiting -= 1
+            raise OverloadedError(f"the request waited {(t0 - t_queued) * 1e3:.1f} ms at the edge, past its "
+                                  f"deadline of {(t_deadline - t_queued) * 1e3:.1f} ms; not computed")
         token = self._started(self.expected_compute_ms(job))
         with self._lock:
             self._waiting -= 1
             self._in_service += 1
         try:
-            logits, timings = compute_job(job, payload)
+            logits, timings = compute_job(job, payload, self.slowdown)
         finally:
             with self._lock:
                 self._in_service -= 1
@@ -218,14 +232,16 @@ class LocalCompute(EdgeCompute):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def compute_job(job: EdgeJob, payload: bytes) -> tuple[torch.Tensor, dict[str, float]]:
+def compute_job(job: EdgeJob, payload: bytes, slowdown: Slowdown | None = None
+                ) -> tuple[torch.Tensor, dict[str, float]]:
     """Decode one job's payload and compute its edge part: the logits (float32, contiguous) and the ms spent in
     ``decode_ms``, ``compute_ms`` (the model's input preprocessing for raw pixels, as on the device, and its
-    units) and ``encode_ms``. Shared by every engine, so that they compute and time alike."""
+    units; stretched by ``slowdown`` where the edge is emulated slower) and ``encode_ms``. Shared by every
+    engine, so that they compute and time alike."""
     t0 = time.perf_counter()
     t = job.codec.decode(payload, job.shape)
     t1 = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), (slowdown.scope() if slowdown is not None else contextlib.nullcontext()):
         if job.preprocess is not None:
             t = job.preprocess(t)
         logits = job.chain.run_edge(t, job.exit, job.partition)
@@ -235,13 +251,14 @@ def compute_job(job: EdgeJob, payload: bytes) -> tuple[torch.Tensor, dict[str, f
     return logits, {"decode_ms": (t1 - t0) * 1e3, "compute_ms": (t2 - t1) * 1e3, "encode_ms": (t3 - t2) * 1e3}
 
 
-def compute_batch(jobs: list[EdgeJob], payloads: list[bytes]) -> tuple[list[torch.Tensor], list[dict[str, float]]]:
+def compute_batch(jobs: list[EdgeJob], payloads: list[bytes], slowdown: Slowdown | None = None
+                  ) -> tuple[list[torch.Tensor], list[dict[str, float]]]:
     """Compute jobs of one :attr:`EdgeJob.group` as one batch: each payload decoded on its own, the tensors
     stacked along the batch, one forward of the edge part, the logits split back per job (float32, contiguous).
     Per job the ms of its own ``decode_ms``, the batch's ``compute_ms`` and ``encode_ms``, and ``batch_size``
-    (the jobs computed together). One job is :func:`compute_job`."""
+    (the jobs computed together). One job is :func:`compute_job`; ``slowdown`` as there."""
     if len(jobs) == 1:
-        logits, t = compute_job(jobs[0], payloads[0])
+        logits, t = compute_job(jobs[0], payloads[0], slowdown)
         return [logits], [{**t, "batch_size": 1}]
     decode_ms = []
     parts = []
@@ -251,7 +268,7 @@ def compute_batch(jobs: list[EdgeJob], payloads: list[bytes]) -> tuple[list[torc
         decode_ms.append((time.perf_counter() - t0) * 1e3)
     job = jobs[0]
     t1 = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), (slowdown.scope() if slowdown is not None else contextlib.nullcontext()):
         x = torch.cat(parts)
         if job.preprocess is not None:
             x = job.preprocess(x)
@@ -416,14 +433,14 @@ class BatchingCompute(LocalCompute):
     name = "local"
 
     def __init__(self, models: dict[str, MultiExitChain], threads: int = 1, window_ms: float = 2.0,
-                 max_batch: int = 32, time_model: BatchTimeModel | None = None) -> None:
+                 max_batch: int = 32, time_model: BatchTimeModel | None = None, slowdown: float = 1.0) -> None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ConfigError(f"batching needs at least one worker thread (--threads 1 or more), got {threads!r}")
         if not (math.isfinite(window_ms) and window_ms >= 0):
             raise ConfigError(f"the batching window must be >= 0 ms, got {window_ms!r}")
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ConfigError(f"the largest batch must be an integer >= 1, got {max_batch!r}")
-        super().__init__(models, threads, inline_when_idle=False)
+        super().__init__(models, threads, inline_when_idle=False, slowdown=slowdown)
         self.window_ms = window_ms
         self.time_model = time_model or BatchTimeModel()
         self.queue = BatchQueue(window_ms / 1e3, max_batch, self.time_model.predict_ms)
@@ -443,7 +460,8 @@ class BatchingCompute(LocalCompute):
                     best = math.inf
                     for _ in range(3):  # the fastest of three: a busy moment does not stretch the line
                         t0 = time.perf_counter()
-                        chain(x)
+                        with self.slowdown.scope() if self.slowdown is not None else contextlib.nullcontext():
+                            chain(x)
                         best = min(best, time.perf_counter() - t0)
                 times[size] = best * 1e3
             self.time_model.set_line(name, times[1], n, times[n])
@@ -500,7 +518,7 @@ class BatchingCompute(LocalCompute):
     def _work_batch(self, batch: list[Pending], t_start: float
                     ) -> tuple[list[torch.Tensor], list[dict[str, float]]]:
         """Runs in a worker thread: compute one batch, time it."""
-        logits, timings = compute_batch([i.job for i in batch], [i.payload for i in batch])
+        logits, timings = compute_batch([i.job for i in batch], [i.payload for i in batch], self.slowdown)
         for i, t in zip(batch, timings):
             t["queue_ms"] = (t_start - i.t_arrival) * 1e3
         return logits, timings

@@ -120,6 +120,7 @@ class ServerConfig:
     latency_model: str | None = None
     batch_window_ms: float | None = None
     max_batch: int = 32
+    slowdown: float = 1.0
 
     def check(self) -> None:
         """Raise ConfigError (naming the ``edgent serve`` option) for a setting with which no device can be served."""
@@ -140,6 +141,9 @@ class ServerConfig:
             raise ConfigError(f"--batch-window-ms must be a finite number >= 0, got {self.batch_window_ms!r}")
         if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or self.max_batch < 1:
             raise ConfigError(f"--max-batch must be an integer of at least 1, got {self.max_batch!r}")
+        if isinstance(self.slowdown, bool) or not isinstance(self.slowdown, (int, float)) or not (
+                math.isfinite(self.slowdown) and self.slowdown >= 1.0):
+            raise ConfigError(f"--slowdown must be a number >= 1 (1: this host's speed), got {self.slowdown!r}")
         if self.batch_window_ms is not None and self.threads < 1:
             raise ConfigError("batching (--batch-window-ms) needs worker threads: give --threads 1 or more")
         if not 0 <= self.port <= 65535:
@@ -232,8 +236,9 @@ class EdgeServer:
         self._token = None if self.config.token is None else self.config.token.encode("utf-8", "surrogatepass")
         if compute is None and self.config.batch_window_ms is not None:
             compute = BatchingCompute(self.models, self.config.threads, self.config.batch_window_ms,
-                                      self.config.max_batch)
-        self.compute = compute or LocalCompute(self.models, self.config.threads, self.config.inline_when_idle)
+                                      self.config.max_batch, slowdown=self.config.slowdown)
+        self.compute = compute or LocalCompute(self.models, self.config.threads, self.config.inline_when_idle,
+                                               slowdown=self.config.slowdown)
         self._jobs: dict[str, EdgeJob] = {}
         self._connections: set[_Connection] = set()
         #: connections not authenticated yet, in the order they were accepted
@@ -795,7 +800,10 @@ class EdgeServer:
         try:
             out = await self.compute.run(job, frame.payload, deadline_ms)
         except EdgentError as exc:
-            return MsgType.ERROR, error_meta(getattr(exc, "code", "bad_request"), str(exc), rid), b""
+            meta_err = error_meta(getattr(exc, "code", "bad_request"), str(exc), rid)
+            if meta_err.get("code") == "overloaded":  # (waited past its deadline) the device learns the load
+                meta_err["load"] = self.load().to_dict()
+            return MsgType.ERROR, meta_err, b""
         except Exception as exc:  # noqa: BLE001 - pool shut down, torch failure, a bug: the device gets an answer
             log.warning("edge computation failed: %s: %s", type(exc).__name__, exc)
             return MsgType.ERROR, error_meta("internal", f"the edge could not compute: {exc}", rid), b""

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
                         deadline_ms=args.deadline_ms, margin=args.margin, device_factor=args.device_factor,
                         link_rate_bps=args.link_rate_bps, link_delay_ms=args.link_delay_ms, backend=args.backend,
                         edge_threads=args.edge_threads, edge_torch_threads=args.edge_torch_threads,
+                        edge_factor=args.edge_factor,
                         batch_window_ms=args.batch_window_ms, max_batch=args.max_batch, seed=args.seed,
                         out_dir=common.out_dir)
     entry = zoo_entry(args.model)
@@ -72,6 +73,9 @@ def register(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--edge-threads", type=argtypes.integer(1), default=1, help="edgent serve --threads (default 1)")
     p.add_argument("--edge-torch-threads", type=argtypes.integer(1), default=1,
                    help="edgent serve --torch-threads (default 1)")
+    p.add_argument("--edge-factor", type=argtypes.number(1.0, allow_low=True), default=1.0,
+                   help="the edge is this many times slower than this host, on its computations' thread CPU time "
+                        "(edgent serve --slowdown; default 1)")
     p.add_argument("--batch-window-ms", type=argtypes.number(0.0, allow_low=True), default=5.0,
                    help="the batching edge's window (default 5)")
     p.add_argument("--max-batch", type=argtypes.integer(1), default=32, help="the batching edge's largest batch")

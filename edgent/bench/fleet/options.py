@@ -24,8 +24,9 @@ class FleetOptions:
     ``devices``: the fleet sizes N; ``rate_per_s``: Poisson arrivals per device; ``duration_s`` of each run,
     the first ``warmup_s`` of which are not counted; ``device_factor``: each device is x this slow on its
     compute thread's CPU time; ``link_rate_bps``/``link_delay_ms``: each device's emulated link; the edge
-    (``backend``, ``edge_threads`` worker threads, ``edge_torch_threads``) batches with ``batch_window_ms``
-    and ``max_batch`` where a method says so."""
+    (``backend``, ``edge_threads`` worker threads, ``edge_torch_threads``, emulated ``edge_factor`` x slower on
+    its computations' thread CPU time, 1: this host's speed) batches with ``batch_window_ms`` and ``max_batch``
+    where a method says so."""
 
     model: str = "alexnet-cifar10"
     devices: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
@@ -41,6 +42,7 @@ class FleetOptions:
     backend: str = "local"
     edge_threads: int = 1
     edge_torch_threads: int = 1
+    edge_factor: float = 1.0
     batch_window_ms: float = 5.0
     max_batch: int = 32
     seed: int = 0
@@ -54,6 +56,8 @@ class FleetOptions:
             raise ConfigError(f"fleet sizes must be integers >= 1, got {self.devices!r}")
         if not self.duration_s > self.warmup_s >= 0:
             raise ConfigError("the run must outlast its warm-up: need duration_s > warmup_s >= 0")
+        if not self.edge_factor >= 1.0:
+            raise ConfigError(f"edge_factor must be >= 1 (1: this host's speed), got {self.edge_factor!r}")
         for name in ("rate_per_s", "deadline_ms", "device_factor", "link_rate_bps"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")

@@ -61,6 +61,26 @@ class DevicePool:
                 p.wait(5)
 
 
+def wait_until_idle(port: int, timeout_s: float = 120.0) -> float:
+    """Wait until the edge at ``port`` has nothing waiting or in service (what a previous run left it, e.g. the
+    requests of devices that gave up), asking its load with a HELLO every 0.2 s; the seconds waited (raises
+    EdgentError past ``timeout_s``). Every run then starts from an idle edge."""
+    import socket
+
+    from edgent.runtime.protocol import DEFAULT_MAX_PAYLOAD_BYTES, MsgType, encode_frame, recv_frame
+
+    t0 = time.monotonic()
+    while True:
+        with socket.create_connection(("127.0.0.1", port), timeout=10.0) as sock:
+            sock.sendall(encode_frame(MsgType.HELLO, {"client": "fleet-bench"}))
+            load = recv_frame(sock, DEFAULT_MAX_PAYLOAD_BYTES).meta.get("load") or {}
+        if not load.get("queue_length") and not load.get("in_service"):
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout_s:
+            raise EdgentError(f"the edge at port {port} was still busy {timeout_s:.0f} s after a run ({load})")
+        time.sleep(0.2)
+
+
 def summarise(answers: list[dict[str, Any]], opts: FleetOptions, accuracy_of_exit: dict[int, float]
               ) -> dict[str, Any]:
     """One (N, method): share of deadlines met, accuracy, edge throughput, latency percentiles, where the
@@ -96,7 +116,8 @@ def run_fleet(opts: FleetOptions, random_weights: bool, log: Any = print) -> dic
     acc = {e.exit: e.accuracy for e in table_for_model(opts.model).exits}
     flags = ["--model", opts.model] + (["--random-weights", "--seed", "0"] if random_weights else [])
     base = ["--backend", opts.backend, "--threads", str(opts.edge_threads), "--torch-threads",
-            str(opts.edge_torch_threads), "--max-queue", "1024", "--max-connections", "512"]
+            str(opts.edge_torch_threads), "--max-queue", "1024", "--max-connections", "512",
+            "--slowdown", str(opts.edge_factor)]
     edges: dict[bool, tuple[Any, int]] = {}
     pool = None
     results: dict[str, dict[str, Any]] = {}
@@ -115,6 +136,7 @@ def run_fleet(opts: FleetOptions, random_weights: bool, log: Any = print) -> dic
             for m in opts.methods:
                 policy, aware, batching = METHODS[m]
                 port = edges[batching][1]
+                drained_s = wait_until_idle(port)
                 t_start = time.monotonic() + 0.5
                 cmds = [{"id": i, "port": port, "policy": policy, "load_aware": aware, "t_start": t_start,
                          "duration_s": opts.duration_s, "rate_per_s": opts.rate_per_s,
@@ -126,6 +148,7 @@ def run_fleet(opts: FleetOptions, random_weights: bool, log: Any = print) -> dic
                 load.append(os.getloadavg()[0])
                 s = summarise(answers, opts, acc)
                 s["load_average_1min"] = round(load[-1], 2)
+                s["edge_drain_before_s"] = round(drained_s, 2)
                 results[str(n)][m] = s
                 log(f"N={n:>2} {m:<27} met {s.get('met_share', 0):.3f}  acc {s.get('accuracy') or 0:.3f}  "
                     f"edge {s.get('edge_throughput_per_s', 0):7.1f}/s  p95 {s.get('p95_ms', 0):7.1f} ms  "
