@@ -25,3 +25,9 @@ class InputError(EdgentError, ValueError):
 
 class DataError(EdgentError, FileNotFoundError):
     """A data set, trace or profile file is missing or malformed."""
+
+
+class OverloadedError(EdgentError):
+    """The edge will not compute a request in time (it waited past its deadline): answered ``overloaded``."""
+
+    code = "overloaded"

@@ -126,7 +126,8 @@ class _Handle:
 
 def test_the_load_counts_requests_handed_to_ray_until_they_return(chain):
     """waiting + in_service: requests the front handed to Ray and has not had back; workers: the replicas
-    running; mean compute: a replica's compute time per request (a batch's over its size)."""
+    running; mean compute: a batch's compute time, mean service: a replica's time per request (a batch's compute
+    over its size), as the local batching engine reports them; the batch window: Ray Serve's batch wait."""
     from edgent.codec import get_codec
 
     async def scenario() -> list[ComputeLoad]:
@@ -150,7 +151,9 @@ def test_the_load_counts_requests_handed_to_ray_until_they_return(chain):
     assert (during.waiting, during.in_service, during.workers) == (3, 2, 2)
     assert during.mean_compute_ms is None
     assert (after.waiting, after.in_service, after.workers) == (0, 0, 2)
-    assert after.mean_compute_ms == pytest.approx(2.0)  # 8 ms for a batch of 4
+    assert after.mean_compute_ms == pytest.approx(8.0)  # 8 ms for a batch of 4
+    assert after.mean_service_ms == pytest.approx(2.0)
+    assert after.batch_window_ms == pytest.approx(RayOptions().batch_wait_timeout_s * 1e3)
 
 
 def test_descendants_are_found_and_leftovers_killed(tmp_path):

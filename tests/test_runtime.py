@@ -552,3 +552,17 @@ def test_emulated_link_never_sleeps_past_the_request():
     for bad in (float("nan"), float("inf"), 0.0, -1.0):
         with pytest.raises(ConfigError):
             AppLink(rate_bps=bad)
+
+
+def test_the_overhead_breakdown_adds_up_to_the_overhead(server, chain):
+    """`edgent bench runtime` splits each request's framework overhead into parts that add up to it, from a real
+    answer's timings (client, edge decode/encode/rest, transport)."""
+    from edgent.bench.runtime import OVERHEAD_PARTS, overhead_row
+
+    client = client_for(server, chain)
+    r = client.infer(torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8), 1, 0, "uint8")
+    client.close()
+    row = overhead_row(r, wire_ms=0.01)
+    assert sum(row[k] for k in OVERHEAD_PARTS) == pytest.approx(row["overhead"], abs=1e-9)
+    assert row["overhead"] == pytest.approx(r.total_ms - r.device_ms - r.server_timings_ms["compute_ms"] - 0.01)
+    assert row["client"] > 0 and row["edge_decode"] >= 0 and row["edge_rest"] >= 0

@@ -33,6 +33,7 @@ from edgent.adapt.bocpd import BandwidthState
 from edgent.adapt.config_map import Candidates, Configuration, ConfigurationMap
 from edgent.adapt.detectors import ChangeDetector, make_detector
 from edgent.errors import ConfigError
+from edgent.plan.load import wait_from_load
 
 
 @dataclass(frozen=True)
@@ -158,19 +159,8 @@ class DynamicConfigurator:
 
 def edge_queue_ms(edge_load: float | dict[str, Any] | None) -> float:
     """Expected queueing delay (ms) at the edge from what the runtime reports: a number is taken as ms; the
-    runtime's load dict (``queue_length``, ``in_service``, ``workers``, ``mean_compute_ms``) gives
-    ``(queue_length + in_service) / workers * mean_compute_ms``."""
-    if edge_load is None:
-        return 0.0
-    if isinstance(edge_load, (int, float)):
-        return max(float(edge_load), 0.0)
-    try:
-        waiting = float(edge_load.get("queue_length") or 0) + float(edge_load.get("in_service") or 0)
-        workers = max(float(edge_load.get("workers") or 1), 1.0)
-        per_ms = float(edge_load.get("mean_compute_ms") or 0.0)
-    except (TypeError, ValueError, AttributeError):
-        raise ConfigError(f"edge_load must be ms or the runtime's load dict, got {edge_load!r}") from None
-    return max(waiting / workers * per_ms, 0.0)
+    runtime's load dict gives :func:`edgent.plan.load.wait_from_load` (the one home of the edge's wait)."""
+    return wait_from_load(edge_load)
 
 
 class EwmaEstimator:

@@ -234,7 +234,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        min_rate_bps=args.min_rate_bps, rate_grace_s=args.rate_grace_s,
                        write_timeout_s=args.write_timeout_s, control_frames_per_s=args.control_frames_per_s,
                        read_buffer_bytes=args.read_buffer_kb * 1024,
-                       write_buffer_bytes=args.write_buffer_kb * 1024, latency_model=args.latency_model)
+                       write_buffer_bytes=args.write_buffer_kb * 1024, latency_model=args.latency_model,
+                       batch_window_ms=args.batch_window_ms, max_batch=args.max_batch, slowdown=args.slowdown)
     cfg.check()
     server = EdgeServer(models, cfg, compute=_serve_engine(args, models, cfg))
     try:
@@ -250,9 +251,12 @@ def _serve_engine(args: argparse.Namespace, models: dict, cfg) -> Any:
         from edgent.runtime.ray_backend import RayCompute, import_ray
 
         import_ray()  # without Ray: a clear error before anything starts
+        if cfg.batch_window_ms is not None or cfg.slowdown != 1.0:
+            raise ConfigError("--batch-window-ms and --slowdown are options of --backend local; with --backend ray "
+                              "use --ray-batch / --ray-batch-wait-ms (Ray Serve's own batching)")
         return RayCompute(models, _model_sources(args, models), _ray_options(args))
     from edgent.model.placement import PartRunner, choose_placement
-    from edgent.runtime.compute import LocalCompute
+    from edgent.runtime.compute import BatchingCompute, LocalCompute
 
     for option in ("replicas", "max_replicas", "ray_address"):
         if getattr(args, option) is not None:
@@ -261,7 +265,10 @@ def _serve_engine(args: argparse.Namespace, models: dict, cfg) -> Any:
     print(f"edgent serve: parts on {placement.describe()} ({why})", file=sys.stderr)
     runners = {name: PartRunner(chain, placement) for name, chain in models.items()}
     runners = {name: r for name, r in runners.items() if not r.trivial}
-    return LocalCompute(models, cfg.threads, cfg.inline_when_idle, runners=runners)
+    if cfg.batch_window_ms is not None:
+        return BatchingCompute(models, cfg.threads, cfg.batch_window_ms, cfg.max_batch, slowdown=cfg.slowdown,
+                               runners=runners)
+    return LocalCompute(models, cfg.threads, cfg.inline_when_idle, runners=runners, slowdown=cfg.slowdown)
 
 
 def _model_sources(args: argparse.Namespace, models: dict) -> dict:
@@ -522,6 +529,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "by `edgent bench runtime`, see docs/runtime.md)")
     p.add_argument("--torch-threads", type=argtypes.integer(0), default=0,
                    help="torch intra-op threads (0: torch's default)")
+    p.add_argument("--batch-window-ms", type=argtypes.number(0.0, allow_low=True), default=None,
+                   help="batch requests of the same model, exit, partition and codec that arrive within this many "
+                        "ms (never past the point where a request's deadline would be missed; default: no "
+                        "batching, one request at a time)")
+    p.add_argument("--max-batch", type=argtypes.integer(1), default=d.max_batch,
+                   help=f"the most requests in one batch (with --batch-window-ms; default {d.max_batch})")
+    p.add_argument("--slowdown", type=argtypes.number(1.0, allow_low=True), default=1.0,
+                   help="emulate an edge this many times slower than this host: each computation takes this many "
+                        "times its thread's CPU time (use with --torch-threads 1; default 1, this host's speed)")
     p.add_argument("--max-payload-mb", type=argtypes.number(0.0, high=4095.0), default=d.max_payload_bytes / 2**20,
                    help=f"largest accepted payload in MiB (default {d.max_payload_bytes / 2**20:g})")
     b = p.add_argument_group("bounds (docs/runtime.md, 'Bounds')")

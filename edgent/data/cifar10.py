@@ -148,7 +148,7 @@ def load_split(split: str, path: str | os.PathLike | None = None, download: bool
             return ImageSplit(z["images"], z["labels"], str(root / split))
     images, labels = _decode_folder(root / split)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp.npz")
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")  # processes decoding at once do not share a file
     np.savez(tmp, images=images, labels=labels)
     tmp.replace(cached)
     return ImageSplit(images, labels, str(root / split))

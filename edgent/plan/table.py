@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
@@ -165,6 +165,16 @@ class LatencyTable:
         if not 0 <= p < len(calls):
             raise ConfigError(f"partition {partition!r} is out of range for exit {exit}: points 0..{len(calls) - 1}")
         return float(calls[p])
+
+    def with_device_factor(self, factor: float) -> "LatencyTable":
+        """This table for a device ``factor`` times as slow (its unit, call and preprocessing times scaled; the
+        edge's, the bytes and the codec variants' own encode times unchanged): the table of a lighter or heavier
+        emulated device than the one its latency model was fitted for."""
+        if not (math.isfinite(factor) and factor > 0):
+            raise ConfigError(f"the device factor must be a finite number > 0, got {factor!r}")
+        exits = tuple(replace(e, device_unit_ms=tuple(v * factor for v in e.device_unit_ms),
+                              device_part_ms=e.device_part_ms * factor) for e in self.exits)
+        return replace(self, exits=exits, device_preprocess_ms=self.device_preprocess_ms * factor)
 
     def fallback_device_ms(self) -> dict[int, float]:
         """Exit -> predicted time of running that exit entirely on the device (the client's fallback budget)."""

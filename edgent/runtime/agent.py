@@ -44,16 +44,17 @@ import numpy as np
 import torch
 
 from edgent.adapt.config_map import Candidates, ConfigurationMap
-from edgent.adapt.dynamic import DynamicConfigurator, edge_queue_ms
+from edgent.adapt.dynamic import DynamicConfigurator
 from edgent.errors import ConfigError, EdgentError
 from edgent.jsonio import dumps_finite
 from edgent.plan.calibration import ComputeCalibration
 from edgent.plan.link import Link, shaper_burst_bytes
+from edgent.plan.load import EdgeLoadModel
 from edgent.plan.transfer import wire_codec
 from edgent.runtime.bandwidth import timeout_bound_bps
 from edgent.runtime.client import DeviceClient, InferenceResult
 
-POLICIES: tuple[str, ...] = ("edgent", "static", "edge-only", "device-only", "neurosurgeon")
+POLICIES: tuple[str, ...] = ("edgent", "static", "edge-only", "device-only", "neurosurgeon", "rightsize")
 
 
 @dataclass
@@ -71,6 +72,11 @@ class AgentOptions:
         probe_share: the share of the request's slack (deadline minus the fastest on-device exit) a probe may use.
         calibrate: correct predictions by measured compute (online calibration).
         reconnect_every_s: how often the background reconnect tries while the edge is unreachable.
+        load_aware: price the edge's wait under its load (:class:`edgent.plan.load.EdgeLoadModel`, learnt from
+            its replies) into every plan that crosses the link, and tell the edge each request's remaining
+            deadline (its admission control); False: plan as if the edge were idle and dedicated (the paper).
+        margin: the share of the deadline a plan keeps in reserve (predictions are means; the margin absorbs
+            their spread).
     """
 
     deadline_ms: float = 200.0
@@ -84,6 +90,8 @@ class AgentOptions:
     probe_share: float = 0.5
     calibrate: bool = True
     reconnect_every_s: float = 0.25
+    load_aware: bool = True
+    margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -92,6 +100,8 @@ class AgentOptions:
             raise ConfigError(f"the deadline must be > 0 ms, got {self.deadline_ms!r}")
         if not self.prior_rate_bps > 0:
             raise ConfigError(f"the prior rate must be > 0 bit/s, got {self.prior_rate_bps!r}")
+        if not 0 <= self.margin < 1:
+            raise ConfigError(f"the planning margin must be a share of the deadline in [0, 1), got {self.margin!r}")
         if not 0 < self.probe_share <= 1:
             raise ConfigError(f"probe_share must be in (0, 1], got {self.probe_share!r}")
         if not 0 < self.min_probe_bytes <= self.max_probe_bytes:
@@ -208,6 +218,7 @@ class EdgentAgent:
             "edge-only": main & (candidates.partition == 0),
             "device-only": main & ~candidates.crosses,
             "neurosurgeon": main,
+            "rightsize": ~candidates.crosses,
         }[options.policy]
         self.on_device = ~candidates.crosses
         # the predicted on-device time of every exit (the fallback's budget), corrected as the device is measured
@@ -215,6 +226,10 @@ class EdgentAgent:
         self.device_exit_offline_ms = t0.fallback_device_ms()
         client.device_exit_ms = dict(self.device_exit_offline_ms)
         client.fallback_reserve = True
+        #: the edge's wait as this device sees it (learnt from the edge's replies; used when load-aware)
+        self.edge_load = EdgeLoadModel()
+        client.send_deadline = options.load_aware
+        self.last_queue_ms = 0.0
         # the first connection, before any request (a refused token raises here: a person must fix it)
         if not client.connected:
             client.connect(force=True)
@@ -331,11 +346,13 @@ class EdgentAgent:
             fd[k], fe[k] = cal.factor("device", c.configs[k]), cal.factor("edge", c.configs[k])
         return lat + c.device_ms * (fd - 1.0) + c.edge_ms * (fe - 1.0)
 
-    def decide(self, edge_up: bool) -> tuple[int, str, float, float]:
-        """(candidate index, source, offline prediction ms, calibrated prediction ms) for the next request."""
+    def decide(self, edge_up: bool, budget_ms: float | None = None) -> tuple[int, str, float, float]:
+        """(candidate index, source, offline prediction ms, calibrated prediction ms) for the next request, which
+        has ``budget_ms`` left of its deadline (default: the whole deadline)."""
         c, o = self.cands, self.options
         rate, rtt = self.rate_bps, self.rtt_ms
-        queue = edge_queue_ms(self.client.last_edge_load)
+        queue = self.edge_load.queue_ms() if o.load_aware else 0.0
+        self.last_queue_ms = queue
         lat = c.latency_ms(Link(rate, rate, rtt), queue)
         cal = self._calibrated_ms(lat)
         allowed = self.allowed if edge_up else (self.allowed & self.on_device)
@@ -347,7 +364,7 @@ class EdgentAgent:
             k, source = c.index(d.config), d.source
             self.last_state_bps = None if d.state is None else float(d.state.mean_rate_bps)
         else:
-            k = c.best(cal, o.deadline_ms, allowed)
+            k = c.best(cal, (o.deadline_ms if budget_ms is None else budget_ms) - o.margin * o.deadline_ms, allowed)
             if not edge_up and source == "static":
                 source = "edge-unreachable"
         return k, source, float(lat[k]), float(cal[k])
@@ -368,7 +385,9 @@ class EdgentAgent:
                 self.reconnector.wanted.set()
                 self._silence_bound()
             estimate_before = self.rate_bps
-            k, source, pred_offline, pred_cal = self.decide(edge_up)
+            # a request that waited on the device (behind the previous one) has only the rest of its deadline
+            k, source, pred_offline, pred_cal = self.decide(
+                edge_up, o.deadline_ms - (time.perf_counter() - t_arrival) * 1e3)
             cfg = c.configs[k]
             table = self.tables.get(cfg.codec, c.tables[0])  # (every table has the same exits and units)
             n_units = table.exit_costs(cfg.exit).num_units
@@ -426,6 +445,9 @@ class EdgentAgent:
             else:  # consistent with every kept sample: no news for the estimate or the detector
                 sample_kind = "upper_bound_above_samples"
         changed = self._observe(sample)
+        refused = res.where == "fallback" and "edge error overloaded" in (res.fallback_reason or "")
+        if res.edge_load is not None and (res.where == "edge" or refused):  # the edge's load, learnt
+            self.edge_load.observe(res.edge_load, (res.server_timings_ms or {}).get("queue_ms"), refused)
         # calibration: what was measured against what was predicted, per side and configuration
         if res.where in ("edge", "device"):
             self._measured.add(k)
@@ -470,7 +492,8 @@ class EdgentAgent:
             "estimate_bps": estimate_before, "estimate_after_bps": est.rate_bps, "rtt_ms": self.rtt_ms,
             "sample_bps": sample, "sample_kind": sample_kind, "change_detected": changed, "probe": probe,
             "bocpd_state_bps": self.last_state_bps,
-            "predicted_ms": {"offline": round(pred_offline, 3), "calibrated": round(pred_cal, 3)},
+            "predicted_ms": {"offline": round(pred_offline, 3), "calibrated": round(pred_cal, 3),
+                             "edge_queue": round(self.last_queue_ms, 3)},
             "calibration": {"device": self.calibration.factor("device", cfg),
                             "edge": self.calibration.factor("edge", cfg)} if o.calibrate else None,
             "measured_ms": {"device": round(res.device_ms, 3), "encode": round(res.encode_ms, 3),

@@ -163,6 +163,9 @@ class DeviceClient:
         #: keep the fastest exit's device time in reserve before the deadline (fall back early enough to finish
         #: in time); False: wait for the edge until the deadline itself (a planner already budgeted the edge path)
         self.fallback_reserve = True
+        #: tell the edge how long this request can still wait (its admission control answers ``overloaded`` at
+        #: once when its predicted wait is longer, and its batching never holds the request past that point)
+        self.send_deadline = True
         self.sock: socket.socket | None = None
         self.last_connect_error: str | None = None
         #: the last failure a person has to fix (rejected token, TLS certificate, refused request), else None
@@ -409,10 +412,12 @@ class DeviceClient:
                 "shape": list(h.shape)}
         if cod.kind == "pixels":
             meta["preprocess"] = self.preprocess_name
+        timeout_s = self.edge_budget_s(t0, deadline_ms, h.shape[0], fallback)
+        if deadline_ms is not None and self.send_deadline:  # the edge refuses early what it cannot serve in time
+            meta["deadline_ms"] = round(timeout_s * 1e3, 3)
         frame = encode_frame(MsgType.INFER, meta, data)
         encode_ms = (time.perf_counter() - te0) * 1e3
         result_kw["encode_ms"] = encode_ms
-        timeout_s = self.edge_budget_s(t0, deadline_ms, h.shape[0], fallback)
         t_send = time.perf_counter()
         try:
             reply = self._request(frame, timeout_s)

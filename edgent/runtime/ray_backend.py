@@ -196,6 +196,7 @@ class RayCompute(EdgeCompute):
         self._in_flight = 0
         self._workers = 0
         self._mean_compute_ms: float | None = None
+        self._mean_service_ms: float | None = None
         self._started_cluster = False
         self._stop_poll = threading.Event()
         self._poller: threading.Thread | None = None
@@ -326,7 +327,9 @@ class RayCompute(EdgeCompute):
         workers = max(self._workers, 1)
         in_service = min(n, workers)
         return ComputeLoad(n - in_service, in_service, workers,
-                           None if self._mean_compute_ms is None else round(self._mean_compute_ms, 3))
+                           None if self._mean_compute_ms is None else round(self._mean_compute_ms, 3),
+                           None if self._mean_service_ms is None else round(self._mean_service_ms, 3),
+                           round(self.options.batch_wait_timeout_s * 1e3, 3))
 
     async def run(self, job: EdgeJob, payload: bytes, deadline_ms: float | None = None
                   ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -346,17 +349,21 @@ class RayCompute(EdgeCompute):
             raise err
         logits, timings = torch.from_numpy(np.array(answer[0], dtype=np.float32)), dict(answer[1])  # a copy
         batch = max(int(timings.get("batch_size", 1)), 1)
-        self.record_compute_ms(timings["compute_ms"] / batch)
+        self.record_compute_ms(timings["compute_ms"], batch)
         work_ms = timings["decode_ms"] + timings["compute_ms"] + timings["encode_ms"]
         timings["queue_ms"] = max(round_trip_ms - work_ms, 0.0)  # everything but the work: Ray, batching, waiting
         return logits, timings
 
-    def record_compute_ms(self, compute_ms: float) -> None:
-        """Fold one request's compute time into the running mean that devices are told."""
+    def record_compute_ms(self, compute_ms: float, batch_size: int = 1) -> None:
+        """Fold one answer's compute time (of its whole batch of ``batch_size``) into the running means that
+        devices are told, as the local engines do: ``mean_compute_ms`` of a computation, ``mean_service_ms`` of a
+        replica's time per request (the batch's compute over its size)."""
+        def fold(m: float | None, x: float) -> float:
+            return x if m is None else (1 - MEAN_COMPUTE_WEIGHT) * m + MEAN_COMPUTE_WEIGHT * x
+
         with self._lock:
-            m = self._mean_compute_ms
-            self._mean_compute_ms = compute_ms if m is None else (
-                (1 - MEAN_COMPUTE_WEIGHT) * m + MEAN_COMPUTE_WEIGHT * compute_ms)
+            self._mean_compute_ms = fold(self._mean_compute_ms, compute_ms)
+            self._mean_service_ms = fold(self._mean_service_ms, compute_ms / max(batch_size, 1))
 
     def describe(self) -> str:
         """One line for ``edgent serve``'s banner: the cluster, the replicas, where they run the parts."""

@@ -49,7 +49,7 @@ from edgent.codec import check_shape, get_codec
 from edgent.errors import ConfigError, EdgentError
 from edgent.model.chain import MultiExitChain
 from edgent.model.preprocess import default_preprocess, get_preprocess
-from edgent.runtime.compute import EdgeCompute, EdgeJob, LocalCompute
+from edgent.runtime.compute import BatchingCompute, EdgeCompute, EdgeJob, LocalCompute
 from edgent.runtime.protocol import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     HANDSHAKE_VERSION,
@@ -93,6 +93,9 @@ class ServerConfig:
     PROBE, refused requests); beyond it (after a burst of as many) the connection's next frame waits.
     ``read_buffer_bytes`` / ``write_buffer_bytes``: per-connection buffers ahead of the frame being read and of
     answers not yet taken by the kernel.
+    ``batch_window_ms``: when set, requests of the same (model, exit, partition, codec, shape) arriving within
+    this window are computed as one batch of at most ``max_batch`` (:class:`~edgent.runtime.compute.
+    BatchingCompute`; no request held past the point where its deadline would be missed).
     """
 
     host: str = "127.0.0.1"
@@ -115,6 +118,9 @@ class ServerConfig:
     ssl_context: ssl.SSLContext | None = None
     shutdown_grace_s: float = 5.0
     latency_model: str | None = None
+    batch_window_ms: float | None = None
+    max_batch: int = 32
+    slowdown: float = 1.0
 
     def check(self) -> None:
         """Raise ConfigError (naming the ``edgent serve`` option) for a setting with which no device can be served."""
@@ -129,6 +135,17 @@ class ServerConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ConfigError(f"{option} must be an integer of at least {low} (as bytes for the sizes), "
                                   f"got {v!r}")
+        if self.batch_window_ms is not None and (
+                isinstance(self.batch_window_ms, bool) or not isinstance(self.batch_window_ms, (int, float))
+                or not math.isfinite(self.batch_window_ms) or self.batch_window_ms < 0):
+            raise ConfigError(f"--batch-window-ms must be a finite number >= 0, got {self.batch_window_ms!r}")
+        if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or self.max_batch < 1:
+            raise ConfigError(f"--max-batch must be an integer of at least 1, got {self.max_batch!r}")
+        if isinstance(self.slowdown, bool) or not isinstance(self.slowdown, (int, float)) or not (
+                math.isfinite(self.slowdown) and self.slowdown >= 1.0):
+            raise ConfigError(f"--slowdown must be a number >= 1 (1: this host's speed), got {self.slowdown!r}")
+        if self.batch_window_ms is not None and self.threads < 1:
+            raise ConfigError("batching (--batch-window-ms) needs worker threads: give --threads 1 or more")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be 0..65535 (0: any free port), got {self.port}")
         for f in fields(self):
@@ -148,6 +165,9 @@ class EdgeLoad:
     workers: int
     mean_compute_ms: float | None
     connections: int
+    mean_service_ms: float | None = None
+    batch_window_ms: float = 0.0
+    in_service_left_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -214,7 +234,11 @@ class EdgeServer:
                          "max_payload_bytes": self.config.max_payload_bytes}
         self._advertisement: bytes | None = None
         self._token = None if self.config.token is None else self.config.token.encode("utf-8", "surrogatepass")
-        self.compute = compute or LocalCompute(self.models, self.config.threads, self.config.inline_when_idle)
+        if compute is None and self.config.batch_window_ms is not None:
+            compute = BatchingCompute(self.models, self.config.threads, self.config.batch_window_ms,
+                                      self.config.max_batch, slowdown=self.config.slowdown)
+        self.compute = compute or LocalCompute(self.models, self.config.threads, self.config.inline_when_idle,
+                                               slowdown=self.config.slowdown)
         self._jobs: dict[str, EdgeJob] = {}
         self._connections: set[_Connection] = set()
         #: connections not authenticated yet, in the order they were accepted
@@ -307,7 +331,8 @@ class EdgeServer:
     def load(self) -> EdgeLoad:
         """The current load: requests waiting for a worker, in service, and the recent mean compute time."""
         c = self.compute.load()
-        return EdgeLoad(c.waiting, c.in_service, c.workers, c.mean_compute_ms, len(self._connections))
+        return EdgeLoad(c.waiting, c.in_service, c.workers, c.mean_compute_ms, len(self._connections),
+                        c.mean_service_ms, c.batch_window_ms, c.in_service_left_ms)
 
     # ------------------------------------------------------------------ accepting
     async def _accept(self, listener: socket.socket) -> None:
@@ -754,15 +779,32 @@ class EdgeServer:
         except Exception as exc:  # noqa: BLE001 - a field of a type no check foresaw
             return MsgType.ERROR, error_meta("bad_request", f"bad INFER request: {type(exc).__name__}: {exc}",
                                              rid), b""
+        deadline_ms = meta.get("deadline_ms")
+        if deadline_ms is not None and (isinstance(deadline_ms, bool) or not isinstance(deadline_ms, (int, float))
+                                        or not math.isfinite(deadline_ms) or deadline_ms <= 0):
+            return MsgType.ERROR, error_meta("bad_request", f"deadline_ms must be a number of ms > 0 (what the "
+                                             f"device can still wait), got {deadline_ms!r}", rid), b""
         load = self.compute.load()
+        refusal = None
         if load.waiting + load.in_service >= self.config.max_queue + max(1, load.workers):
-            meta_err = error_meta("overloaded", f"the edge queue is full ({self.config.max_queue} waiting)", rid)
+            refusal = f"the edge queue is full ({self.config.max_queue} waiting)"
+        elif deadline_ms is not None:  # admission control: a request that would wait past its deadline
+            wait_ms = load.predicted_wait_ms()  # the work left of those in service, those waiting whole
+            own_ms = self.compute.expected_compute_ms(job)  # this request's own kind of computation
+            if wait_ms + own_ms > deadline_ms:
+                refusal = (f"the edge is busy: a predicted wait of {wait_ms:.1f} ms and {own_ms:.1f} ms of "
+                           f"compute exceed the request's remaining deadline of {deadline_ms:.1f} ms")
+        if refusal is not None:
+            meta_err = error_meta("overloaded", refusal, rid)
             meta_err["load"] = self.load().to_dict()
             return MsgType.ERROR, meta_err, b""
         try:
-            out = await self.compute.run(job, frame.payload)
+            out = await self.compute.run(job, frame.payload, deadline_ms)
         except EdgentError as exc:
-            return MsgType.ERROR, error_meta(getattr(exc, "code", "bad_request"), str(exc), rid), b""
+            meta_err = error_meta(getattr(exc, "code", "bad_request"), str(exc), rid)
+            if meta_err.get("code") == "overloaded":  # (waited past its deadline) the device learns the load
+                meta_err["load"] = self.load().to_dict()
+            return MsgType.ERROR, meta_err, b""
         except Exception as exc:  # noqa: BLE001 - pool shut down, torch failure, a bug: the device gets an answer
             log.warning("edge computation failed: %s: %s", type(exc).__name__, exc)
             return MsgType.ERROR, error_meta("internal", f"the edge could not compute: {exc}", rid), b""
