@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgent.bench.fleet.options import METHODS, FleetOptions
-from edgent.errors import EdgentError
+from edgent.errors import ConfigError, EdgentError
 
 
 class DevicePool:
@@ -108,6 +108,15 @@ def summarise(answers: list[dict[str, Any]], opts: FleetOptions, accuracy_of_exi
     }
 
 
+def _batching_flags(opts: FleetOptions, batching: bool) -> list[str]:
+    """``edgent serve``'s flags for an edge that batches across devices or computes one by one: the local
+    engine's window, or Ray Serve's own batching (its batch wait as the window; a batch of one for one by one)."""
+    if opts.backend == "ray":
+        return (["--ray-batch", str(opts.max_batch), "--ray-batch-wait-ms", str(opts.batch_window_ms)] if batching
+                else ["--ray-batch", "1"])
+    return ["--batch-window-ms", str(opts.batch_window_ms), "--max-batch", str(opts.max_batch)] if batching else []
+
+
 def run_fleet(opts: FleetOptions, random_weights: bool, log: Any = print) -> dict[str, Any]:
     """Every method at every fleet size against one edge per edge setting (see :mod:`edgent.bench.fleet`)."""
     from edgent.plan.sources import table_for_model
@@ -116,8 +125,11 @@ def run_fleet(opts: FleetOptions, random_weights: bool, log: Any = print) -> dic
     acc = {e.exit: e.accuracy for e in table_for_model(opts.model).exits}
     flags = ["--model", opts.model] + (["--random-weights", "--seed", "0"] if random_weights else [])
     base = ["--backend", opts.backend, "--threads", str(opts.edge_threads), "--torch-threads",
-            str(opts.edge_torch_threads), "--max-queue", "1024", "--max-connections", "512",
-            "--slowdown", str(opts.edge_factor)]
+            str(opts.edge_torch_threads), "--max-queue", "1024", "--max-connections", "512"]
+    if opts.backend != "ray":
+        base += ["--slowdown", str(opts.edge_factor)]
+    elif opts.edge_factor != 1.0:
+        raise ConfigError("--edge-factor emulates a slower edge of --backend local only; use 1 with --backend ray")
     edges: dict[bool, tuple[Any, int]] = {}
     pool = None
     results: dict[str, dict[str, Any]] = {}
@@ -125,8 +137,7 @@ def run_fleet(opts: FleetOptions, random_weights: bool, log: Any = print) -> dic
     try:
         for batching in sorted({METHODS[m][2] for m in opts.methods}):
             port = free_port()
-            extra = base + (["--batch-window-ms", str(opts.batch_window_ms), "--max-batch", str(opts.max_batch)]
-                            if batching else [])
+            extra = base + _batching_flags(opts, batching)
             edges[batching] = (serve_process(port, model_flags=flags, extra=extra), port)
         t0 = time.monotonic()
         pool = DevicePool(max(opts.devices), opts, random_weights)
