@@ -170,25 +170,43 @@ def test_calibration_enters_the_decision(chain, cands):
         assert np.isfinite(cal2)
 
 
-def test_edgent_run_over_loopback_with_the_emulated_link(chain, tmp_path, capsys):
-    """`edgent run` as a user types it: every request answered once, one JSON line each, records kept."""
+def test_edgent_run_over_loopback_with_the_emulated_link(chain, tmp_path, capsys, monkeypatch):
+    """`edgent run` as a user types it: every request answered once, one JSON line each, records kept; the device
+    profiles itself on the first run (on the wall clock, said in every output) and finds its profile on the next."""
     from edgent.cli.main import main
 
+    monkeypatch.setenv("EDGENT_CACHE", str(tmp_path / "cache"))
     with ThreadedServer({MODEL: chain}, ServerConfig(port=0, threads=1)) as server:
         records = tmp_path / "run.jsonl"
-        rc = main(["--allow-cpu-sleep", "run", "--edge", f"127.0.0.1:{server.port}", "--deadline", "5s",
-                   "--policy", "edgent", "--source", "synthetic", "--count", "6", "--emulate-link", "2Mbit",
-                   "--random-weights", "--json", "--records", str(records), "--live", "off"])
-    assert rc == 0
-    captured = capsys.readouterr()
-    # nothing copied: the edge's latency model and card came in the handshake
-    assert "advertised its latency model and the model card" in " ".join(captured.err.split())
-    lines = [json.loads(x) for x in captured.out.splitlines() if x.startswith("{")]
-    assert [x["seq"] for x in lines] == list(range(6))
-    recs = [json.loads(x) for x in records.read_text().splitlines()]
-    assert [r["seq"] for r in recs] == list(range(6))
-    assert all(r["policy"] == "edgent" and r["predicted_ms"]["offline"] > 0 for r in recs)
-    assert sum(r["where"] == "edge" for r in recs) >= 1
+        argv = ["--allow-cpu-sleep", "run", "--edge", f"127.0.0.1:{server.port}", "--deadline", "5s",
+                "--policy", "edgent", "--source", "synthetic", "--count", "6", "--emulate-link", "2Mbit",
+                "--random-weights", "--json", "--records", str(records), "--live", "off", "--quick-profile"]
+        rc = main(argv)
+        assert rc == 0
+        captured = capsys.readouterr()
+        err = " ".join(captured.err.split())
+        # nothing copied: the edge's latency model and card came in the handshake
+        assert "advertised its latency model and the model card" in err
+        assert "profiling this device once" in err and "measured now in" in err, err
+        assert "device: this machine, timing: wall clock" in err
+        lines = [json.loads(x) for x in captured.out.splitlines() if x.startswith("{")]
+        assert [x["seq"] for x in lines] == list(range(6))
+        recs = [json.loads(x) for x in records.read_text().splitlines()]
+        assert [r["seq"] for r in recs] == list(range(6))
+        assert all(r["policy"] == "edgent" and r["predicted_ms"]["offline"] > 0 for r in recs)
+        assert all(r["device_timing"] == "wall clock" for r in recs)
+        # this machine, timed as it is, runs the main exit within 5 s: the most accurate plan
+        assert all(r["exit_used"] == chain.num_exits and r["where"] in ("device", "edge") for r in recs)
+        summary = json.loads([x for x in captured.err.splitlines() if x.startswith('{"summary"')][-1])["summary"]
+        assert summary["device_timing"] == summary["device_latency_model_timing"] == "wall clock"
+        assert "device-profiles" in summary["device_latency_model"]
+        # the same machine and model: the profile is cached; the edge answers an edge-only plan
+        rc = main(argv[:-1] + ["--count", "2", "--quick-profile", "--policy", "edge-only"])
+        assert rc == 0
+        err = " ".join(capsys.readouterr().err.split())
+        assert "profiling this device once" not in err and f"cached {summary['device_latency_model']}" in err
+        recs = [json.loads(x) for x in records.read_text().splitlines()][6:]
+        assert [r["where"] for r in recs] == ["edge", "edge"]
 
 
 @pytest.mark.parametrize("queue_late", [True, False])

@@ -71,6 +71,7 @@ class AgentOptions:
         probe_share: the share of the request's slack (deadline minus the fastest on-device exit) a probe may use.
         calibrate: correct predictions by measured compute (online calibration).
         reconnect_every_s: how often the background reconnect tries while the edge is unreachable.
+        device_timing: how the device runs, for the records: ``"wall clock"`` (as it is) or ``"EMULATED: ..."``.
     """
 
     deadline_ms: float = 200.0
@@ -84,6 +85,7 @@ class AgentOptions:
     probe_share: float = 0.5
     calibrate: bool = True
     reconnect_every_s: float = 0.25
+    device_timing: str = "wall clock"
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -464,7 +466,7 @@ class EdgentAgent:
             "seq": self.seq,
             "time_s": round(t_arrival - self.t0, 6),
             "time_unix_s": round(time.time(), 6),
-            "policy": o.policy,
+            "policy": o.policy, "device_timing": o.device_timing,
             "plan": {"exit": cfg.exit, "partition": cfg.partition, "codec": codec, "planned_codec": cfg.codec,
                      "source": source, "candidate": k, "upload_bytes_priced": int(c.tx_bytes[k])},
             "estimate_bps": estimate_before, "estimate_after_bps": est.rate_bps, "rtt_ms": self.rtt_ms,
