@@ -253,3 +253,31 @@ def test_the_handshake_advertises_the_edge_latency_model_and_card_only_when_aske
     card = card_path(MODEL)
     expected = json.loads(card.read_text()) if card is not None and card.is_file() else None
     assert ad["models"][MODEL]["card"] == expected
+
+
+@pytest.mark.parametrize("codec,partition", [("uint8", 0), ("jpeg75", 0), ("float32", 3), ("int8", 3)])
+def test_the_give_up_point_follows_the_plans_prediction_for_every_codec(chain, images, codec, partition):
+    """The client keeps the fastest exit's device time in reserve (gives up on the edge at the give-up point)
+    only for a plan predicted to answer by then; a plan predicted later (a JPEG of the input at a tight deadline)
+    gets the edge until the deadline. Without a prediction the client's default holds."""
+    client = DeviceClient("127.0.0.1", 1, chain, device_exit_ms={1: 250.0, 2: 400.0, 3: 450.0, 4: 480.0, 5: 500.0})
+    waits: list[float] = []
+
+    def capture(frame: bytes, timeout_s: float):
+        waits.append(timeout_s)
+        raise EdgeUnavailable("captured")
+
+    client._request = capture  # type: ignore[method-assign]
+    assert client.give_up_ms(300.0) == 50.0
+    assert client.reserves(300.0, predicted_ms=40.0) and not client.reserves(300.0, predicted_ms=250.0)
+    assert client.reserves(300.0) is True and not client.reserves(None, predicted_ms=1.0)
+    client.infer(images, 5, partition, codec, deadline_ms=300.0)  # warm-up: the codec's first call imports
+    results = {}
+    for predicted in (40.0, 250.0, None):
+        t0 = time.perf_counter()
+        r = client.infer(images, 5, partition, codec, deadline_ms=300.0, t_arrival=t0, predicted_ms=predicted)
+        results[predicted] = (r.give_up_reserved, waits[-1] * 1e3, (time.perf_counter() - t0) * 1e3)
+    # the wait ends at the give-up point (50 ms after arrival, less what the device spent), or at the deadline
+    assert results[40.0][0] is True and results[40.0][1] <= 50.0
+    assert results[250.0][0] is False and results[250.0][1] > 50.0
+    assert results[None][0] is True and results[None][1] <= 50.0

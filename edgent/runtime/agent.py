@@ -216,7 +216,6 @@ class EdgentAgent:
         t0 = candidates.tables[0]
         self.device_exit_offline_ms = t0.fallback_device_ms()
         client.device_exit_ms = dict(self.device_exit_offline_ms)
-        client.fallback_reserve = True
         # the first connection, before any request (a refused token raises here: a person must fix it)
         if not client.connected:
             client.connect(force=True)
@@ -377,11 +376,6 @@ class EdgentAgent:
             codec = wire_codec(cfg.codec, cfg.partition, n_units, table.raw_input) or cfg.codec
             if c.crosses[k] and not edge_up:  # (cannot happen: decide() restricts) never wait on a reconnect
                 raise EdgentError("internal: an edge configuration was chosen with the edge unreachable")
-            # the give-up point: wait for the edge until the fastest on-device exit just fits before the
-            # deadline, when the plan itself is predicted to answer before then; a plan predicted later than that
-            # point gets the whole deadline (giving up early would only turn a likely answer into a miss)
-            give_up_ms = o.deadline_ms - self._fastest_exit_ms()
-            client.fallback_reserve = pred_cal <= give_up_ms
             probe: dict[str, Any] | None = None
             prober = None
             if edge_up and not c.crosses[k] and self._probe_wanted():  # the link is idle during the compute
@@ -396,8 +390,9 @@ class EdgentAgent:
                 prober = threading.Thread(target=run_probe, name="edgent-probe", daemon=True)
                 prober.start()
             try:
+                # the give-up point follows the plan's calibrated prediction (DeviceClient.reserves)
                 res = client.infer(x, cfg.exit, cfg.partition, codec, deadline_ms=o.deadline_ms,
-                                   t_arrival=t_arrival)
+                                   t_arrival=t_arrival, predicted_ms=pred_cal)
             finally:
                 if prober is not None:
                     prober.join()
@@ -481,7 +476,7 @@ class EdgentAgent:
                             "edge_total": server.get("server_ms")},
             "bytes": {"upload": res.upload_bytes, "download": res.download_bytes},
             "where": res.where, "fallback_reason": res.fallback_reason, "exit_used": res.exit,
-            "give_up_reserved": bool(self.client.fallback_reserve) if c.crosses[k] else None,
+            "give_up_reserved": res.give_up_reserved,
             "no_exit_could_meet": None if could_meet is None else not could_meet,
             "deadline_ms": o.deadline_ms, "total_ms": round(total_ms, 3), "met": met,
             "prediction": {"class": top, "confidence": round(float(probs[top]), 6), "exit": res.exit},

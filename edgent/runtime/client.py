@@ -86,6 +86,8 @@ class InferenceResult:
     download_bytes: int = 0
     bandwidth_sample_bps: float | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: whether the edge's wait kept the fallback's time in reserve (None: nothing was sent to the edge)
+    give_up_reserved: bool | None = None
 
     @property
     def fallback(self) -> bool:
@@ -161,7 +163,8 @@ class DeviceClient:
         self.exit_accuracy = exit_accuracy or {ep.exit: float(ep.exit) for ep in self.chain.exit_points}
         self.client_name = client_name
         #: keep the fastest exit's device time in reserve before the deadline (fall back early enough to finish
-        #: in time); False: wait for the edge until the deadline itself (a planner already budgeted the edge path)
+        #: in time) for a request whose plan gives no prediction; False: wait for the edge until the deadline
+        #: itself. A request with a prediction decides by it (:meth:`reserves`)
         self.fallback_reserve = True
         self.sock: socket.socket | None = None
         self.last_connect_error: str | None = None
@@ -363,6 +366,7 @@ class DeviceClient:
         deadline_ms: float | None = None,
         fallback: bool = True,
         t_arrival: float | None = None,
+        predicted_ms: float | None = None,
     ) -> InferenceResult:
         """Co-infer a batch ``x`` (uint8 pixels or the float model input) with the device running units
         ``[0, partition)`` of ``exit``'s sub-model and the edge the rest (see :class:`InferenceResult`).
@@ -370,7 +374,9 @@ class DeviceClient:
         ``t_arrival``: when the request arrived (``time.perf_counter()``; default: now). ``total_ms`` and the
         deadline count from it, so that work done for the request before this call (a connect, a probe, planning)
         is part of its time. With ``fallback=False`` an edge-side failure raises (EdgeUnavailable, RemoteError,
-        ProtocolError) instead of finishing on the device."""
+        ProtocolError) instead of finishing on the device. ``predicted_ms``: the plan's predicted time from arrival
+        to answer, everything the plan pays included (its device part, its encoding, e.g. a JPEG of the input,
+        the link, the edge); it sets the give-up point (:meth:`reserves`)."""
         t0 = time.perf_counter() if t_arrival is None else t_arrival
         chain = self.chain
         ep = chain.exit_point(exit)
@@ -412,7 +418,9 @@ class DeviceClient:
         frame = encode_frame(MsgType.INFER, meta, data)
         encode_ms = (time.perf_counter() - te0) * 1e3
         result_kw["encode_ms"] = encode_ms
-        timeout_s = self.edge_budget_s(t0, deadline_ms, h.shape[0], fallback)
+        reserve = fallback and self.reserves(deadline_ms, h.shape[0], predicted_ms)
+        result_kw["give_up_reserved"] = reserve if deadline_ms is not None else None
+        timeout_s = self.edge_budget_s(t0, deadline_ms, h.shape[0], reserve)
         t_send = time.perf_counter()
         try:
             reply = self._request(frame, timeout_s)
@@ -436,14 +444,33 @@ class DeviceClient:
             download_bytes=reply.wire_bytes, bandwidth_sample_bps=None if sample is None else sample.rate_bps,
             **result_kw)
 
-    def edge_budget_s(self, t0: float, deadline_ms: float | None, batch: int = 1, fallback: bool = True) -> float:
+    def give_up_ms(self, deadline_ms: float, batch: int = 1) -> float:
+        """The give-up point (ms from arrival): the latest moment a fallback on the fastest exit, as the device's
+        time for it is predicted, still ends by the deadline."""
+        return deadline_ms - min(self.device_exit_ms.values()) * batch
+
+    def reserves(self, deadline_ms: float | None, batch: int = 1, predicted_ms: float | None = None) -> bool:
+        """Whether the edge's wait ends at the give-up point (:meth:`give_up_ms`) rather than at the deadline.
+
+        With the plan's ``predicted_ms`` (from arrival, its encoding and device part included): yes when the plan
+        is predicted to answer by the give-up point, so that an edge later than that is already off its
+        prediction and a fallback still ends in time; no when the plan itself is predicted later than the give-up
+        point (a JPEG of the input on a slow link at a tight deadline, say), since giving up there would turn
+        every likely answer into a fallback. Without a prediction: :attr:`fallback_reserve`."""
+        if deadline_ms is None:
+            return False
+        if predicted_ms is None:
+            return bool(self.fallback_reserve)
+        return predicted_ms <= self.give_up_ms(deadline_ms, batch)
+
+    def edge_budget_s(self, t0: float, deadline_ms: float | None, batch: int = 1, reserve: bool = True) -> float:
         """How long (s) the edge may take for a request that arrived at ``t0`` (``perf_counter``): the deadline
-        minus what is spent and, when falling back, minus the fastest exit's device time (so that a fallback
+        minus what is spent and, with ``reserve``, minus the fastest exit's device time (so that a fallback
         still ends in time); ``timeout_s`` without a deadline."""
         if deadline_ms is None:
             return self.timeout_s
         spent_ms = (time.perf_counter() - t0) * 1e3
-        reserve_ms = min(self.device_exit_ms.values()) * batch if fallback and self.fallback_reserve else 0.0
+        reserve_ms = min(self.device_exit_ms.values()) * batch if reserve else 0.0
         left_ms = deadline_ms - spent_ms - reserve_ms
         return min(self.timeout_s, left_ms / 1e3 if left_ms >= 1.0 else max(deadline_ms - spent_ms, 1.0) / 1e3)
 
