@@ -216,6 +216,7 @@ class EdgentAgent:
         t0 = candidates.tables[0]
         self.device_exit_offline_ms = t0.fallback_device_ms()
         client.device_exit_ms = dict(self.device_exit_offline_ms)
+        client.warm_up_codecs(candidates.codecs)  # a codec's first call loads its library: no request's cost
         # the first connection, before any request (a refused token raises here: a person must fix it)
         if not client.connected:
             client.connect(force=True)
@@ -347,6 +348,16 @@ class EdgentAgent:
             d = self.conf.decide(rate, rtt, queue)
             k, source = c.index(d.config), d.source
             self.last_state_bps = None if d.state is None else float(d.state.mean_rate_bps)
+            if o.calibrate:
+                # the map's choice priced with the compute measured on recent requests, at the bandwidth state
+                # the map read: when that misses the deadline and another configuration fits, take the best that
+                # does (the map was built on the offline compute prediction)
+                state_bps = self.last_state_bps or rate
+                at_state = self._calibrated_ms(c.latency_ms(Link(state_bps, state_bps, rtt), queue))
+                if at_state[k] > o.deadline_ms:
+                    alt = c.best(at_state, o.deadline_ms, allowed)
+                    if at_state[alt] <= o.deadline_ms and alt != k:
+                        k, source = alt, f"{source}+calibrated"
         else:
             k = c.best(cal, o.deadline_ms, allowed)
             if not edge_up and source == "static":
@@ -415,22 +426,30 @@ class EdgentAgent:
             sample, sample_kind = res.bandwidth_sample_bps, "measured"
             self._unanswered = None
         elif res.where == "fallback" and c.crosses[k] and "no answer" in (res.fallback_reason or ""):
-            bound = timeout_bound_bps(float(res.upload_bytes or c.tx_bytes[k]), res.total_ms, res.device_ms,
-                                      res.encode_ms)
-            self._unanswered = (float(res.upload_bytes or c.tx_bytes[k]), t_arrival + res.device_ms / 1e3)
-            if est.add_upper_bound(bound) is not None:
-                sample, sample_kind = bound, "upper_bound"
-            else:  # consistent with every kept sample: no news for the estimate or the detector
-                sample_kind = "upper_bound_above_samples"
+            size = float(res.upload_bytes or c.tx_bytes[k])
+            waited_ms = res.total_ms - res.device_ms - res.encode_ms
+            if waited_ms <= self.rtt_ms:
+                # the edge had less than a round trip to answer (the request's budget was spent before it was
+                # sent): no evidence about the link
+                sample_kind = "no_evidence"
+            else:
+                bound = timeout_bound_bps(size, res.total_ms, res.device_ms, res.encode_ms)
+                self._unanswered = (size, t_arrival + (res.total_ms - waited_ms) / 1e3)
+                if est.add_upper_bound(bound) is not None:
+                    sample, sample_kind = bound, "upper_bound"
+                else:  # consistent with every kept sample: no news for the estimate or the detector
+                    sample_kind = "upper_bound_above_samples"
         changed = self._observe(sample)
         # calibration: what was measured against what was predicted, per side and configuration
         if res.where in ("edge", "device"):
             self._measured.add(k)
         if res.where == "edge":
-            self.calibration.observe("device", float(c.device_ms[k]), res.device_ms, cfg)
-            compute = (res.server_timings_ms or {}).get("compute_ms")
-            if compute is not None:
-                self.calibration.observe("edge", float(c.edge_ms[k]), float(compute), cfg)
+            # the priced device part includes the encoding (a JPEG of the input, say), the edge part the decoding
+            self.calibration.observe("device", float(c.device_ms[k]), res.device_ms + res.encode_ms, cfg)
+            server = res.server_timings_ms or {}
+            if server.get("compute_ms") is not None:
+                self.calibration.observe("edge", float(c.edge_ms[k]),
+                                         float(server["compute_ms"]) + float(server.get("decode_ms") or 0.0), cfg)
         elif res.where == "device":
             self.calibration.observe("device", float(c.device_ms[k]), res.device_ms, cfg)
         total_ms = (time.perf_counter() - t_arrival) * 1e3

@@ -197,6 +197,18 @@ class DeviceClient:
             out[ep.exit] = float(np.median(times))
         return out
 
+    def warm_up_codecs(self, names: Sequence[str]) -> None:
+        """Encode one input with each codec in ``names``, outside the device's (emulated) compute: a codec's first
+        call loads its library (JPEG, zstd), a one-time cost that belongs to no request. A codec that cannot
+        encode the model's input (one for an intermediate tensor of another shape) is skipped."""
+        x = torch.zeros((1, *self.chain.input_shape))
+        for name in names:
+            try:
+                cod = get_codec(name)
+                cod.encode(x.to(torch.uint8) if cod.kind == "pixels" else x)
+            except (EdgentError, ValueError, RuntimeError, TypeError):
+                continue
+
     @property
     def connected(self) -> bool:
         return self.sock is not None
