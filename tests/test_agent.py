@@ -281,3 +281,50 @@ def test_the_give_up_point_follows_the_plans_prediction_for_every_codec(chain, i
     assert results[40.0][0] is True and results[40.0][1] <= 50.0
     assert results[250.0][0] is False and results[250.0][1] > 50.0
     assert results[None][0] is True and results[None][1] <= 50.0
+
+
+def _record(seq: int, met: bool, where: str, total_ms: float, change: bool = False) -> dict:
+    return {"seq": seq, "time_s": seq * 0.1, "met": met, "where": where, "total_ms": total_ms, "exit_used": 1,
+            "change_detected": change, "probe": None, "sample_bps": 5e5, "estimate_bps": 6e5,
+            "estimate_after_bps": 5.5e5, "bocpd_state_bps": 5.2e5, "rtt_ms": 20.0,
+            "plan": {"exit": 5, "partition": 3, "codec": "int8", "source": "map"},
+            "predicted_ms": {"offline": 90.0, "calibrated": 95.0}}
+
+
+def test_the_live_view_shows_bandwidth_changes_configuration_latency_met_share_and_fallbacks(cands):
+    from edgent.runtime.liveview import AgentLiveView
+
+    view = AgentLiveView.for_candidates("t", 200.0, cands)
+    for i in range(19):
+        view.update(_record(i, True, "edge", 100.0 + i, change=i == 4))
+    view.update(_record(19, False, "fallback", 250.0))
+    text = "\n".join(f"{k}: {v}" for k, v in view.rows())
+    n5 = cands.tables[0].exits[4].num_units
+    assert "estimate 0.550 Mbit/s" in text and "last sample 0.500" in text and "detector state 0.520" in text
+    assert "changes detected: 1" in text and "(at 0.4 s)" in text
+    assert f"exit 5, partition 3 (3/{n5} units on the device), codec int8" in text and "answered: fallback" in text
+    assert "last 250.0 ms" in text and f"p95 {np.percentile([100.0 + i for i in range(19)] + [250.0], 95):.1f} ms" in text
+    assert "95.0 %" in text and "fallbacks 1 (0 met)" in text
+    assert "MISSED" in view.line() and "met 95.0 %" in view.line()
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(view.panel())
+    assert "deadline met" in console.export_text()
+
+
+def test_edgent_run_shows_the_live_view_or_plain_lines(chain, tmp_path, capsys, monkeypatch):
+    from edgent.cli.main import main
+
+    monkeypatch.setenv("EDGENT_CACHE", str(tmp_path / "cache"))
+    with ThreadedServer({MODEL: chain}, ServerConfig(port=0, threads=1)) as server:
+        argv = ["--allow-cpu-sleep", "run", "--edge", f"127.0.0.1:{server.port}", "--deadline", "5s",
+                "--source", "synthetic", "--count", "3", "--emulate-link", "2Mbit", "--random-weights",
+                "--quick-profile", "--policy", "edge-only"]
+        assert main(argv + ["--live", "on"]) == 0
+        err = capsys.readouterr().err
+        assert "configuration" in err and "deadline met" in err and "100.0 %" in err
+        assert main(argv + ["--live", "off"]) == 0
+        err = capsys.readouterr().err
+        assert [line.split()[0] for line in err.splitlines() if line.startswith("#")] == ["#0", "#1", "#2"]
+        assert "configuration" not in err

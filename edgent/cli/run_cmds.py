@@ -213,7 +213,14 @@ def run_agent(o: RunOptions) -> int:
         say(f"edge {o.host}:{o.port}: " + ("connected" if client.connected else
                                            f"not reachable yet ({client.last_connect_error}); requests run on the "
                                            "device until it is"))
+        from rich.live import Live
+
+        from edgent.runtime.liveview import AgentLiveView, NoLive
+
         live_on = err.is_terminal and not o.json_lines if o.live is None else o.live
+        every = 1 if o.live is False else 20  # plain lines: every request with --live off, else every 20th
+        view = AgentLiveView.for_candidates(f"edgent run: {o.model} -> {o.host}:{o.port}, policy {o.policy}, "
+                                            f"deadline {o.deadline_ms:g} ms", o.deadline_ms, cands)
 
         def show(rec: dict[str, Any]) -> None:
             if o.json_lines:
@@ -222,18 +229,20 @@ def run_agent(o: RunOptions) -> int:
                                              "exit": p["exit"], "where": rec["where"], "total_ms": rec["total_ms"],
                                              "met": rec["met"]}) + "\n")
                 sys.stdout.flush()
-            if live_on or rec["seq"] % 20 == 0:
-                pl = rec["plan"]
-                say(f"#{rec['seq']:<5} est {rec['estimate_bps'] / 1e6:7.3f} Mbit/s  exit {pl['exit']} part "
-                    f"{pl['partition']} {pl['codec']:<7} {rec['where']:<8} {rec['total_ms']:7.1f} ms "
-                    f"(pred {rec['predicted_ms']['calibrated']:.0f}) {'met' if rec['met'] else 'MISSED'}  "
-                    f"changes {agent.stats.changes}")
+            view.update(rec)
+            if live_on:
+                live.update(view.panel(), refresh=True)
+            elif rec["seq"] % every == 0:
+                say(view.line(), markup=False, highlight=False)
 
-        try:
-            stats = agent.run(source, show, o.rate_per_s, o.count, o.duration_s)
-        except KeyboardInterrupt:
-            stats = agent.stats
-            say("[yellow]interrupted[/yellow]")
+        with Live(view.panel(), console=err, auto_refresh=False, transient=False) if live_on else NoLive() as live:
+            try:
+                stats = agent.run(source, show, o.rate_per_s, o.count, o.duration_s)
+            except KeyboardInterrupt:
+                stats = agent.stats
+                say("[yellow]interrupted[/yellow]")
+        if live_on:
+            err.print()
     summary = {"policy": o.policy, "deadline_ms": o.deadline_ms, "device": "emulated" if o.emulate_device else "real",
                "device_timing": device_timing, "device_latency_model": device_model or "shipped fit",
                "device_latency_model_timing": model_timing,
@@ -293,5 +302,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="emulate the weak device role (slowdown) instead of timing this machine as it is")
     p.add_argument("--random-weights", action="store_true", help="seeded random weights (testing)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--live", choices=("auto", "on", "off"), default="auto", help="print every request")
+    p.add_argument("--live", choices=("auto", "on", "off"), default="auto",
+                   help="a live view (on; auto: on a terminal without --json) or plain lines (off: one per request)")
     p.set_defaults(func=cmd_run)
