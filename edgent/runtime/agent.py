@@ -321,6 +321,14 @@ class EdgentAgent:
             self._observe(bound)
 
     # ------------------------------------------------------------------ deciding
+    def calibration_factors(self, k: int) -> tuple[float, float]:
+        """The (device, edge) compute factors the calibration gives candidate ``k`` now: its own once measured,
+        else its side's (1, 1 without calibration)."""
+        if not self.options.calibrate:
+            return 1.0, 1.0
+        key = self.cands.configs[k] if k in self._measured else None
+        return self.calibration.factor("device", key), self.calibration.factor("edge", key)
+
     def _calibrated_ms(self, lat: np.ndarray) -> np.ndarray:
         """Every candidate's latency with its device and edge compute corrected by the calibration."""
         if not self.options.calibrate:
@@ -332,6 +340,16 @@ class EdgentAgent:
         for k in self._measured:
             fd[k], fe[k] = cal.factor("device", c.configs[k]), cal.factor("edge", c.configs[k])
         return lat + c.device_ms * (fd - 1.0) + c.edge_ms * (fe - 1.0)
+
+    def fixed(self, config: Any, link: Link | None = None) -> tuple[int, str, float, float]:
+        """Like :meth:`decide`, for a configuration chosen by the caller (a benchmark's plan): (its index,
+        ``"fixed"``, its offline and calibrated prediction), priced on ``link`` (default: the estimates)."""
+        c = self.cands
+        k = c.index(config)
+        if link is None:
+            link = Link(self.rate_bps, self.rate_bps, self.rtt_ms)
+        lat = c.latency_ms(link, edge_queue_ms(self.client.last_edge_load))
+        return k, "fixed", float(lat[k]), float(self._calibrated_ms(lat)[k])
 
     def decide(self, edge_up: bool) -> tuple[int, str, float, float]:
         """(candidate index, source, offline prediction ms, calibrated prediction ms) for the next request."""
@@ -365,9 +383,13 @@ class EdgentAgent:
         return k, source, float(lat[k]), float(cal[k])
 
     # ------------------------------------------------------------------ one request
-    def handle(self, x: torch.Tensor | np.ndarray, label: int | None = None,
-               t_arrival: float | None = None) -> dict[str, Any]:
-        """Serve one request (see the module docstring); returns its record (also written to the records)."""
+    def handle(self, x: torch.Tensor | np.ndarray, label: int | None = None, t_arrival: float | None = None,
+               config: Any = None, link: Link | None = None) -> dict[str, Any]:
+        """Serve one request (see the module docstring); returns its record (also written to the records).
+
+        ``config``: run this configuration (:class:`edgent.adapt.config_map.Configuration`) instead of deciding,
+        priced on ``link`` when given (a benchmark that measures fixed plans on a known link); everything else,
+        from the give-up point to the record, is the agent's own."""
         t_arrival = time.perf_counter() if t_arrival is None else t_arrival
         o, c, client, est = self.options, self.cands, self.client, self.client.estimator
         # the calibrated on-device time of every exit: the client's give-up point and fallback choice
@@ -380,12 +402,16 @@ class EdgentAgent:
                 self.reconnector.wanted.set()
                 self._silence_bound()
             estimate_before = self.rate_bps
-            k, source, pred_offline, pred_cal = self.decide(edge_up)
+            if config is None:
+                k, source, pred_offline, pred_cal = self.decide(edge_up)
+            else:
+                k, source, pred_offline, pred_cal = self.fixed(config, link)
+            used = self.calibration_factors(k)
             cfg = c.configs[k]
             table = self.tables.get(cfg.codec, c.tables[0])  # (every table has the same exits and units)
             n_units = table.exit_costs(cfg.exit).num_units
             codec = wire_codec(cfg.codec, cfg.partition, n_units, table.raw_input) or cfg.codec
-            if c.crosses[k] and not edge_up:  # (cannot happen: decide() restricts) never wait on a reconnect
+            if c.crosses[k] and not edge_up and config is None:  # (decide() restricts) never wait on a reconnect
                 raise EdgentError("internal: an edge configuration was chosen with the edge unreachable")
             probe: dict[str, Any] | None = None
             prober = None
@@ -414,11 +440,11 @@ class EdgentAgent:
             if locked:
                 self.lock.release()
         return self._learn_and_record(res, k, source, codec, pred_offline, pred_cal, probe, estimate_before,
-                                      label, t_arrival)
+                                      label, t_arrival, used)
 
     def _learn_and_record(self, res: InferenceResult, k: int, source: str, codec: str, pred_offline: float,
                           pred_cal: float, probe: dict[str, Any] | None, estimate_before: float,
-                          label: int | None, t_arrival: float) -> dict[str, Any]:
+                          label: int | None, t_arrival: float, used: tuple[float, float]) -> dict[str, Any]:
         o, c, est = self.options, self.cands, self.client.estimator
         cfg = c.configs[k]
         sample_kind, sample = None, None
@@ -427,13 +453,15 @@ class EdgentAgent:
             self._unanswered = None
         elif res.where == "fallback" and c.crosses[k] and "no answer" in (res.fallback_reason or ""):
             size = float(res.upload_bytes or c.tx_bytes[k])
-            waited_ms = res.total_ms - res.device_ms - res.encode_ms
+            # of the wait, the edge's own compute (as calibrated: a busy edge is slow, not the link) is no link time
+            edge_ms = float(c.edge_ms[k]) * used[1]
+            waited_ms = res.total_ms - res.device_ms - res.encode_ms - edge_ms
             if waited_ms <= self.rtt_ms:
-                # the edge had less than a round trip to answer (the request's budget was spent before it was
-                # sent): no evidence about the link
+                # the edge had less than a round trip beyond its compute to answer (the request's budget was spent
+                # before it was sent, or the edge is that slow): no evidence about the link
                 sample_kind = "no_evidence"
             else:
-                bound = timeout_bound_bps(size, res.total_ms, res.device_ms, res.encode_ms)
+                bound = timeout_bound_bps(size, res.total_ms - edge_ms, res.device_ms, res.encode_ms)
                 self._unanswered = (size, t_arrival + (res.total_ms - waited_ms) / 1e3)
                 if est.add_upper_bound(bound) is not None:
                     sample, sample_kind = bound, "upper_bound"
@@ -487,6 +515,7 @@ class EdgentAgent:
             "sample_bps": sample, "sample_kind": sample_kind, "change_detected": changed, "probe": probe,
             "bocpd_state_bps": self.last_state_bps,
             "predicted_ms": {"offline": round(pred_offline, 3), "calibrated": round(pred_cal, 3)},
+            "calibration_used": {"device": used[0], "edge": used[1]},
             "calibration": {"device": self.calibration.factor("device", cfg),
                             "edge": self.calibration.factor("edge", cfg)} if o.calibrate else None,
             "measured_ms": {"device": round(res.device_ms, 3), "encode": round(res.encode_ms, 3),
