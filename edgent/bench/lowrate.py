@@ -29,7 +29,8 @@ def _measure(bed, plan, images, labels, requests: int, gap_s: float, deadline_ms
     for i in range(requests + 1):
         time.sleep(gap_s)
         r = bed.client.infer(images[i % len(images)], plan.exit, plan.partition, plan.codec, deadline_ms=deadline_ms,
-                             predicted_ms=plan.predicted_ms)
+                             predicted_ms=plan.predicted_ms,
+                             predicted_device_ms=None if plan.breakdown is None else plan.breakdown.device_ms)
         if i == 0:
             continue  # one unrecorded warm-up of this configuration
         total.append(r.total_ms)

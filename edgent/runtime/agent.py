@@ -429,7 +429,8 @@ class EdgentAgent:
             try:
                 # the give-up point follows the plan's calibrated prediction (DeviceClient.reserves)
                 res = client.infer(x, cfg.exit, cfg.partition, codec, deadline_ms=o.deadline_ms,
-                                   t_arrival=t_arrival, predicted_ms=pred_cal)
+                                   t_arrival=t_arrival, predicted_ms=pred_cal,
+                                   predicted_device_ms=float(c.device_ms[k]) * used[0])
             finally:
                 if prober is not None:
                     prober.join()

@@ -379,6 +379,7 @@ class DeviceClient:
         fallback: bool = True,
         t_arrival: float | None = None,
         predicted_ms: float | None = None,
+        predicted_device_ms: float | None = None,
     ) -> InferenceResult:
         """Co-infer a batch ``x`` (uint8 pixels or the float model input) with the device running units
         ``[0, partition)`` of ``exit``'s sub-model and the edge the rest (see :class:`InferenceResult`).
@@ -388,7 +389,8 @@ class DeviceClient:
         is part of its time. With ``fallback=False`` an edge-side failure raises (EdgeUnavailable, RemoteError,
         ProtocolError) instead of finishing on the device. ``predicted_ms``: the plan's predicted time from arrival
         to answer, everything the plan pays included (its device part, its encoding, e.g. a JPEG of the input,
-        the link, the edge); it sets the give-up point (:meth:`reserves`)."""
+        the link, the edge), and ``predicted_device_ms`` the device part and encoding in it; they decide whether
+        the edge's wait ends at the give-up point (:meth:`reserves`), once the device part has run."""
         t0 = time.perf_counter() if t_arrival is None else t_arrival
         chain = self.chain
         ep = chain.exit_point(exit)
@@ -430,6 +432,10 @@ class DeviceClient:
         frame = encode_frame(MsgType.INFER, meta, data)
         encode_ms = (time.perf_counter() - te0) * 1e3
         result_kw["encode_ms"] = encode_ms
+        if predicted_ms is not None and predicted_device_ms is not None:
+            # what is left of the plan after its device part and encoding, from now: the answer's expected time
+            spent_ms = (time.perf_counter() - t0) * 1e3
+            predicted_ms = spent_ms + max(predicted_ms - predicted_device_ms, 0.0)
         reserve = fallback and self.reserves(deadline_ms, h.shape[0], predicted_ms)
         result_kw["give_up_reserved"] = reserve if deadline_ms is not None else None
         timeout_s = self.edge_budget_s(t0, deadline_ms, h.shape[0], reserve)
@@ -464,7 +470,8 @@ class DeviceClient:
     def reserves(self, deadline_ms: float | None, batch: int = 1, predicted_ms: float | None = None) -> bool:
         """Whether the edge's wait ends at the give-up point (:meth:`give_up_ms`) rather than at the deadline.
 
-        With the plan's ``predicted_ms`` (from arrival, its encoding and device part included): yes when the plan
+        With the plan's ``predicted_ms`` (the answer's expected time from arrival; :meth:`infer` updates it by what
+        the device part and the encoding really took before it asks): yes when the plan
         is predicted to answer by the give-up point, so that an edge later than that is already off its
         prediction and a fallback still ends in time; no when the plan itself is predicted later than the give-up
         point (a JPEG of the input on a slow link at a tight deadline, say), since giving up there would turn

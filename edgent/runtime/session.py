@@ -116,8 +116,10 @@ class DeviceRuntime:
         plan_ms = (time.perf_counter() - t0) * 1e3
         try:
             predicted = plan.predicted_ms if math.isfinite(plan.predicted_ms) else None
+            device = None if plan.breakdown is None else plan.breakdown.device_ms
             result = client.infer(x, plan.exit, plan.partition, plan.codec, deadline_ms=deadline,
-                                  fallback=self.fallback, t_arrival=t_arrival, predicted_ms=predicted)
+                                  fallback=self.fallback, t_arrival=t_arrival, predicted_ms=predicted,
+                                  predicted_device_ms=device)
         except EdgentError as exc:
             if self.fallback:
                 raise  # not an edge-side failure: the caller's mistake
