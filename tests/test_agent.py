@@ -351,3 +351,32 @@ def test_the_give_up_point_counts_what_the_device_part_and_encoding_really_took(
     assert r.give_up_reserved is False  # the encoding took 60 ms, not 7: the answer is due after 170 ms
     r = client.infer(images, 5, 0, "jpeg75", deadline_ms=300.0, predicted_ms=120.0, predicted_device_ms=70.0)
     assert r.give_up_reserved is True  # the encoding took about what was priced
+
+
+@pytest.mark.parametrize("ratios,replaced", [([1.0, 1.0, 1.02, 0.98, 1.0], False),
+                                             ([1.0, 1.05, 1.3, 1.35, 1.0], True)])
+def test_the_maps_choice_must_fit_with_a_margin_for_the_measured_compute(chain, cands, ratios, replaced):
+    """The map holds exit 1 on the device (predicted under the deadline); when the device's measured compute of it
+    spreads past the deadline at the margin quantile, though its median fits, the agent takes the best
+    configuration that fits instead."""
+    from types import SimpleNamespace
+
+    from edgent.adapt.config_map import Configuration
+
+    client = DeviceClient("127.0.0.1", 1, chain, device_exit_ms={e: 1.0 for e in range(1, chain.num_exits + 1)})
+    table = cands.tables[0]
+    n1 = table.exits[0].num_units
+    k0 = cands.index(Configuration(1, n1, table.codec))
+    deadline = float(cands.device_ms[k0]) * 1.2  # the device-only exit 1 fits by 20 % as predicted
+    with EdgentAgent(client, cands, AgentOptions(deadline_ms=deadline, policy="edgent")) as agent:
+        agent.conf = SimpleNamespace(decide=lambda *a: SimpleNamespace(
+            config=cands.configs[k0], source="map", state=SimpleNamespace(mean_rate_bps=1e6)))
+        agent._measured.add(k0)
+        for r in ratios:
+            agent.calibration.observe("device", float(cands.device_ms[k0]), r * float(cands.device_ms[k0]),
+                                      cands.configs[k0])
+        k, source, _, cal = agent.decide(edge_up=True)
+        if replaced:
+            assert k != k0 and source == "map+calibrated" and cal <= deadline
+        else:
+            assert k == k0 and source == "map"

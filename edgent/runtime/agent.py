@@ -72,6 +72,9 @@ class AgentOptions:
         calibrate: correct predictions by measured compute (online calibration).
         reconnect_every_s: how often the background reconnect tries while the edge is unreachable.
         device_timing: how the device runs, for the records: ``"wall clock"`` (as it is) or ``"EMULATED: ..."``.
+        margin_quantile: the configuration map's choice must fit the deadline with its compute at this quantile
+            of its recent measured/predicted ratios (a margin against the compute's spread on a busy device);
+            else the best configuration that does is taken.
     """
 
     deadline_ms: float = 200.0
@@ -86,6 +89,7 @@ class AgentOptions:
     calibrate: bool = True
     reconnect_every_s: float = 0.25
     device_timing: str = "wall clock"
+    margin_quantile: float = 0.9
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -98,6 +102,8 @@ class AgentOptions:
             raise ConfigError(f"probe_share must be in (0, 1], got {self.probe_share!r}")
         if not 0 < self.min_probe_bytes <= self.max_probe_bytes:
             raise ConfigError("need 0 < min_probe_bytes <= max_probe_bytes")
+        if not 0.5 <= self.margin_quantile < 1:
+            raise ConfigError(f"margin_quantile must be in [0.5, 1), got {self.margin_quantile!r}")
 
 
 @dataclass
@@ -329,16 +335,17 @@ class EdgentAgent:
         key = self.cands.configs[k] if k in self._measured else None
         return self.calibration.factor("device", key), self.calibration.factor("edge", key)
 
-    def _calibrated_ms(self, lat: np.ndarray) -> np.ndarray:
-        """Every candidate's latency with its device and edge compute corrected by the calibration."""
+    def _calibrated_ms(self, lat: np.ndarray, quantile: float = 0.5) -> np.ndarray:
+        """Every candidate's latency with its device and edge compute corrected by the calibration (the median
+        ratio; ``quantile``: that quantile of the ratios, for a margin)."""
         if not self.options.calibrate:
             return lat
-        c, cal = self.cands, self.calibration
+        c, cal, q = self.cands, self.calibration, quantile
         # a configuration never measured takes its side's factor; only the measured ones have their own
-        fd = np.full(len(c), cal.factor("device"))
-        fe = np.full(len(c), cal.factor("edge"))
+        fd = np.full(len(c), cal.factor("device", quantile=q))
+        fe = np.full(len(c), cal.factor("edge", quantile=q))
         for k in self._measured:
-            fd[k], fe[k] = cal.factor("device", c.configs[k]), cal.factor("edge", c.configs[k])
+            fd[k], fe[k] = cal.factor("device", c.configs[k], q), cal.factor("edge", c.configs[k], q)
         return lat + c.device_ms * (fd - 1.0) + c.edge_ms * (fe - 1.0)
 
     def fixed(self, config: Any, link: Link | None = None) -> tuple[int, str, float, float]:
@@ -367,11 +374,13 @@ class EdgentAgent:
             k, source = c.index(d.config), d.source
             self.last_state_bps = None if d.state is None else float(d.state.mean_rate_bps)
             if o.calibrate:
-                # the map's choice priced with the compute measured on recent requests, at the bandwidth state
-                # the map read: when that misses the deadline and another configuration fits, take the best that
-                # does (the map was built on the offline compute prediction)
+                # the map's choice priced with the compute measured on recent requests (at the margin quantile of
+                # their ratios), at the bandwidth state the map read: when that misses the deadline and another
+                # configuration fits, take the best that does (the map was built on the offline compute
+                # prediction, with no margin for a busy device's spread)
                 state_bps = self.last_state_bps or rate
-                at_state = self._calibrated_ms(c.latency_ms(Link(state_bps, state_bps, rtt), queue))
+                at_state = self._calibrated_ms(c.latency_ms(Link(state_bps, state_bps, rtt), queue),
+                                               o.margin_quantile)
                 if at_state[k] > o.deadline_ms:
                     alt = c.best(at_state, o.deadline_ms, allowed)
                     if at_state[alt] <= o.deadline_ms and alt != k:
