@@ -505,8 +505,9 @@ class EdgentAgent:
         if res.where == "fallback":
             s.fallbacks += 1
             s.fallbacks_met += int(met)
-            # could any on-device exit have made it, as predicted, from the request's arrival?
-            could_meet = min(self.client.device_exit_ms.values()) <= o.deadline_ms
+            # could any on-device exit, as predicted, have made it in what was left when the device fell back?
+            left_ms = o.deadline_ms if res.fallback_left_ms is None else res.fallback_left_ms
+            could_meet = min(self.client.device_exit_ms.values()) <= left_ms
             s.fallbacks_could_meet += int(could_meet)
         probs = torch.softmax(res.logits[0].float(), dim=0)
         top = int(res.classes[0])

@@ -88,6 +88,8 @@ class InferenceResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     #: whether the edge's wait kept the fallback's time in reserve (None: nothing was sent to the edge)
     give_up_reserved: bool | None = None
+    #: for a fallback: what was left of the deadline (ms) when the device started it (None: no deadline)
+    fallback_left_ms: float | None = None
 
     @property
     def fallback(self) -> bool:
@@ -533,6 +535,7 @@ class DeviceClient:
         deadline_ms = kw.get("deadline_ms")
         left_ms = None if deadline_ms is None else deadline_ms - (time.perf_counter() - t0) * 1e3
         e = self.fallback_exit(x.shape[0], left_ms)
+        kw["fallback_left_ms"] = left_ms
         td0 = time.perf_counter()
         chain = self.chain
         with self._device_scope(), torch.inference_mode():
