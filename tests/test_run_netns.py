@@ -26,8 +26,10 @@ RATE_BPS = 2e6  # before and after the outage
 OUTAGE_START_S, OUTAGE_S = 10.0, 20.0  # from the device's first record
 KILL_AT_S = 34.0
 DURATION_S = 60.0
-REQUESTS_PER_S = 5.0
-DEADLINE_MS = 300.0
+REQUESTS_PER_S = 2.0  # one request per 500 ms: the emulated device keeps up with the deadline
+# the emulated device's fastest exit takes about 250 ms: a deadline that leaves the edge a wait before the give-up
+# point (deadline - that exit) and the fallback its time
+DEADLINE_MS = 500.0
 EDGE_FLAGS = ["--random-weights", "--seed", "0", "--threads", "0", "--torch-threads", "1"]
 
 

@@ -222,6 +222,9 @@ class EdgentAgent:
         t0 = candidates.tables[0]
         self.device_exit_offline_ms = t0.fallback_device_ms()
         client.device_exit_ms = dict(self.device_exit_offline_ms)
+        # the measured/predicted ratios of whole exits run on the device (device-only plans, fallbacks from point
+        # 0), per exit: what the fallback's budget is corrected by (a JPEG encode's ratio says nothing about it)
+        self.exit_calibration = ComputeCalibration()
         client.warm_up_codecs(candidates.codecs)  # a codec's first call loads its library: no request's cost
         # the first connection, before any request (a refused token raises here: a person must fix it)
         if not client.connected:
@@ -265,6 +268,16 @@ class EdgentAgent:
         changed = self.conf.observe(rate_bps) if self.conf is not None else bool(self.detector.update(rate_bps))
         self.stats.changes += int(changed)
         return changed
+
+    def fallback_exit_ms(self) -> dict[int, float]:
+        """Exit -> the device's time for the whole exit as the fallback budgets it: the offline prediction times
+        the margin quantile of the measured ratios of whole exits on the device (that exit's, else any exit's,
+        else none: the prediction as it is)."""
+        o = self.options
+        if not o.calibrate:
+            return dict(self.device_exit_offline_ms)
+        return {e: v * self.exit_calibration.factor("device", e, o.margin_quantile)
+                for e, v in self.device_exit_offline_ms.items()}
 
     def _fastest_exit_ms(self) -> float:
         return min(self.client.device_exit_ms.values())
@@ -401,9 +414,9 @@ class EdgentAgent:
         from the give-up point to the record, is the agent's own."""
         t_arrival = time.perf_counter() if t_arrival is None else t_arrival
         o, c, client, est = self.options, self.cands, self.client, self.client.estimator
-        # the calibrated on-device time of every exit: the client's give-up point and fallback choice
-        fd = self.calibration.factor("device") if o.calibrate else 1.0
-        client.device_exit_ms = {e: v * fd for e, v in self.device_exit_offline_ms.items()}
+        # the on-device time of every exit, at the margin quantile of its measured ratios: the client's give-up
+        # point and fallback choice
+        client.device_exit_ms = self.fallback_exit_ms()
         locked = self.lock.acquire(blocking=False)  # held by the background reconnect: the edge is not ready
         try:
             edge_up = locked and client.connected
@@ -490,6 +503,8 @@ class EdgentAgent:
                                          float(server["compute_ms"]) + float(server.get("decode_ms") or 0.0), cfg)
         elif res.where == "device":
             self.calibration.observe("device", float(c.device_ms[k]), res.device_ms, cfg)
+        if res.where == "device" or (res.where == "fallback" and cfg.partition == 0):  # a whole exit on the device
+            self.exit_calibration.observe("device", self.device_exit_offline_ms[res.exit], res.device_ms, res.exit)
         total_ms = (time.perf_counter() - t_arrival) * 1e3
         met = total_ms <= o.deadline_ms
         s = self.stats
