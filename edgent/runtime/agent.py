@@ -390,8 +390,9 @@ class EdgentAgent:
                 # the map's choice priced with the compute measured on recent requests (at the margin quantile of
                 # their ratios), at the bandwidth state the map read: when that misses the deadline and another
                 # configuration fits, take the best that does (the map was built on the offline compute
-                # prediction, with no margin for a busy device's spread)
-                state_bps = self.last_state_bps or rate
+                # prediction, with no margin for a busy device's spread); the link at the lower of the state's
+                # rate and the estimate (which holds the outage evidence the state may not show yet)
+                state_bps = min(self.last_state_bps or rate, rate)
                 at_state = self._calibrated_ms(c.latency_ms(Link(state_bps, state_bps, rtt), queue),
                                                o.margin_quantile)
                 if at_state[k] > o.deadline_ms:
