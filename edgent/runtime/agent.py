@@ -9,11 +9,17 @@ Per request (:meth:`EdgentAgent.handle`), with the time from the request's arriv
    the estimated bandwidth; ``edge-only``, ``device-only`` and ``neurosurgeon`` restrict it to the main exit
    at point 0, on the device, or at any point. Predictions are corrected online by the measured compute
    (:class:`edgent.plan.calibration.ComputeCalibration`), and ``static``-style decisions rank by the corrected
-   prediction. While the edge is unreachable the decision is restricted to on-device configurations, and the
-   connection is re-opened in the background (no request waits on a reconnect).
+   prediction. The map's choice must fit the requirement with its compute at the ``margin_quantile`` of its
+   measured ratios (the map was built on the offline prediction, with no margin for a busy device's spread),
+   else the best configuration that does is taken (source ``...+calibrated``). While the edge is unreachable
+   the decision is restricted to on-device configurations, and the connection is re-opened in the background
+   (no request waits on a reconnect).
 2. **Co-infer** with the codec the plan was priced with (:func:`edgent.plan.transfer.wire_codec`: raw uint8 pixels
-   at point 0). The client gives up on the edge early enough that its predicted fastest on-device exit still
-   finishes within the requirement (the give-up point), and falls back.
+   at point 0), after every codec was warmed up once at start (a codec's first call loads its library). When
+   the plan is predicted to answer before the give-up point (the requirement less the fastest on-device exit,
+   as whole exits measured on the device correct it at the margin quantile), counting what its device part and
+   encoding really took, the client gives up on the edge there and falls back in time; a plan predicted later
+   gets the edge until the requirement (:meth:`edgent.runtime.client.DeviceClient.reserves`).
 3. **Probe while the device computes.** When the plan runs on the device and no transfer has crossed the link
    for ``probe_idle_s`` (device-only plans during an outage, say), a probe sized to the current estimate
    (``probe_link_ms`` of traffic at the estimated rate plus the shaper's burst, within ``[min_probe_bytes,
@@ -23,8 +29,9 @@ Per request (:meth:`EdgentAgent.handle`), with the time from the request's arriv
    below its bytes over its wait. (Plans that cross the link are their own samples.)
 4. **Learn.** The answer's bandwidth sample (the estimator corrects the shaper's burst and takes the edge's
    reported time out), or, for a request the edge did not answer, the bound :func:`edgent.runtime.bandwidth.
-   timeout_bound_bps`, goes to the estimator and to the change detector; the compute times go to the
-   calibration.
+   timeout_bound_bps` (of the wait less the edge's calibrated compute; none when the edge had less than a round
+   trip beyond it), goes to the estimator and to the change detector; the compute times go to the calibration
+   (device part with its encoding, edge compute with its decoding).
 5. **Record** one JSON line: the decision, the offline and the calibrated prediction, the estimate, the sample,
    where the answer came from, whether it met the requirement, and ``no_exit_could_meet`` when no on-device
    exit was predicted to fit in what was left when the device fell back.
