@@ -424,7 +424,11 @@ class DeviceClient:
         if cod is None:  # the plan runs everything on the device
             return self._finish(h, exit, n_units, None, "device", t0, **result_kw)
         te0 = time.perf_counter()
-        with self._device_scope():  # the device encodes (a JPEG, a quantisation, a bottleneck's encoder)
+        # the device encodes (a JPEG, a quantisation, a bottleneck's encoder); a raw codec's encode (lossless, its
+        # exact size: uint8 pixels, float32) is a copy of the tensor's bytes that the tables price at nothing, and
+        # runs outside an emulated device's slowdown (whose clock would charge its own measurement to the copy)
+        raw = cod.lossless and cod.exact_size
+        with contextlib.nullcontext() if raw else self._device_scope():
             data = cod.encode(h)
         self._next_id += 1
         meta = {"id": self._next_id, "model": chain.name, "exit": exit, "partition": partition, "codec": cod.name,
