@@ -16,7 +16,7 @@ from edgent.plan.sources import table_for_model
 from edgent.plan.transfer import CODECS, wire_codec
 from edgent.runtime import BandwidthEstimator, DeviceClient, ServerConfig
 from edgent.runtime.agent import AgentOptions, EdgentAgent
-from edgent.runtime.client import EdgeUnavailable
+from edgent.runtime.client import FALLBACK_SWITCH_MS, EdgeUnavailable
 from edgent.runtime.local import ThreadedServer
 from edgent.runtime.protocol import HEADER
 
@@ -268,7 +268,7 @@ def test_the_give_up_point_follows_the_plans_prediction_for_every_codec(chain, i
         raise EdgeUnavailable("captured")
 
     client._request = capture  # type: ignore[method-assign]
-    assert client.give_up_ms(300.0) == 150.0
+    assert client.give_up_ms(300.0) == 150.0 - FALLBACK_SWITCH_MS
     assert client.reserves(300.0, predicted_ms=40.0) and not client.reserves(300.0, predicted_ms=250.0)
     assert client.reserves(300.0) is True and not client.reserves(None, predicted_ms=1.0)
     client.infer(images, 5, partition, codec, deadline_ms=300.0)  # warm-up: the codec's first call imports
@@ -344,7 +344,7 @@ def test_the_give_up_point_counts_what_the_device_part_and_encoding_really_took(
     client = DeviceClient("127.0.0.1", 1, chain, slowdown=SlowEncode(),
                           device_exit_ms={1: 150.0, 2: 400.0, 3: 450.0, 4: 480.0, 5: 500.0})
     client._request = lambda frame, timeout_s: (_ for _ in ()).throw(EdgeUnavailable("captured"))  # type: ignore
-    assert client.give_up_ms(300.0) == 150.0
+    assert client.give_up_ms(300.0) == 150.0 - FALLBACK_SWITCH_MS
     r = client.infer(images, 5, 0, "jpeg75", deadline_ms=300.0, predicted_ms=120.0)
     assert r.give_up_reserved is True  # by the prediction alone: the answer by 120 ms, before the give-up point
     r = client.infer(images, 5, 0, "jpeg75", deadline_ms=300.0, predicted_ms=120.0, predicted_device_ms=7.0)

@@ -61,6 +61,10 @@ log = logging.getLogger("edgent.device")
 #: edge error codes that are the edge's passing state (the device falls back quietly); after any other code the
 #: device falls back too, but warns: a person has to fix something (the token, the model the edge serves, ...)
 RECOVERABLE_CODES = frozenset({"overloaded", "shutting_down", "internal", "timeout", "too_many_connections"})
+#: ms kept in reserve beside the fallback exit's own time: from giving up on the edge to the fallback's start
+#: (the timeout firing, the connection closed, the exit chosen), so that a fallback started at the give-up point
+#: still has its exit's whole predicted time before the deadline
+FALLBACK_SWITCH_MS = 5.0
 
 
 @dataclass
@@ -471,7 +475,7 @@ class DeviceClient:
     def give_up_ms(self, deadline_ms: float, batch: int = 1) -> float:
         """The give-up point (ms from arrival): the latest moment a fallback on the fastest exit, as the device's
         time for it is predicted, still ends by the deadline."""
-        return deadline_ms - min(self.device_exit_ms.values()) * batch
+        return deadline_ms - min(self.device_exit_ms.values()) * batch - FALLBACK_SWITCH_MS
 
     def reserves(self, deadline_ms: float | None, batch: int = 1, predicted_ms: float | None = None) -> bool:
         """Whether the edge's wait ends at the give-up point (:meth:`give_up_ms`) rather than at the deadline.
@@ -495,8 +499,7 @@ class DeviceClient:
         if deadline_ms is None:
             return self.timeout_s
         spent_ms = (time.perf_counter() - t0) * 1e3
-        reserve_ms = min(self.device_exit_ms.values()) * batch if reserve else 0.0
-        left_ms = deadline_ms - spent_ms - reserve_ms
+        left_ms = (self.give_up_ms(deadline_ms, batch) if reserve else deadline_ms) - spent_ms
         return min(self.timeout_s, left_ms / 1e3 if left_ms >= 1.0 else max(deadline_ms - spent_ms, 1.0) / 1e3)
 
     def _logits_of(self, reply: Frame, request_id: int, batch: int) -> tuple[torch.Tensor, dict[str, Any]]:
