@@ -232,7 +232,8 @@ class EdgentAgent:
         # the measured/predicted ratios of whole exits run on the device (device-only plans, fallbacks from point
         # 0), per exit: what the fallback's budget is corrected by (a JPEG encode's ratio says nothing about it)
         self.exit_calibration = ComputeCalibration()
-        client.warm_up_codecs(candidates.codecs)  # a codec's first call loads its library: no request's cost
+        client.warm_up(candidates.codecs)  # the first forward and a codec's first call: no request's cost
+        self.time_fallback_exit()
         # the first connection, before any request (a refused token raises here: a person must fix it)
         if not client.connected:
             client.connect(force=True)
@@ -275,6 +276,17 @@ class EdgentAgent:
         changed = self.conf.observe(rate_bps) if self.conf is not None else bool(self.detector.update(rate_bps))
         self.stats.changes += int(changed)
         return changed
+
+    def time_fallback_exit(self, repeats: int = 3) -> None:
+        """Time the fastest exit (as predicted) whole on the device ``repeats`` times, as a fallback runs it, and
+        teach the fallback's budget (:meth:`fallback_exit_ms`) what it measured: the give-up point then holds the
+        device's own time for it from the first request (a fallback at an outage's start is often the device's
+        first whole exit)."""
+        if not self.options.calibrate:
+            return
+        e = min(self.device_exit_offline_ms, key=self.device_exit_offline_ms.get)
+        for _ in range(repeats):
+            self.exit_calibration.observe("device", self.device_exit_offline_ms[e], self.client.time_exit_ms(e), e)
 
     def fallback_exit_ms(self) -> dict[int, float]:
         """Exit -> the device's time for the whole exit as the fallback budgets it: the offline prediction times
@@ -397,9 +409,9 @@ class EdgentAgent:
                 # the map's choice priced with the compute measured on recent requests (at the margin quantile of
                 # their ratios), at the bandwidth state the map read: when that misses the deadline and another
                 # configuration fits, take the best that does (the map was built on the offline compute
-                # prediction, with no margin for a busy device's spread); the link at the lower of the state's
-                # rate and the estimate (which holds the outage evidence the state may not show yet)
-                state_bps = min(self.last_state_bps or rate, rate)
+                # prediction, with no margin for a busy device's spread), on the link at the state's rate (the
+                # map's own view of it: the estimate's window still holds an outage's bounds after the link is back)
+                state_bps = self.last_state_bps or rate
                 at_state = self._calibrated_ms(c.latency_ms(Link(state_bps, state_bps, rtt), queue),
                                                o.margin_quantile)
                 if at_state[k] > o.deadline_ms:

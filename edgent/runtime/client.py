@@ -203,10 +203,31 @@ class DeviceClient:
             out[ep.exit] = float(np.median(times))
         return out
 
+    def warm_up(self, codecs: Sequence[str] = ()) -> None:
+        """Run every exit's forward once (preprocessing included) and encode one input with each codec in
+        ``codecs``, outside the device's (emulated) slowdown: the first forward of a process and a codec's first
+        call pay one-time costs (kernels set up, a library loaded: on the emulated device the first exit-1
+        forward measured about 100 ms over its price) that belong to no request. A codec that cannot encode the
+        model's input (one for an intermediate tensor of another shape) is skipped."""
+        pixels = torch.zeros((1, *self.chain.input_shape), dtype=torch.uint8)
+        with torch.inference_mode():
+            model_in = self._preprocess(pixels)
+            for ep in self.chain.exit_points:
+                self.chain(model_in, exit=ep.exit)
+        self.warm_up_codecs(codecs)
+
+    def time_exit_ms(self, exit: int) -> float:
+        """One fallback's device time (ms) of exit ``exit`` on an input of uint8 pixels: the preprocessing and the
+        whole exit, inside the device's (emulated) slowdown, as :meth:`infer` falls back."""
+        pixels = torch.zeros((1, *self.chain.input_shape), dtype=torch.uint8)
+        t0 = time.perf_counter()
+        with self._device_scope(), torch.inference_mode():
+            self.chain(self._preprocess(pixels), exit=exit)
+        return (time.perf_counter() - t0) * 1e3
+
     def warm_up_codecs(self, names: Sequence[str]) -> None:
-        """Encode one input with each codec in ``names``, outside the device's (emulated) compute: a codec's first
-        call loads its library (JPEG, zstd), a one-time cost that belongs to no request. A codec that cannot
-        encode the model's input (one for an intermediate tensor of another shape) is skipped."""
+        """Encode one input with each codec in ``names``, outside the device's (emulated) compute (see
+        :meth:`warm_up`)."""
         x = torch.zeros((1, *self.chain.input_shape))
         for name in names:
             try:
