@@ -418,8 +418,8 @@ class EdgentAgent:
                     alt = c.best(at_state, o.deadline_ms, allowed)
                     if at_state[alt] <= o.deadline_ms and alt != k:
                         k, source = alt, f"{source}+calibrated"
-        else:
-            k = c.best(cal, o.deadline_ms, allowed)
+        else:  # feasible with the margin (the compute at the margin quantile of its ratios), ranked as the rule says
+            k = c.best(self._calibrated_ms(lat, o.margin_quantile), o.deadline_ms, allowed)
             if not edge_up and source == "static":
                 source = "edge-unreachable"
         return k, source, float(lat[k]), float(cal[k])
