@@ -16,7 +16,7 @@ from edgent.plan.sources import table_for_model
 from edgent.plan.transfer import CODECS, wire_codec
 from edgent.runtime import BandwidthEstimator, DeviceClient, ServerConfig
 from edgent.runtime.agent import AgentOptions, EdgentAgent
-from edgent.runtime.client import EdgeUnavailable
+from edgent.runtime.client import FALLBACK_SWITCH_MS, EdgeUnavailable
 from edgent.runtime.local import ThreadedServer
 from edgent.runtime.protocol import HEADER
 
@@ -170,25 +170,43 @@ def test_calibration_enters_the_decision(chain, cands):
         assert np.isfinite(cal2)
 
 
-def test_edgent_run_over_loopback_with_the_emulated_link(chain, tmp_path, capsys):
-    """`edgent run` as a user types it: every request answered once, one JSON line each, records kept."""
+def test_edgent_run_over_loopback_with_the_emulated_link(chain, tmp_path, capsys, monkeypatch):
+    """`edgent run` as a user types it: every request answered once, one JSON line each, records kept; the device
+    profiles itself on the first run (on the wall clock, said in every output) and finds its profile on the next."""
     from edgent.cli.main import main
 
+    monkeypatch.setenv("EDGENT_CACHE", str(tmp_path / "cache"))
     with ThreadedServer({MODEL: chain}, ServerConfig(port=0, threads=1)) as server:
         records = tmp_path / "run.jsonl"
-        rc = main(["--allow-cpu-sleep", "run", "--edge", f"127.0.0.1:{server.port}", "--deadline", "5s",
-                   "--policy", "edgent", "--source", "synthetic", "--count", "6", "--emulate-link", "2Mbit",
-                   "--random-weights", "--json", "--records", str(records), "--live", "off"])
-    assert rc == 0
-    captured = capsys.readouterr()
-    # nothing copied: the edge's latency model and card came in the handshake
-    assert "advertised its latency model and the model card" in " ".join(captured.err.split())
-    lines = [json.loads(x) for x in captured.out.splitlines() if x.startswith("{")]
-    assert [x["seq"] for x in lines] == list(range(6))
-    recs = [json.loads(x) for x in records.read_text().splitlines()]
-    assert [r["seq"] for r in recs] == list(range(6))
-    assert all(r["policy"] == "edgent" and r["predicted_ms"]["offline"] > 0 for r in recs)
-    assert sum(r["where"] == "edge" for r in recs) >= 1
+        argv = ["--allow-cpu-sleep", "run", "--edge", f"127.0.0.1:{server.port}", "--deadline", "5s",
+                "--policy", "edgent", "--source", "synthetic", "--count", "6", "--emulate-link", "2Mbit",
+                "--random-weights", "--json", "--records", str(records), "--live", "off", "--quick-profile"]
+        rc = main(argv)
+        assert rc == 0
+        captured = capsys.readouterr()
+        err = " ".join(captured.err.split())
+        # nothing copied: the edge's latency model and card came in the handshake
+        assert "advertised its latency model and the model card" in err
+        assert "profiling this device once" in err and "measured now in" in err, err
+        assert "device: this machine, timing: wall clock" in err
+        lines = [json.loads(x) for x in captured.out.splitlines() if x.startswith("{")]
+        assert [x["seq"] for x in lines] == list(range(6))
+        recs = [json.loads(x) for x in records.read_text().splitlines()]
+        assert [r["seq"] for r in recs] == list(range(6))
+        assert all(r["policy"] == "edgent" and r["predicted_ms"]["offline"] > 0 for r in recs)
+        assert all(r["device_timing"] == "wall clock" for r in recs)
+        # this machine, timed as it is, runs the main exit within 5 s: the most accurate plan
+        assert all(r["exit_used"] == chain.num_exits and r["where"] in ("device", "edge") for r in recs)
+        summary = json.loads([x for x in captured.err.splitlines() if x.startswith('{"summary"')][-1])["summary"]
+        assert summary["device_timing"] == summary["device_latency_model_timing"] == "wall clock"
+        assert "device-profiles" in summary["device_latency_model"]
+        # the same machine and model: the profile is cached; the edge answers an edge-only plan
+        rc = main(argv[:-1] + ["--count", "2", "--quick-profile", "--policy", "edge-only"])
+        assert rc == 0
+        err = " ".join(capsys.readouterr().err.split())
+        assert "profiling this device once" not in err and f"cached {summary['device_latency_model']}" in err
+        recs = [json.loads(x) for x in records.read_text().splitlines()][6:]
+        assert [r["where"] for r in recs] == ["edge", "edge"]
 
 
 @pytest.mark.parametrize("queue_late", [True, False])
@@ -235,3 +253,130 @@ def test_the_handshake_advertises_the_edge_latency_model_and_card_only_when_aske
     card = card_path(MODEL)
     expected = json.loads(card.read_text()) if card is not None and card.is_file() else None
     assert ad["models"][MODEL]["card"] == expected
+
+
+@pytest.mark.parametrize("codec,partition", [("uint8", 0), ("jpeg75", 0), ("float32", 3), ("int8", 3)])
+def test_the_give_up_point_follows_the_plans_prediction_for_every_codec(chain, images, codec, partition):
+    """The client keeps the fastest exit's device time in reserve (gives up on the edge at the give-up point)
+    only for a plan predicted to answer by then; a plan predicted later (a JPEG of the input at a tight deadline)
+    gets the edge until the deadline. Without a prediction the client's default holds."""
+    client = DeviceClient("127.0.0.1", 1, chain, device_exit_ms={1: 150.0, 2: 400.0, 3: 450.0, 4: 480.0, 5: 500.0})
+    waits: list[float] = []
+
+    def capture(frame: bytes, timeout_s: float):
+        waits.append(timeout_s)
+        raise EdgeUnavailable("captured")
+
+    client._request = capture  # type: ignore[method-assign]
+    assert client.give_up_ms(300.0) == 150.0 - FALLBACK_SWITCH_MS
+    assert client.reserves(300.0, predicted_ms=40.0) and not client.reserves(300.0, predicted_ms=250.0)
+    assert client.reserves(300.0) is True and not client.reserves(None, predicted_ms=1.0)
+    client.infer(images, 5, partition, codec, deadline_ms=300.0)  # warm-up: the codec's first call imports
+    results = {}
+    for predicted in (40.0, 250.0, None):
+        t0 = time.perf_counter()
+        r = client.infer(images, 5, partition, codec, deadline_ms=300.0, t_arrival=t0, predicted_ms=predicted)
+        results[predicted] = (r.give_up_reserved, waits[-1] * 1e3, (time.perf_counter() - t0) * 1e3)
+    # the wait ends at the give-up point (150 ms after arrival, less what the device spent), or at the deadline
+    assert results[40.0][0] is True and results[40.0][1] <= 150.0
+    assert results[250.0][0] is False and results[250.0][1] > 150.0
+    assert results[None][0] is True and results[None][1] <= 150.0
+
+
+def _record(seq: int, met: bool, where: str, total_ms: float, change: bool = False) -> dict:
+    return {"seq": seq, "time_s": seq * 0.1, "met": met, "where": where, "total_ms": total_ms, "exit_used": 1,
+            "change_detected": change, "probe": None, "sample_bps": 5e5, "estimate_bps": 6e5,
+            "estimate_after_bps": 5.5e5, "bocpd_state_bps": 5.2e5, "rtt_ms": 20.0,
+            "plan": {"exit": 5, "partition": 3, "codec": "int8", "source": "map"},
+            "predicted_ms": {"offline": 90.0, "calibrated": 95.0}}
+
+
+def test_the_live_view_shows_bandwidth_changes_configuration_latency_met_share_and_fallbacks(cands):
+    from edgent.runtime.liveview import AgentLiveView
+
+    view = AgentLiveView.for_candidates("t", 200.0, cands)
+    for i in range(19):
+        view.update(_record(i, True, "edge", 100.0 + i, change=i == 4))
+    view.update(_record(19, False, "fallback", 250.0))
+    text = "\n".join(f"{k}: {v}" for k, v in view.rows())
+    n5 = cands.tables[0].exits[4].num_units
+    assert "estimate 0.550 Mbit/s" in text and "last sample 0.500" in text and "detector state 0.520" in text
+    assert "changes detected: 1" in text and "(at 0.4 s)" in text
+    assert f"exit 5, partition 3 (3/{n5} units on the device), codec int8" in text and "answered: fallback" in text
+    assert "last 250.0 ms" in text and f"p95 {np.percentile([100.0 + i for i in range(19)] + [250.0], 95):.1f} ms" in text
+    assert "95.0 %" in text and "fallbacks 1 (0 met)" in text
+    assert "MISSED" in view.line() and "met 95.0 %" in view.line()
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(view.panel())
+    assert "deadline met" in console.export_text()
+
+
+def test_edgent_run_shows_the_live_view_or_plain_lines(chain, tmp_path, capsys, monkeypatch):
+    from edgent.cli.main import main
+
+    monkeypatch.setenv("EDGENT_CACHE", str(tmp_path / "cache"))
+    with ThreadedServer({MODEL: chain}, ServerConfig(port=0, threads=1)) as server:
+        argv = ["--allow-cpu-sleep", "run", "--edge", f"127.0.0.1:{server.port}", "--deadline", "5s",
+                "--source", "synthetic", "--count", "3", "--emulate-link", "2Mbit", "--random-weights",
+                "--quick-profile", "--policy", "edge-only"]
+        assert main(argv + ["--live", "on"]) == 0
+        err = capsys.readouterr().err
+        assert "configuration" in err and "deadline met" in err and "100.0 %" in err
+        assert main(argv + ["--live", "off"]) == 0
+        err = capsys.readouterr().err
+        assert [line.split()[0] for line in err.splitlines() if line.startswith("#")] == ["#0", "#1", "#2"]
+        assert "configuration" not in err
+
+
+def test_the_give_up_point_counts_what_the_device_part_and_encoding_really_took(chain, images):
+    """A plan predicted to answer before the give-up point whose encoding ran late is late as a whole: the edge's
+    wait then runs to the deadline (falling back at the give-up point would turn a likely answer into a miss)."""
+    import contextlib
+
+    class SlowEncode:
+        @contextlib.contextmanager
+        def scope(self):
+            yield
+            time.sleep(0.06)
+
+    client = DeviceClient("127.0.0.1", 1, chain, slowdown=SlowEncode(),
+                          device_exit_ms={1: 150.0, 2: 400.0, 3: 450.0, 4: 480.0, 5: 500.0})
+    client._request = lambda frame, timeout_s: (_ for _ in ()).throw(EdgeUnavailable("captured"))  # type: ignore
+    assert client.give_up_ms(300.0) == 150.0 - FALLBACK_SWITCH_MS
+    r = client.infer(images, 5, 0, "jpeg75", deadline_ms=300.0, predicted_ms=120.0)
+    assert r.give_up_reserved is True  # by the prediction alone: the answer by 120 ms, before the give-up point
+    r = client.infer(images, 5, 0, "jpeg75", deadline_ms=300.0, predicted_ms=120.0, predicted_device_ms=7.0)
+    assert r.give_up_reserved is False  # the encoding took 60 ms, not 7: the answer is due after 170 ms
+    r = client.infer(images, 5, 0, "jpeg75", deadline_ms=300.0, predicted_ms=120.0, predicted_device_ms=70.0)
+    assert r.give_up_reserved is True  # the encoding took about what was priced
+
+
+@pytest.mark.parametrize("ratios,replaced", [([1.0, 1.0, 1.02, 0.98, 1.0], False),
+                                             ([1.0, 1.05, 1.3, 1.35, 1.0], True)])
+def test_the_maps_choice_must_fit_with_a_margin_for_the_measured_compute(chain, cands, ratios, replaced):
+    """The map holds exit 1 on the device (predicted under the deadline); when the device's measured compute of it
+    spreads past the deadline at the margin quantile, though its median fits, the agent takes the best
+    configuration that fits instead."""
+    from types import SimpleNamespace
+
+    from edgent.adapt.config_map import Configuration
+
+    client = DeviceClient("127.0.0.1", 1, chain, device_exit_ms={e: 1.0 for e in range(1, chain.num_exits + 1)})
+    table = cands.tables[0]
+    n1 = table.exits[0].num_units
+    k0 = cands.index(Configuration(1, n1, table.codec))
+    deadline = float(cands.device_ms[k0]) * 1.2  # the device-only exit 1 fits by 20 % as predicted
+    with EdgentAgent(client, cands, AgentOptions(deadline_ms=deadline, policy="edgent")) as agent:
+        agent.conf = SimpleNamespace(decide=lambda *a: SimpleNamespace(
+            config=cands.configs[k0], source="map", state=SimpleNamespace(mean_rate_bps=1e6)))
+        agent._measured.add(k0)
+        for r in ratios:
+            agent.calibration.observe("device", float(cands.device_ms[k0]), r * float(cands.device_ms[k0]),
+                                      cands.configs[k0])
+        k, source, _, cal = agent.decide(edge_up=True)
+        if replaced:
+            assert k != k0 and source == "map+calibrated" and cal <= deadline
+        else:
+            assert k == k0 and source == "map"

@@ -5,8 +5,9 @@ co-inference bed (``edgent.testbed.bed.CoInferenceBed``: the namespace testbed a
 edge server), Edgent plans once with the table's own codec only (exit, partition) and once with every codec of
 the model card as the third dimension (exit, partition, codec; ``edgent.plan.sources.with_codecs``); each plan
 is then served for ``--requests`` CIFAR-10 test images (seeded order), each request isolated (the shaper's
-bucket refilled before it; the client waits for the edge up to the deadline, without the runtime's default
-reserve of time for a device fallback, see [Note: no fallback reserve]). Reported per plan: the measured top-1, the share of requests within the requirement,
+bucket refilled before it; the client's give-up point follows the plan's prediction,
+``edgent.runtime.client.DeviceClient.reserves``). Reported per plan: the measured top-1, the share of requests
+within the requirement,
 latency percentiles, the bytes sent, and the prediction. The link the planner is given is the shaped rate, the
 measured base round trip and the shaper's burst, with the framing measured on the bed (``calibrate_wire``).
 """
@@ -23,17 +24,20 @@ MODEL = "alexnet-cifar10"
 
 
 def _measure(bed, plan, images, labels, requests: int, gap_s: float, deadline_ms: float) -> dict[str, Any]:
-    total, correct, sent, where = [], [], [], []
+    total, correct, sent, where, reserved = [], [], [], [], []
     stages: dict[str, list[float]] = {"device_ms": [], "encode_ms": [], "network_ms": [], "server_ms": []}
     for i in range(requests + 1):
         time.sleep(gap_s)
-        r = bed.client.infer(images[i % len(images)], plan.exit, plan.partition, plan.codec, deadline_ms=deadline_ms)
+        r = bed.client.infer(images[i % len(images)], plan.exit, plan.partition, plan.codec, deadline_ms=deadline_ms,
+                             predicted_ms=plan.predicted_ms,
+                             predicted_device_ms=None if plan.breakdown is None else plan.breakdown.device_ms)
         if i == 0:
             continue  # one unrecorded warm-up of this configuration
         total.append(r.total_ms)
         correct.append(bool(r.classes[0] == int(labels[i % len(images)])))
         sent.append(int(r.upload_bytes or 0))
         where.append(r.where)
+        reserved.append(r.give_up_reserved)
         stages["device_ms"].append(float(r.device_ms))
         stages["encode_ms"].append(float(getattr(r, "encode_ms", 0.0) or 0.0))
         stages["network_ms"].append(float(r.network_ms or 0.0))
@@ -45,13 +49,14 @@ def _measure(bed, plan, images, labels, requests: int, gap_s: float, deadline_ms
             "latency_ms": {"median": float(np.median(t)), "p95": float(np.percentile(t, 95)),
                            "p99": float(np.percentile(t, 99)), "max": float(t.max())},
             "upload_bytes_mean": float(np.mean(sent)), "fallbacks": int(sum(w == "fallback" for w in where)),
+            "give_up_reserved": sum(bool(g) for g in reserved),
             "stages_median_ms": {k: float(np.median(v)) for k, v in stages.items()},
             "stages_p99_ms": {k: float(np.percentile(v, 99)) for k, v in stages.items()},
             "total_ms": [round(v, 2) for v in total]}
 
 
 def run(rate_bps: float = 50e3, deadline_ms: float = 300.0, requests: int = 100, rtt_ms: float = 20.0,
-        emulate: bool | None = None, seed: int = 0, port: int = 8472, no_reserve: bool = True) -> dict[str, Any]:
+        emulate: bool | None = None, seed: int = 0, port: int = 8472) -> dict[str, Any]:
     """Bring the bed up, plan with and without the codec knob, measure both plans (see the module docstring)."""
     from edgent.data.cifar10 import request_images
     from edgent.model.card import resolve_accuracies
@@ -71,12 +76,6 @@ def run(rate_bps: float = 50e3, deadline_ms: float = 300.0, requests: int = 100,
                            "codecs": list(table.codecs)}
     with CoInferenceBed(opts, base, accs) as bed:
         out["testbed"] = bed.describe()
-        # [Note: no fallback reserve] the client by default keeps the device's fastest exit in reserve out of
-        # the deadline, which at a tight deadline leaves an edge request that spent its encoding time almost no
-        # wait before it falls back (and misses); here the edge gets the rest of the deadline, as a plan priced to
-        # fit it should
-        bed.client.fallback_reserve = not no_reserve
-        out["fallback_reserve"] = not no_reserve
         bed.warm_up(images[0])
         framing, overhead_ms = calibrate_wire(bed.client, images[0], "uint8", 3072, base.exits[-1].result_bytes,
                                               bed.kind == "netns")

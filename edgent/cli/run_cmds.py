@@ -41,6 +41,8 @@ class RunOptions:
     link_shaper: str | None = None
     emulate_link_bps: float | None = None
     emulate_device: bool = False
+    quick_profile: bool = False
+    reprofile: bool = False
     random_weights: bool = False
     seed: int = 0
     live: bool | None = None
@@ -70,7 +72,8 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         link_shaper=None if args.link_shaper == "none" else args.link_shaper,
         emulate_link_bps=None if args.emulate_link is None else parse_rate_bps(args.emulate_link,
                                                                                what="--emulate-link"),
-        emulate_device=args.emulate_device, random_weights=args.random_weights, seed=args.seed,
+        emulate_device=args.emulate_device, quick_profile=args.quick_profile, reprofile=args.reprofile,
+        random_weights=args.random_weights, seed=args.seed,
         live=None if args.live == "auto" else args.live == "on")
 
 
@@ -107,6 +110,47 @@ def advertised_files(o: RunOptions, chain: Any) -> tuple[str | None, str | None,
                                 + (f" (saved in {folder})" if got else ""))
 
 
+def latency_model_timing(path: str | None, role: str = "device") -> str:
+    """How the latency model in ``path`` (a measured profile or a fitted predictor; None: the shipped fit of
+    ``role``) was timed: ``"wall clock"`` or ``"EMULATED: ..."`` (``"unknown"`` when the file does not say)."""
+    from edgent.profile.throttle import DeviceEmulation
+
+    if path is None:
+        from edgent.latency.predictor import FITTED_DIR
+
+        path = str(FITTED_DIR / f"{role}.json")
+    try:
+        doc = json.loads(open(path).read())
+    except (OSError, ValueError):
+        return "unknown"
+    if isinstance(doc.get("timed_on"), str):
+        return doc["timed_on"]
+    try:
+        return DeviceEmulation.from_json(doc["emulation"]).timed_on()
+    except (KeyError, TypeError, ValueError, ConfigError):
+        return "unknown"
+
+
+def device_latency_model(o: RunOptions, chain: Any, say: Any) -> tuple[str | None, str]:
+    """The device's latency model for the tables: (path or None for the shipped fit, how it was timed).
+    ``--device-profile`` wins; an emulated device takes the shipped fit (the emulated device's); a real device
+    its own profile, from this machine's cache or measured now (:func:`edgent.profile.selfprofile.device_profile`;
+    the first lines of the output say which and how long it took)."""
+    if o.device_profile is not None:
+        timing = latency_model_timing(o.device_profile)
+        say(f"device latency model: {o.device_profile} (timing: {timing})")
+        return o.device_profile, timing
+    if o.emulate_device:
+        timing = latency_model_timing(None)
+        say(f"device latency model: the shipped fit of the emulated device (timing: {timing})")
+        return None, timing
+    from edgent.profile.selfprofile import device_profile
+
+    prof = device_profile(chain, quick=o.quick_profile, refresh=o.reprofile, progress=say)
+    say(prof.describe())
+    return str(prof.path), prof.timed_on
+
+
 def run_agent(o: RunOptions) -> int:
     """Set up and run the agent; prints the summary; 0 when every request was answered."""
     import contextlib
@@ -125,18 +169,19 @@ def run_agent(o: RunOptions) -> int:
 
     if o.count is None and o.duration_s is None and o.source in ("testsplit", "synthetic"):
         raise ConfigError("give --count N or --duration S (the test split and synthetic inputs repeat forever)")
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # paths and records stay on one line
     out = Console(stderr=o.json_lines)
     say = err.print
     chain = load_for_inference(o.model, random_weights=o.random_weights, seed=o.seed)
     edge_profile, card, edge_said = advertised_files(o, chain)
     say(edge_said)
     accs = resolve_accuracies(o.model, None, card, num_exits=chain.num_exits)
-    tables = [table_for_model(o.model, device_profile=o.device_profile, edge_profile=edge_profile, codec=c,
+    device_model, model_timing = device_latency_model(o, chain, say)
+    tables = [table_for_model(o.model, device_profile=device_model, edge_profile=edge_profile, codec=c,
                               accuracies=list(accs.values)) for c in o.codecs]
     cands = Candidates(tables)
     say(f"model {o.model}: {chain.num_exits} exits, accuracies from {accs.source}; latency tables: device "
-        f"{o.device_profile or 'the fitted default'}, edge {edge_profile or 'the fitted default'}")
+        f"{device_model or 'the shipped fit'}, edge {edge_profile or 'the shipped fit'}")
     cmap = None
     if o.policy == "edgent":
         cmap, how = map_for(cands, o.deadline_ms, o.rtt_ms, o.seed)
@@ -150,9 +195,10 @@ def run_agent(o: RunOptions) -> int:
 
         slowdown = stack.enter_context(DeviceThrottle())
         torch.set_num_threads(1)
-        say(f"device: EMULATED ({slowdown.describe()})")
+        device_timing = f"EMULATED: {slowdown.describe()}"
     else:
-        say("device: this machine, timed on the wall clock (no emulation)")
+        device_timing = "wall clock"
+    say(f"device: this machine, timing: {device_timing}")
     link = None
     if o.emulate_link_bps is not None:
         link = AppLink(delay_ms=o.rtt_ms, rate_bps=o.emulate_link_bps)
@@ -161,12 +207,20 @@ def run_agent(o: RunOptions) -> int:
     client = DeviceClient(o.host, o.port, chain, token=o.token, link=link, slowdown=slowdown,
                           estimator=BandwidthEstimator(shaper=shaper), device_exit_ms=tables[0].fallback_device_ms(),
                           exit_accuracy={i + 1: float(a) for i, a in enumerate(accs.values)}, client_name="edgent-run")
-    aopts = AgentOptions(deadline_ms=o.deadline_ms, policy=o.policy, prior_rtt_ms=o.rtt_ms)
+    aopts = AgentOptions(deadline_ms=o.deadline_ms, policy=o.policy, prior_rtt_ms=o.rtt_ms,
+                         device_timing=device_timing)
     with stack, client, EdgentAgent(client, cands, aopts, cmap, records=o.records) as agent:
         say(f"edge {o.host}:{o.port}: " + ("connected" if client.connected else
                                            f"not reachable yet ({client.last_connect_error}); requests run on the "
                                            "device until it is"))
+        from rich.live import Live
+
+        from edgent.runtime.liveview import AgentLiveView, NoLive
+
         live_on = err.is_terminal and not o.json_lines if o.live is None else o.live
+        every = 1 if o.live is False else 20  # plain lines: every request with --live off, else every 20th
+        view = AgentLiveView.for_candidates(f"edgent run: {o.model} -> {o.host}:{o.port}, policy {o.policy}, "
+                                            f"deadline {o.deadline_ms:g} ms", o.deadline_ms, cands)
 
         def show(rec: dict[str, Any]) -> None:
             if o.json_lines:
@@ -175,19 +229,23 @@ def run_agent(o: RunOptions) -> int:
                                              "exit": p["exit"], "where": rec["where"], "total_ms": rec["total_ms"],
                                              "met": rec["met"]}) + "\n")
                 sys.stdout.flush()
-            if live_on or rec["seq"] % 20 == 0:
-                pl = rec["plan"]
-                say(f"#{rec['seq']:<5} est {rec['estimate_bps'] / 1e6:7.3f} Mbit/s  exit {pl['exit']} part "
-                    f"{pl['partition']} {pl['codec']:<7} {rec['where']:<8} {rec['total_ms']:7.1f} ms "
-                    f"(pred {rec['predicted_ms']['calibrated']:.0f}) {'met' if rec['met'] else 'MISSED'}  "
-                    f"changes {agent.stats.changes}")
+            view.update(rec)
+            if live_on:
+                live.update(view.panel(), refresh=True)
+            elif rec["seq"] % every == 0:
+                say(view.line(), markup=False, highlight=False)
 
-        try:
-            stats = agent.run(source, show, o.rate_per_s, o.count, o.duration_s)
-        except KeyboardInterrupt:
-            stats = agent.stats
-            say("[yellow]interrupted[/yellow]")
+        with Live(view.panel(), console=err, auto_refresh=False, transient=False) if live_on else NoLive() as live:
+            try:
+                stats = agent.run(source, show, o.rate_per_s, o.count, o.duration_s)
+            except KeyboardInterrupt:
+                stats = agent.stats
+                say("[yellow]interrupted[/yellow]")
+        if live_on:
+            err.print()
     summary = {"policy": o.policy, "deadline_ms": o.deadline_ms, "device": "emulated" if o.emulate_device else "real",
+               "device_timing": device_timing, "device_latency_model": device_model or "shipped fit",
+               "device_latency_model_timing": model_timing,
                "link": "emulated" if o.emulate_link_bps is not None else "real", **stats.to_json()}
     if o.json_lines:
         sys.stderr.write(json.dumps({"summary": summary}) + "\n")  # one line, not wrapped: machine-readable
@@ -228,7 +286,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token", default=None, help="the edge's shared token")
     p.add_argument("--codecs", default="float32", help="codecs of the intermediate tensor to plan with, e.g. "
                    "float32,int8")
-    p.add_argument("--device-profile", default=None, help="the device's fitted latency model (JSON)")
+    p.add_argument("--device-profile", default=None,
+                   help="the device's latency model (a measured profile or a fitted predictor, JSON); default: "
+                        "this machine's own profile, cached, measured on the first run")
+    p.add_argument("--quick-profile", action="store_true",
+                   help="when the device profiles itself: a quick profile (fewer repetitions; cached apart)")
+    p.add_argument("--reprofile", action="store_true", help="profile the device again even when cached")
     p.add_argument("--edge-profile", default=None, help="the edge's fitted latency model (JSON)")
     p.add_argument("--rtt", default="20ms", help="round-trip time assumed before it is measured")
     p.add_argument("--link-shaper", choices=("none", "app", "packets"), default="none",
@@ -239,5 +302,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="emulate the weak device role (slowdown) instead of timing this machine as it is")
     p.add_argument("--random-weights", action="store_true", help="seeded random weights (testing)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--live", choices=("auto", "on", "off"), default="auto", help="print every request")
+    p.add_argument("--live", choices=("auto", "on", "off"), default="auto",
+                   help="a live view (on; auto: on a terminal without --json) or plain lines (off: one per request)")
     p.set_defaults(func=cmd_run)

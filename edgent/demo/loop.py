@@ -16,8 +16,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from edgent.demo.live import NoLive, live_panel
+from edgent.demo.live import demo_rows, demo_title
 from edgent.demo.options import DemoContext, RunState
+from edgent.runtime.liveview import AgentLiveView, NoLive
 
 
 @dataclass
@@ -90,11 +91,10 @@ def run_loop(s: DemoSession, st: RunState) -> None:
     cands = s.ctx.scenario.candidates
     live_on = console.is_terminal if opts.live is None else opts.live
     last_print = [-1e9]
+    view = AgentLiveView.for_candidates(demo_title(opts), opts.deadline_ms, cands,
+                                        extra_rows=demo_rows(st, opts, s.ctx.trace, kind))
 
-    def panel(now_s: float) -> Any:
-        return live_panel(st, opts, s.ctx.trace, now_s, cands, kind)
-
-    with Live(panel(0.0), console=console, auto_refresh=False, transient=False) if live_on else NoLive() as live:
+    with Live(view.panel(), console=console, auto_refresh=False, transient=False) if live_on else NoLive() as live:
         s.bed.warm_up(s.images[0])  # not recorded; then the replay and the clock start
         replayer = s.bed.testbed.replay(s.steps)
         st.t0 = time.monotonic()
@@ -110,15 +110,14 @@ def run_loop(s: DemoSession, st: RunState) -> None:
                 st.edge_exit_note = (f"WARNING: the edge server exited (code {code}) at {row['time_s']:.1f} s; "
                                      "from then on the device falls back on itself (see edge.log)")
                 console.print(f"[red]{st.edge_exit_note}[/red]")
+            view.update(rec)
             now = time.monotonic() - st.t0
             if live_on:
-                live.update(panel(now), refresh=True)
+                live.update(view.panel(), refresh=True)
             elif now - last_print[0] >= 5.0:
                 last_print[0] = now
-                console.print(f"t={now:5.1f}s  true {row['true_bps'] / 1e6:.3f} Mbit/s  measured "
-                              f"{(st.last_sample_bps or 0) / 1e6:.3f}  changes {len(st.change_times_s)}  exit "
-                              f"{row['plan']['exit']} part {row['plan']['partition']}  {row['latency_ms']:.0f} ms "
-                              f"({'met' if row['met'] else 'MISSED'})  met {100 * st.met / len(st.records):.0f}%")
+                console.print(f"t={now:5.1f}s  true {row['true_bps'] / 1e6:.3f} Mbit/s  {view.line()}", markup=False,
+                              highlight=False)
 
         # the demo's requests are camera frames: one that could not start on time is taken when the device is
         # free, and its time counts from then

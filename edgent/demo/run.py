@@ -137,7 +137,8 @@ def run_demo(opts: DemoOptions, console: Any = None) -> Path:
                     f"{MIN_REPLAY_BPS / 1e3:g} kbit/s on the link")
             say(f"set-up took {time.perf_counter() - t_setup:.1f} s; running {duration_s:g} s, one request every "
                 f"{opts.period_ms:g} ms")
-            aopts = AgentOptions(deadline_ms=opts.deadline_ms, policy="edgent", prior_rtt_ms=opts.rtt_ms)
+            aopts = AgentOptions(deadline_ms=opts.deadline_ms, policy="edgent", prior_rtt_ms=opts.rtt_ms,
+                                 device_timing=f"EMULATED: {desc['device']}")
             with EdgentAgent(bed.client, sc.candidates, aopts, sc.maps["bocpd"], make_detector("bocpd"),
                              records=out / "records.jsonl") as agent:
                 run_loop(DemoSession(ctx, bed, agent, steps, images, labels, accs, console), st)

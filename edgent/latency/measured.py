@@ -61,6 +61,14 @@ class MeasuredUnitLatency:
                           f"--role {self.role}")
 
     def predict_preprocess_ms(self, name: str, input_shape: Sequence[int]) -> float | None:
+        """The profile's own timing of the preprocessing ``name`` when it has one for this input size (a machine
+        profiled as it is), else the fallback predictor's, else None."""
+        own = self.profile.doc.get("preprocess") or {}
+        numel = 1
+        for d in input_shape:
+            numel *= int(d)
+        if own.get("name") == name and int(own.get("numel", -1)) == numel:
+            return float(own["ms"])
         if self._pre is None:
             return None
         fn = getattr(self._pre, "predict_preprocess_ms", None)

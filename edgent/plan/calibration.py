@@ -63,13 +63,15 @@ class ComputeCalibration:
             self._by_key.setdefault((side, key), deque(maxlen=int(self.window))).append(m / p)
         return True
 
-    def factor(self, side: str, key: Any = None) -> float:
+    def factor(self, side: str, key: Any = None, quantile: float = 0.5) -> float:
         """What to multiply ``side``'s predicted compute of configuration ``key`` by now: that configuration's
-        median ratio, else the side's, else 1 (fewer than ``min_samples`` ratios known)."""
+        median ratio, else the side's, else 1 (fewer than ``min_samples`` ratios known). With ``quantile`` above
+        0.5, that quantile of the same ratios instead: a factor the next call stays under that often, for a
+        decision that wants a margin against the spread of the compute."""
         self._check(side)
         for r in (self._by_key.get((side, key), ()) if key is not None else (), self._ratios[side]):
             if len(r) >= self.min_samples:
-                return float(np.median(r))
+                return float(np.median(r)) if quantile == 0.5 else float(np.quantile(r, quantile))
         return 1.0
 
     def predict_total_ms(self, total_ms: float, device_ms: float, edge_ms: float, key: Any = None) -> float:

@@ -51,6 +51,15 @@ def load_chain(name: str) -> MultiExitChain:
 _TIMED_ON = {"thread-cpu": "thread CPU time", "steady-cpu": "thread CPU time at the reference speed"}
 
 
+def _rounds(quick: bool) -> int:
+    return 6 if quick else 20
+
+
+def forwards_per_exit(quick: bool = False) -> int:
+    """How many timed forwards of every exit an unthrottled profile runs (:func:`time_units_in_place`)."""
+    return _rounds(quick) * (2 if quick else 5)
+
+
 def time_units_in_place(chain: MultiExitChain, x: torch.Tensor, throttled: bool, quick: bool = False,
                         clock: str = "wall", sync: Callable[[], None] | None = None
                         ) -> dict[tuple[int, int], list[float]]:
@@ -70,8 +79,8 @@ def time_units_in_place(chain: MultiExitChain, x: torch.Tensor, throttled: bool,
         from edgent.profile.hostspeed import shared_probe, steady_ms
 
         probe = shared_probe()
-    rounds = 6 if quick else 20
-    per_round = 1 if throttled else (2 if quick else 5)
+    rounds = _rounds(quick)
+    per_round = 1 if throttled else forwards_per_exit(quick) // rounds
     out: dict[tuple[int, int], list[float]] = {}
     exits = [ep.exit for ep in chain.exit_points]
     for e in exits:  # warm-up
@@ -157,16 +166,20 @@ def profile_model(chain: MultiExitChain, role: str, emulation: DeviceEmulation, 
         factor = 1.0
         if emulation.uses_quota:
             factor = quota_wall_per_cpu(lambda: runner.forward(x), quick)
+        preprocess = _time_preprocess(chain, quick) if not emulation.emulated else None
     for exit, info, trunk in units:
         st = stats_from_samples([v * factor for v in samples[(exit, info.index)]],
                                 "in place, thread CPU x quota wall/CPU" if emulation.uses_quota else "in place, per call",
                                 figure="mean" if emulation.uses_quota else "median")
         records.append(_record(exit, info, trunk, st, emulation))
+    from edgent.profile.machine import machine_fingerprint
+
     return {
         "format": PROFILE_FORMAT, "model": chain.name, "runtime": runtime,
         "placement": {**placement.to_json(), "device_name": device_name(placement.device)},
         "clock": emulation.timing_clock or clock_name(), "role": role,
-        "emulation": emulation.to_json(),
+        "timed_on": emulation.timed_on(), "emulation": emulation.to_json(),
+        "machine": machine_fingerprint(emulation.threads, runtime).to_json(), "preprocess": preprocess,
         "timing": ("in place: mean thread CPU time x the quota's measured wall/CPU factor" if emulation.uses_quota
                    else "in place: median wall time over forwards, each unit to the end of its GPU kernels"
                    if sync is not None
@@ -176,6 +189,25 @@ def profile_model(chain: MultiExitChain, role: str, emulation: DeviceEmulation, 
                   for ep in chain.exit_points],
         "units": records,
     }
+
+
+def _time_preprocess(chain: MultiExitChain, quick: bool) -> dict[str, Any]:
+    """The model's input preprocessing (uint8 pixels of one input to the model's input) on the wall clock: its
+    median over calls, ms. Timed only for a machine profiled as it is; an emulated role's preprocessing is priced
+    by the role's fitted predictor (its timing follows the emulation's clock)."""
+    from edgent.model.preprocess import default_preprocess, get_preprocess
+
+    name = default_preprocess(chain.name)
+    fn = get_preprocess(name)
+    pixels = torch.randint(0, 256, (1, *chain.input_shape), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    fn(pixels)
+    ms = []
+    for _ in range(20 if quick else 100):
+        t = time.perf_counter()
+        fn(pixels)
+        ms.append((time.perf_counter() - t) * 1e3)
+    return {"name": name, "numel": int(pixels.numel()), "ms": float(np.median(ms)), "clock": "wall"}
 
 
 def _record(exit: int, info: UnitInfo, trunk: bool, st: TimingStats, emulation: DeviceEmulation) -> dict[str, Any]:

@@ -368,6 +368,17 @@ class DeviceEmulation:
         """The same role with the emulated slowdown removed (what is measured for real)."""
         return DeviceEmulation(self.threads, self.cpu_quota, 1.0, self.period_us, self.clock)
 
+    @property
+    def emulated(self) -> bool:
+        """Whether anything about this role is emulated or throttled (a slowdown, a CPU clock, a CPU quota):
+        False only for the machine as it is, timed on the wall clock."""
+        return self.slowdown != 1.0 or bool(self.cpu_quota) or self.clock != "wall"
+
+    def timed_on(self) -> str:
+        """One label for every output that says how the role's times were taken: ``"wall clock"`` for the
+        machine as it is, else ``"EMULATED: ..."`` with what is emulated."""
+        return "wall clock" if not self.emulated else f"EMULATED: {self.describe()}"
+
     def describe(self) -> str:
         """What is real and what is emulated, in words, for every output."""
         real = f"real: {self.threads} torch thread(s) on this host"
@@ -426,6 +437,17 @@ DEVICE = DeviceEmulation(threads=1, slowdown=100.0, clock="steady-cpu")
 DEVICE_THREAD_CPU = DeviceEmulation(threads=1, slowdown=100.0, clock="thread-cpu")
 DEVICE_QUOTA = DeviceEmulation(threads=1, cpu_quota=0.1, slowdown=7.0)
 ROLES: dict[str, DeviceEmulation] = {"edge": EDGE, "device": DEVICE}
+
+
+def real_emulation(threads: int | None = None) -> DeviceEmulation:
+    """This machine as it is, nothing emulated: ``threads`` torch threads (default: as many as torch uses now,
+    what a program on this machine runs with), timed on the wall clock. What a real device profiles itself with
+    (``edgent profile --role device`` without ``--emulate``)."""
+    if threads is None:
+        import torch
+
+        threads = torch.get_num_threads()
+    return DeviceEmulation(threads=int(threads))
 
 
 def role_emulation(role: str) -> DeviceEmulation:

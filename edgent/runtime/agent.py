@@ -9,11 +9,17 @@ Per request (:meth:`EdgentAgent.handle`), with the time from the request's arriv
    the estimated bandwidth; ``edge-only``, ``device-only`` and ``neurosurgeon`` restrict it to the main exit
    at point 0, on the device, or at any point. Predictions are corrected online by the measured compute
    (:class:`edgent.plan.calibration.ComputeCalibration`), and ``static``-style decisions rank by the corrected
-   prediction. While the edge is unreachable the decision is restricted to on-device configurations, and the
-   connection is re-opened in the background (no request waits on a reconnect).
+   prediction. The map's choice must fit the requirement with its compute at the ``margin_quantile`` of its
+   measured ratios (the map was built on the offline prediction, with no margin for a busy device's spread),
+   else the best configuration that does is taken (source ``...+calibrated``). While the edge is unreachable
+   the decision is restricted to on-device configurations, and the connection is re-opened in the background
+   (no request waits on a reconnect).
 2. **Co-infer** with the codec the plan was priced with (:func:`edgent.plan.transfer.wire_codec`: raw uint8 pixels
-   at point 0). The client gives up on the edge early enough that its predicted fastest on-device exit still
-   finishes within the requirement (the give-up point), and falls back.
+   at point 0), after every codec was warmed up once at start (a codec's first call loads its library). When
+   the plan is predicted to answer before the give-up point (the requirement less the fastest on-device exit,
+   as whole exits measured on the device correct it at the margin quantile), counting what its device part and
+   encoding really took, the client gives up on the edge there and falls back in time; a plan predicted later
+   gets the edge until the requirement (:meth:`edgent.runtime.client.DeviceClient.reserves`).
 3. **Probe while the device computes.** When the plan runs on the device and no transfer has crossed the link
    for ``probe_idle_s`` (device-only plans during an outage, say), a probe sized to the current estimate
    (``probe_link_ms`` of traffic at the estimated rate plus the shaper's burst, within ``[min_probe_bytes,
@@ -23,8 +29,9 @@ Per request (:meth:`EdgentAgent.handle`), with the time from the request's arriv
    below its bytes over its wait. (Plans that cross the link are their own samples.)
 4. **Learn.** The answer's bandwidth sample (the estimator corrects the shaper's burst and takes the edge's
    reported time out), or, for a request the edge did not answer, the bound :func:`edgent.runtime.bandwidth.
-   timeout_bound_bps`, goes to the estimator and to the change detector; the compute times go to the
-   calibration.
+   timeout_bound_bps` (of the wait less the edge's calibrated compute; none when the edge had less than a round
+   trip beyond it), goes to the estimator and to the change detector; the compute times go to the calibration
+   (device part with its encoding, edge compute with its decoding).
 5. **Record** one JSON line: the decision, the offline and the calibrated prediction, the estimate, the sample,
    where the answer came from, whether it met the requirement, and ``no_exit_could_meet`` when no on-device
    exit was predicted to fit in what was left when the device fell back.
@@ -77,6 +84,10 @@ class AgentOptions:
             deadline (its admission control); False: plan as if the edge were idle and dedicated (the paper).
         margin: the share of the deadline a plan keeps in reserve (predictions are means; the margin absorbs
             their spread).
+        device_timing: how the device runs, for the records: ``"wall clock"`` (as it is) or ``"EMULATED: ..."``.
+        margin_quantile: the configuration map's choice must fit the deadline with its compute at this quantile
+            of its recent measured/predicted ratios (a margin against the compute's spread on a busy device);
+            else the best configuration that does is taken.
     """
 
     deadline_ms: float = 200.0
@@ -92,6 +103,8 @@ class AgentOptions:
     reconnect_every_s: float = 0.25
     load_aware: bool = True
     margin: float = 0.0
+    device_timing: str = "wall clock"
+    margin_quantile: float = 0.9
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -106,6 +119,8 @@ class AgentOptions:
             raise ConfigError(f"probe_share must be in (0, 1], got {self.probe_share!r}")
         if not 0 < self.min_probe_bytes <= self.max_probe_bytes:
             raise ConfigError("need 0 < min_probe_bytes <= max_probe_bytes")
+        if not 0.5 <= self.margin_quantile < 1:
+            raise ConfigError(f"margin_quantile must be in [0.5, 1), got {self.margin_quantile!r}")
 
 
 @dataclass
@@ -230,6 +245,11 @@ class EdgentAgent:
         self.edge_load = EdgeLoadModel()
         client.send_deadline = options.load_aware
         self.last_queue_ms = 0.0
+        # the measured/predicted ratios of whole exits run on the device (device-only plans, fallbacks from point
+        # 0), per exit: what the fallback's budget is corrected by (a JPEG encode's ratio says nothing about it)
+        self.exit_calibration = ComputeCalibration()
+        client.warm_up(candidates.codecs)  # the first forward and a codec's first call: no request's cost
+        self.time_fallback_exit()
         # the first connection, before any request (a refused token raises here: a person must fix it)
         if not client.connected:
             client.connect(force=True)
@@ -272,6 +292,27 @@ class EdgentAgent:
         changed = self.conf.observe(rate_bps) if self.conf is not None else bool(self.detector.update(rate_bps))
         self.stats.changes += int(changed)
         return changed
+
+    def time_fallback_exit(self, repeats: int = 3) -> None:
+        """Time the fastest exit (as predicted) whole on the device ``repeats`` times, as a fallback runs it, and
+        teach the fallback's budget (:meth:`fallback_exit_ms`) what it measured: the give-up point then holds the
+        device's own time for it from the first request (a fallback at an outage's start is often the device's
+        first whole exit)."""
+        if not self.options.calibrate:
+            return
+        e = min(self.device_exit_offline_ms, key=self.device_exit_offline_ms.get)
+        for _ in range(repeats):
+            self.exit_calibration.observe("device", self.device_exit_offline_ms[e], self.client.time_exit_ms(e), e)
+
+    def fallback_exit_ms(self) -> dict[int, float]:
+        """Exit -> the device's time for the whole exit as the fallback budgets it: the offline prediction times
+        the margin quantile of the measured ratios of whole exits on the device (that exit's, else any exit's,
+        else none: the prediction as it is)."""
+        o = self.options
+        if not o.calibrate:
+            return dict(self.device_exit_offline_ms)
+        return {e: v * self.exit_calibration.factor("device", e, o.margin_quantile)
+                for e, v in self.device_exit_offline_ms.items()}
 
     def _fastest_exit_ms(self) -> float:
         return min(self.client.device_exit_ms.values())
@@ -334,17 +375,37 @@ class EdgentAgent:
             self._observe(bound)
 
     # ------------------------------------------------------------------ deciding
-    def _calibrated_ms(self, lat: np.ndarray) -> np.ndarray:
-        """Every candidate's latency with its device and edge compute corrected by the calibration."""
+    def calibration_factors(self, k: int) -> tuple[float, float]:
+        """The (device, edge) compute factors the calibration gives candidate ``k`` now: its own once measured,
+        else its side's (1, 1 without calibration)."""
+        if not self.options.calibrate:
+            return 1.0, 1.0
+        key = self.cands.configs[k] if k in self._measured else None
+        return self.calibration.factor("device", key), self.calibration.factor("edge", key)
+
+    def _calibrated_ms(self, lat: np.ndarray, quantile: float = 0.5) -> np.ndarray:
+        """Every candidate's latency with its device and edge compute corrected by the calibration (the median
+        ratio; ``quantile``: that quantile of the ratios, for a margin)."""
         if not self.options.calibrate:
             return lat
-        c, cal = self.cands, self.calibration
+        c, cal, q = self.cands, self.calibration, quantile
         # a configuration never measured takes its side's factor; only the measured ones have their own
-        fd = np.full(len(c), cal.factor("device"))
-        fe = np.full(len(c), cal.factor("edge"))
+        fd = np.full(len(c), cal.factor("device", quantile=q))
+        fe = np.full(len(c), cal.factor("edge", quantile=q))
         for k in self._measured:
-            fd[k], fe[k] = cal.factor("device", c.configs[k]), cal.factor("edge", c.configs[k])
+            fd[k], fe[k] = cal.factor("device", c.configs[k], q), cal.factor("edge", c.configs[k], q)
         return lat + c.device_ms * (fd - 1.0) + c.edge_ms * (fe - 1.0)
+
+    def fixed(self, config: Any, link: Link | None = None) -> tuple[int, str, float, float]:
+        """Like :meth:`decide`, for a configuration chosen by the caller (a benchmark's plan): (its index,
+        ``"fixed"``, its offline and calibrated prediction), priced on ``link`` (default: the estimates)."""
+        c = self.cands
+        k = c.index(config)
+        if link is None:
+            link = Link(self.rate_bps, self.rate_bps, self.rtt_ms)
+        self.last_queue_ms = queue = self.edge_load.queue_ms() if self.options.load_aware else 0.0
+        lat = c.latency_ms(link, queue)
+        return k, "fixed", float(lat[k]), float(self._calibrated_ms(lat)[k])
 
     def decide(self, edge_up: bool, budget_ms: float | None = None) -> tuple[int, str, float, float]:
         """(candidate index, source, offline prediction ms, calibrated prediction ms) for the next request, which
@@ -356,6 +417,8 @@ class EdgentAgent:
         lat = c.latency_ms(Link(rate, rate, rtt), queue)
         cal = self._calibrated_ms(lat)
         allowed = self.allowed if edge_up else (self.allowed & self.on_device)
+        # what the plan may take: the rest of the request's deadline, less the margin kept for the spread
+        limit_ms = (o.deadline_ms if budget_ms is None else budget_ms) - o.margin * o.deadline_ms
         source = "static"
         if not allowed.any():  # an edge-only policy with the edge gone: the best on-device configuration
             allowed, source = self.on_device, "edge-unreachable"
@@ -363,21 +426,38 @@ class EdgentAgent:
             d = self.conf.decide(rate, rtt, queue)
             k, source = c.index(d.config), d.source
             self.last_state_bps = None if d.state is None else float(d.state.mean_rate_bps)
-        else:
-            k = c.best(cal, (o.deadline_ms if budget_ms is None else budget_ms) - o.margin * o.deadline_ms, allowed)
+            if o.calibrate:
+                # the map's choice priced with the compute measured on recent requests (at the margin quantile of
+                # their ratios), at the bandwidth state the map read: when that misses the deadline and another
+                # configuration fits, take the best that does (the map was built on the offline compute
+                # prediction, with no margin for a busy device's spread), on the link at the state's rate (the
+                # map's own view of it: the estimate's window still holds an outage's bounds after the link is back)
+                state_bps = self.last_state_bps or rate
+                at_state = self._calibrated_ms(c.latency_ms(Link(state_bps, state_bps, rtt), queue),
+                                               o.margin_quantile)
+                if at_state[k] > limit_ms:
+                    alt = c.best(at_state, limit_ms, allowed)
+                    if at_state[alt] <= limit_ms and alt != k:
+                        k, source = alt, f"{source}+calibrated"
+        else:  # feasible with the margin (the compute at the margin quantile of its ratios), ranked as the rule says
+            k = c.best(self._calibrated_ms(lat, o.margin_quantile), limit_ms, allowed)
             if not edge_up and source == "static":
                 source = "edge-unreachable"
         return k, source, float(lat[k]), float(cal[k])
 
     # ------------------------------------------------------------------ one request
-    def handle(self, x: torch.Tensor | np.ndarray, label: int | None = None,
-               t_arrival: float | None = None) -> dict[str, Any]:
-        """Serve one request (see the module docstring); returns its record (also written to the records)."""
+    def handle(self, x: torch.Tensor | np.ndarray, label: int | None = None, t_arrival: float | None = None,
+               config: Any = None, link: Link | None = None) -> dict[str, Any]:
+        """Serve one request (see the module docstring); returns its record (also written to the records).
+
+        ``config``: run this configuration (:class:`edgent.adapt.config_map.Configuration`) instead of deciding,
+        priced on ``link`` when given (a benchmark that measures fixed plans on a known link); everything else,
+        from the give-up point to the record, is the agent's own."""
         t_arrival = time.perf_counter() if t_arrival is None else t_arrival
         o, c, client, est = self.options, self.cands, self.client, self.client.estimator
-        # the calibrated on-device time of every exit: the client's give-up point and fallback choice
-        fd = self.calibration.factor("device") if o.calibrate else 1.0
-        client.device_exit_ms = {e: v * fd for e, v in self.device_exit_offline_ms.items()}
+        # the on-device time of every exit, at the margin quantile of its measured ratios: the client's give-up
+        # point and fallback choice
+        client.device_exit_ms = self.fallback_exit_ms()
         locked = self.lock.acquire(blocking=False)  # held by the background reconnect: the edge is not ready
         try:
             edge_up = locked and client.connected
@@ -386,19 +466,18 @@ class EdgentAgent:
                 self._silence_bound()
             estimate_before = self.rate_bps
             # a request that waited on the device (behind the previous one) has only the rest of its deadline
-            k, source, pred_offline, pred_cal = self.decide(
-                edge_up, o.deadline_ms - (time.perf_counter() - t_arrival) * 1e3)
+            if config is None:
+                k, source, pred_offline, pred_cal = self.decide(
+                    edge_up, o.deadline_ms - (time.perf_counter() - t_arrival) * 1e3)
+            else:
+                k, source, pred_offline, pred_cal = self.fixed(config, link)
+            used = self.calibration_factors(k)
             cfg = c.configs[k]
             table = self.tables.get(cfg.codec, c.tables[0])  # (every table has the same exits and units)
             n_units = table.exit_costs(cfg.exit).num_units
             codec = wire_codec(cfg.codec, cfg.partition, n_units, table.raw_input) or cfg.codec
-            if c.crosses[k] and not edge_up:  # (cannot happen: decide() restricts) never wait on a reconnect
+            if c.crosses[k] and not edge_up and config is None:  # (decide() restricts) never wait on a reconnect
                 raise EdgentError("internal: an edge configuration was chosen with the edge unreachable")
-            # the give-up point: wait for the edge until the fastest on-device exit just fits before the
-            # deadline, when the plan itself is predicted to answer before then; a plan predicted later than that
-            # point gets the whole deadline (giving up early would only turn a likely answer into a miss)
-            give_up_ms = o.deadline_ms - self._fastest_exit_ms()
-            client.fallback_reserve = pred_cal <= give_up_ms
             probe: dict[str, Any] | None = None
             prober = None
             if edge_up and not c.crosses[k] and self._probe_wanted():  # the link is idle during the compute
@@ -413,8 +492,10 @@ class EdgentAgent:
                 prober = threading.Thread(target=run_probe, name="edgent-probe", daemon=True)
                 prober.start()
             try:
+                # the give-up point follows the plan's calibrated prediction (DeviceClient.reserves)
                 res = client.infer(x, cfg.exit, cfg.partition, codec, deadline_ms=o.deadline_ms,
-                                   t_arrival=t_arrival)
+                                   t_arrival=t_arrival, predicted_ms=pred_cal,
+                                   predicted_device_ms=float(c.device_ms[k]) * used[0])
             finally:
                 if prober is not None:
                     prober.join()
@@ -425,11 +506,11 @@ class EdgentAgent:
             if locked:
                 self.lock.release()
         return self._learn_and_record(res, k, source, codec, pred_offline, pred_cal, probe, estimate_before,
-                                      label, t_arrival)
+                                      label, t_arrival, used)
 
     def _learn_and_record(self, res: InferenceResult, k: int, source: str, codec: str, pred_offline: float,
                           pred_cal: float, probe: dict[str, Any] | None, estimate_before: float,
-                          label: int | None, t_arrival: float) -> dict[str, Any]:
+                          label: int | None, t_arrival: float, used: tuple[float, float]) -> dict[str, Any]:
         o, c, est = self.options, self.cands, self.client.estimator
         cfg = c.configs[k]
         sample_kind, sample = None, None
@@ -437,13 +518,21 @@ class EdgentAgent:
             sample, sample_kind = res.bandwidth_sample_bps, "measured"
             self._unanswered = None
         elif res.where == "fallback" and c.crosses[k] and "no answer" in (res.fallback_reason or ""):
-            bound = timeout_bound_bps(float(res.upload_bytes or c.tx_bytes[k]), res.total_ms, res.device_ms,
-                                      res.encode_ms)
-            self._unanswered = (float(res.upload_bytes or c.tx_bytes[k]), t_arrival + res.device_ms / 1e3)
-            if est.add_upper_bound(bound) is not None:
-                sample, sample_kind = bound, "upper_bound"
-            else:  # consistent with every kept sample: no news for the estimate or the detector
-                sample_kind = "upper_bound_above_samples"
+            size = float(res.upload_bytes or c.tx_bytes[k])
+            # of the wait, the edge's own compute (as calibrated: a busy edge is slow, not the link) is no link time
+            edge_ms = float(c.edge_ms[k]) * used[1]
+            waited_ms = res.total_ms - res.device_ms - res.encode_ms - edge_ms
+            if waited_ms <= self.rtt_ms:
+                # the edge had less than a round trip beyond its compute to answer (the request's budget was spent
+                # before it was sent, or the edge is that slow): no evidence about the link
+                sample_kind = "no_evidence"
+            else:
+                bound = timeout_bound_bps(size, res.total_ms - edge_ms, res.device_ms, res.encode_ms)
+                self._unanswered = (size, t_arrival + (res.total_ms - waited_ms) / 1e3)
+                if est.add_upper_bound(bound) is not None:
+                    sample, sample_kind = bound, "upper_bound"
+                else:  # consistent with every kept sample: no news for the estimate or the detector
+                    sample_kind = "upper_bound_above_samples"
         changed = self._observe(sample)
         refused = res.where == "fallback" and "edge error overloaded" in (res.fallback_reason or "")
         if res.edge_load is not None and (res.where == "edge" or refused):  # the edge's load, learnt
@@ -452,12 +541,16 @@ class EdgentAgent:
         if res.where in ("edge", "device"):
             self._measured.add(k)
         if res.where == "edge":
-            self.calibration.observe("device", float(c.device_ms[k]), res.device_ms, cfg)
-            compute = (res.server_timings_ms or {}).get("compute_ms")
-            if compute is not None:
-                self.calibration.observe("edge", float(c.edge_ms[k]), float(compute), cfg)
+            # the priced device part includes the encoding (a JPEG of the input, say), the edge part the decoding
+            self.calibration.observe("device", float(c.device_ms[k]), res.device_ms + res.encode_ms, cfg)
+            server = res.server_timings_ms or {}
+            if server.get("compute_ms") is not None:
+                self.calibration.observe("edge", float(c.edge_ms[k]),
+                                         float(server["compute_ms"]) + float(server.get("decode_ms") or 0.0), cfg)
         elif res.where == "device":
             self.calibration.observe("device", float(c.device_ms[k]), res.device_ms, cfg)
+        if res.where == "device" or (res.where == "fallback" and cfg.partition == 0):  # a whole exit on the device
+            self.exit_calibration.observe("device", self.device_exit_offline_ms[res.exit], res.device_ms, res.exit)
         total_ms = (time.perf_counter() - t_arrival) * 1e3
         met = total_ms <= o.deadline_ms
         s = self.stats
@@ -473,8 +566,9 @@ class EdgentAgent:
         if res.where == "fallback":
             s.fallbacks += 1
             s.fallbacks_met += int(met)
-            # could any on-device exit have made it, as predicted, from the request's arrival?
-            could_meet = min(self.client.device_exit_ms.values()) <= o.deadline_ms
+            # could any on-device exit, as predicted, have made it in what was left when the device fell back?
+            left_ms = o.deadline_ms if res.fallback_left_ms is None else res.fallback_left_ms
+            could_meet = min(self.client.device_exit_ms.values()) <= left_ms
             s.fallbacks_could_meet += int(could_meet)
         probs = torch.softmax(res.logits[0].float(), dim=0)
         top = int(res.classes[0])
@@ -486,7 +580,7 @@ class EdgentAgent:
             "seq": self.seq,
             "time_s": round(t_arrival - self.t0, 6),
             "time_unix_s": round(time.time(), 6),
-            "policy": o.policy,
+            "policy": o.policy, "device_timing": o.device_timing,
             "plan": {"exit": cfg.exit, "partition": cfg.partition, "codec": codec, "planned_codec": cfg.codec,
                      "source": source, "candidate": k, "upload_bytes_priced": int(c.tx_bytes[k])},
             "estimate_bps": estimate_before, "estimate_after_bps": est.rate_bps, "rtt_ms": self.rtt_ms,
@@ -494,6 +588,7 @@ class EdgentAgent:
             "bocpd_state_bps": self.last_state_bps,
             "predicted_ms": {"offline": round(pred_offline, 3), "calibrated": round(pred_cal, 3),
                              "edge_queue": round(self.last_queue_ms, 3)},
+            "calibration_used": {"device": used[0], "edge": used[1]},
             "calibration": {"device": self.calibration.factor("device", cfg),
                             "edge": self.calibration.factor("edge", cfg)} if o.calibrate else None,
             "measured_ms": {"device": round(res.device_ms, 3), "encode": round(res.encode_ms, 3),
@@ -502,7 +597,7 @@ class EdgentAgent:
                             "edge_total": server.get("server_ms")},
             "bytes": {"upload": res.upload_bytes, "download": res.download_bytes},
             "where": res.where, "fallback_reason": res.fallback_reason, "exit_used": res.exit,
-            "give_up_reserved": bool(self.client.fallback_reserve) if c.crosses[k] else None,
+            "give_up_reserved": res.give_up_reserved,
             "no_exit_could_meet": None if could_meet is None else not could_meet,
             "deadline_ms": o.deadline_ms, "total_ms": round(total_ms, 3), "met": met,
             "prediction": {"class": top, "confidence": round(float(probs[top]), 6), "exit": res.exit},

@@ -61,6 +61,10 @@ log = logging.getLogger("edgent.device")
 #: edge error codes that are the edge's passing state (the device falls back quietly); after any other code the
 #: device falls back too, but warns: a person has to fix something (the token, the model the edge serves, ...)
 RECOVERABLE_CODES = frozenset({"overloaded", "shutting_down", "internal", "timeout", "too_many_connections"})
+#: ms kept in reserve beside the fallback exit's own time: from giving up on the edge to the fallback's start
+#: (the timeout firing, the connection closed, the exit chosen), so that a fallback started at the give-up point
+#: still has its exit's whole predicted time before the deadline
+FALLBACK_SWITCH_MS = 5.0
 
 
 @dataclass
@@ -86,6 +90,10 @@ class InferenceResult:
     download_bytes: int = 0
     bandwidth_sample_bps: float | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: whether the edge's wait kept the fallback's time in reserve (None: nothing was sent to the edge)
+    give_up_reserved: bool | None = None
+    #: for a fallback: what was left of the deadline (ms) when the device started it (None: no deadline)
+    fallback_left_ms: float | None = None
 
     @property
     def fallback(self) -> bool:
@@ -161,7 +169,8 @@ class DeviceClient:
         self.exit_accuracy = exit_accuracy or {ep.exit: float(ep.exit) for ep in self.chain.exit_points}
         self.client_name = client_name
         #: keep the fastest exit's device time in reserve before the deadline (fall back early enough to finish
-        #: in time); False: wait for the edge until the deadline itself (a planner already budgeted the edge path)
+        #: in time) for a request whose plan gives no prediction; False: wait for the edge until the deadline
+        #: itself. A request with a prediction decides by it (:meth:`reserves`)
         self.fallback_reserve = True
         #: tell the edge how long this request can still wait (its admission control answers ``overloaded`` at
         #: once when its predicted wait is longer, and its batching never holds the request past that point)
@@ -196,6 +205,39 @@ class DeviceClient:
                 times.append((time.perf_counter() - t0) * 1e3)
             out[ep.exit] = float(np.median(times))
         return out
+
+    def warm_up(self, codecs: Sequence[str] = ()) -> None:
+        """Run every exit's forward once (preprocessing included) and encode one input with each codec in
+        ``codecs``, outside the device's (emulated) slowdown: the first forward of a process and a codec's first
+        call pay one-time costs (kernels set up, a library loaded: on the emulated device the first exit-1
+        forward measured about 100 ms over its price) that belong to no request. A codec that cannot encode the
+        model's input (one for an intermediate tensor of another shape) is skipped."""
+        pixels = torch.zeros((1, *self.chain.input_shape), dtype=torch.uint8)
+        with torch.inference_mode():
+            model_in = self._preprocess(pixels)
+            for ep in self.chain.exit_points:
+                self.chain(model_in, exit=ep.exit)
+        self.warm_up_codecs(codecs)
+
+    def time_exit_ms(self, exit: int) -> float:
+        """One fallback's device time (ms) of exit ``exit`` on an input of uint8 pixels: the preprocessing and the
+        whole exit, inside the device's (emulated) slowdown, as :meth:`infer` falls back."""
+        pixels = torch.zeros((1, *self.chain.input_shape), dtype=torch.uint8)
+        t0 = time.perf_counter()
+        with self._device_scope(), torch.inference_mode():
+            self.chain(self._preprocess(pixels), exit=exit)
+        return (time.perf_counter() - t0) * 1e3
+
+    def warm_up_codecs(self, names: Sequence[str]) -> None:
+        """Encode one input with each codec in ``names``, outside the device's (emulated) compute (see
+        :meth:`warm_up`)."""
+        x = torch.zeros((1, *self.chain.input_shape))
+        for name in names:
+            try:
+                cod = get_codec(name)
+                cod.encode(x.to(torch.uint8) if cod.kind == "pixels" else x)
+            except (EdgentError, ValueError, RuntimeError, TypeError):
+                continue
 
     @property
     def connected(self) -> bool:
@@ -366,6 +408,8 @@ class DeviceClient:
         deadline_ms: float | None = None,
         fallback: bool = True,
         t_arrival: float | None = None,
+        predicted_ms: float | None = None,
+        predicted_device_ms: float | None = None,
     ) -> InferenceResult:
         """Co-infer a batch ``x`` (uint8 pixels or the float model input) with the device running units
         ``[0, partition)`` of ``exit``'s sub-model and the edge the rest (see :class:`InferenceResult`).
@@ -373,7 +417,10 @@ class DeviceClient:
         ``t_arrival``: when the request arrived (``time.perf_counter()``; default: now). ``total_ms`` and the
         deadline count from it, so that work done for the request before this call (a connect, a probe, planning)
         is part of its time. With ``fallback=False`` an edge-side failure raises (EdgeUnavailable, RemoteError,
-        ProtocolError) instead of finishing on the device."""
+        ProtocolError) instead of finishing on the device. ``predicted_ms``: the plan's predicted time from arrival
+        to answer, everything the plan pays included (its device part, its encoding, e.g. a JPEG of the input,
+        the link, the edge), and ``predicted_device_ms`` the device part and encoding in it; they decide whether
+        the edge's wait ends at the give-up point (:meth:`reserves`), once the device part has run."""
         t0 = time.perf_counter() if t_arrival is None else t_arrival
         chain = self.chain
         ep = chain.exit_point(exit)
@@ -405,14 +452,24 @@ class DeviceClient:
         if cod is None:  # the plan runs everything on the device
             return self._finish(h, exit, n_units, None, "device", t0, **result_kw)
         te0 = time.perf_counter()
-        with self._device_scope():  # the device encodes (a JPEG, a quantisation, a bottleneck's encoder)
+        # the device encodes (a JPEG, a quantisation, a bottleneck's encoder); a raw codec's encode (lossless, its
+        # exact size: uint8 pixels, float32) is a copy of the tensor's bytes that the tables price at nothing, and
+        # runs outside an emulated device's slowdown (whose clock would charge its own measurement to the copy)
+        raw = cod.lossless and cod.exact_size
+        with contextlib.nullcontext() if raw else self._device_scope():
             data = cod.encode(h)
         self._next_id += 1
         meta = {"id": self._next_id, "model": chain.name, "exit": exit, "partition": partition, "codec": cod.name,
                 "shape": list(h.shape)}
         if cod.kind == "pixels":
             meta["preprocess"] = self.preprocess_name
-        timeout_s = self.edge_budget_s(t0, deadline_ms, h.shape[0], fallback)
+        if predicted_ms is not None and predicted_device_ms is not None:
+            # what is left of the plan after its device part and encoding, from now: the answer's expected time
+            spent_ms = (time.perf_counter() - t0) * 1e3
+            predicted_ms = spent_ms + max(predicted_ms - predicted_device_ms, 0.0)
+        reserve = fallback and self.reserves(deadline_ms, h.shape[0], predicted_ms)
+        result_kw["give_up_reserved"] = reserve if deadline_ms is not None else None
+        timeout_s = self.edge_budget_s(t0, deadline_ms, h.shape[0], reserve)
         if deadline_ms is not None and self.send_deadline:  # the edge refuses early what it cannot serve in time
             meta["deadline_ms"] = round(timeout_s * 1e3, 3)
         frame = encode_frame(MsgType.INFER, meta, data)
@@ -441,15 +498,34 @@ class DeviceClient:
             download_bytes=reply.wire_bytes, bandwidth_sample_bps=None if sample is None else sample.rate_bps,
             **result_kw)
 
-    def edge_budget_s(self, t0: float, deadline_ms: float | None, batch: int = 1, fallback: bool = True) -> float:
+    def give_up_ms(self, deadline_ms: float, batch: int = 1) -> float:
+        """The give-up point (ms from arrival): the latest moment a fallback on the fastest exit, as the device's
+        time for it is predicted, still ends by the deadline."""
+        return deadline_ms - min(self.device_exit_ms.values()) * batch - FALLBACK_SWITCH_MS
+
+    def reserves(self, deadline_ms: float | None, batch: int = 1, predicted_ms: float | None = None) -> bool:
+        """Whether the edge's wait ends at the give-up point (:meth:`give_up_ms`) rather than at the deadline.
+
+        With the plan's ``predicted_ms`` (the answer's expected time from arrival; :meth:`infer` updates it by what
+        the device part and the encoding really took before it asks): yes when the plan
+        is predicted to answer by the give-up point, so that an edge later than that is already off its
+        prediction and a fallback still ends in time; no when the plan itself is predicted later than the give-up
+        point (a JPEG of the input on a slow link at a tight deadline, say), since giving up there would turn
+        every likely answer into a fallback. Without a prediction: :attr:`fallback_reserve`."""
+        if deadline_ms is None:
+            return False
+        if predicted_ms is None:
+            return bool(self.fallback_reserve)
+        return predicted_ms <= self.give_up_ms(deadline_ms, batch)
+
+    def edge_budget_s(self, t0: float, deadline_ms: float | None, batch: int = 1, reserve: bool = True) -> float:
         """How long (s) the edge may take for a request that arrived at ``t0`` (``perf_counter``): the deadline
-        minus what is spent and, when falling back, minus the fastest exit's device time (so that a fallback
+        minus what is spent and, with ``reserve``, minus the fastest exit's device time (so that a fallback
         still ends in time); ``timeout_s`` without a deadline."""
         if deadline_ms is None:
             return self.timeout_s
         spent_ms = (time.perf_counter() - t0) * 1e3
-        reserve_ms = min(self.device_exit_ms.values()) * batch if fallback and self.fallback_reserve else 0.0
-        left_ms = deadline_ms - spent_ms - reserve_ms
+        left_ms = (self.give_up_ms(deadline_ms, batch) if reserve else deadline_ms) - spent_ms
         return min(self.timeout_s, left_ms / 1e3 if left_ms >= 1.0 else max(deadline_ms - spent_ms, 1.0) / 1e3)
 
     def _logits_of(self, reply: Frame, request_id: int, batch: int) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -492,6 +568,7 @@ class DeviceClient:
         deadline_ms = kw.get("deadline_ms")
         left_ms = None if deadline_ms is None else deadline_ms - (time.perf_counter() - t0) * 1e3
         e = self.fallback_exit(x.shape[0], left_ms)
+        kw["fallback_left_ms"] = left_ms
         td0 = time.perf_counter()
         chain = self.chain
         with self._device_scope(), torch.inference_mode():

@@ -11,6 +11,7 @@ configurator plug in here.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +105,8 @@ class DeviceRuntime:
             # wait is part of this request's time)
             if self.probe_idle_s is not None and est.idle_for_s() > self.probe_idle_s and client.connect():
                 with contextlib.suppress(EdgentError, OSError):  # a failed probe only means no sample
-                    client.probe(timeout_s=client.edge_budget_s(t_arrival, deadline, fallback=self.fallback))
+                    client.probe(timeout_s=client.edge_budget_s(
+                        t_arrival, deadline, reserve=self.fallback and client.reserves(deadline)))
             client.connect()  # the first plan gets the RTT of HELLO and the edge's load (no-op when connected)
         except EdgentError:
             pass  # a refused token: the request itself meets it again, and records it
@@ -113,8 +115,11 @@ class DeviceRuntime:
         plan = as_plan(self.configurator(bw, rtt, load))
         plan_ms = (time.perf_counter() - t0) * 1e3
         try:
+            predicted = plan.predicted_ms if math.isfinite(plan.predicted_ms) else None
+            device = None if plan.breakdown is None else plan.breakdown.device_ms
             result = client.infer(x, plan.exit, plan.partition, plan.codec, deadline_ms=deadline,
-                                  fallback=self.fallback, t_arrival=t_arrival)
+                                  fallback=self.fallback, t_arrival=t_arrival, predicted_ms=predicted,
+                                  predicted_device_ms=device)
         except EdgentError as exc:
             if self.fallback:
                 raise  # not an edge-side failure: the caller's mistake

@@ -174,6 +174,7 @@ def run_paper(opts: PaperOptions, console: Any = None) -> dict[str, Any]:
                 out["c_policies"] = run.policies(RATE_C_KBIT, deadlines_c, opts.oracle)
                 out["measurements"] = run.measurements
                 result["variants"][v] = out
+            measurer.close()
             result["calibration"] = measurer.calibration.to_json()
     finally:
         signal.signal(signal.SIGTERM, old_term)

@@ -2,7 +2,8 @@
 predictions they are compared with, and how busy the rest of the machine was meanwhile.
 
 - :class:`Measurer` shapes the link, measures its base round trip and runs one configuration for a number of
-  isolated requests through :class:`~edgent.runtime.session.DeviceRuntime`;
+  isolated requests through the device agent (:class:`~edgent.runtime.agent.EdgentAgent`, the code of ``edgent
+  run`` and the demo), which prices each request offline and calibrated online and records it;
 - :class:`PaperRun` runs the three experiments for one input variant: it plans each point with the offline
   planner and measures each chosen configuration once per experiment and link;
 - :func:`calibrate_wire` (the testbed's, ``edgent.testbed.bed``) measures the framing bytes, the MSS and the runtime's own cost per request that the
@@ -83,15 +84,17 @@ def placement(units: int, partition: int) -> str:
     return "edge only" if partition == 0 else "device only" if partition == units else "split"
 
 
-def request_stages(r: Any, rtt_base_ms: float) -> dict[str, float]:
-    """Measured time (ms) of each stage of :data:`STAGES` for one :class:`InferenceResult`."""
-    if r.where != "edge" or r.network_ms is None:
-        return {"total": r.total_ms, "device": r.device_ms, "link": 0.0, "rtt": 0.0, "edge": 0.0,
-                "overheads": r.total_ms - r.device_ms}
-    compute = float((r.server_timings_ms or {}).get("compute_ms", 0.0))
-    net = float(r.network_ms)
-    return {"total": r.total_ms, "device": r.device_ms, "link": net - rtt_base_ms, "rtt": rtt_base_ms,
-            "edge": compute, "overheads": r.total_ms - r.device_ms - net - compute}
+def record_stages(rec: dict[str, Any], rtt_base_ms: float) -> dict[str, float]:
+    """Measured time (ms) of each stage of :data:`STAGES` for one agent record."""
+    m = rec["measured_ms"]
+    total, device = float(rec["total_ms"]), float(m["device"])
+    if rec["where"] != "edge" or m["network"] is None:
+        return {"total": total, "device": device, "link": 0.0, "rtt": 0.0, "edge": 0.0,
+                "overheads": total - device}
+    compute = float(m.get("edge_compute") or 0.0)
+    net = float(m["network"])
+    return {"total": total, "device": device, "link": net - rtt_base_ms, "rtt": rtt_base_ms,
+            "edge": compute, "overheads": total - device - net - compute}
 
 
 def predicted_stages(bd: LatencyBreakdown) -> dict[str, float]:
@@ -103,14 +106,16 @@ def predicted_stages(bd: LatencyBreakdown) -> dict[str, float]:
 # -- measuring ----------------------------------------------------------------------------------------------------
 
 class Measurer:
-    """Runs fixed plans on the testbed through :class:`DeviceRuntime` and keeps each request's stage times."""
+    """Runs fixed plans on the testbed through the device agent and keeps each request's stage times."""
 
     def __init__(self, tb: Any, client: Any, images: np.ndarray, labels: np.ndarray | None, records: IO[str],
                  requests: int, console: Any, witness: CpuWitness) -> None:
         self.tb, self.client, self.images, self.labels = tb, client, images, labels
         self.records, self.requests, self.console = records, requests, console
         self.witness = witness
+        #: the agents' online calibration, one for the whole run (every variant's agent learns into it)
         self.calibration = ComputeCalibration()
+        self.agent: Any = None
         self.k = 0  # next input image
         self.rtt_base_ms = math.nan
         self.rate_bps = math.nan
@@ -130,6 +135,23 @@ class Measurer:
             rtts.append((time.perf_counter() - t0) * 1e3)
         self.rtt_base_ms = float(min(rtts))
 
+    def use(self, table: LatencyTable, overhead: OverheadModel) -> None:
+        """Serve the next measurements with a device agent over ``table``'s configurations, priced with the wire
+        model ``overhead`` (closes the previous agent). Its requirement is far beyond any request (the points'
+        requirements are applied afterwards): the edge's answer is waited for as the client allows."""
+        from edgent.adapt.config_map import Candidates
+        from edgent.runtime.agent import AgentOptions, EdgentAgent
+
+        self.close()
+        opts = AgentOptions(deadline_ms=self.client.timeout_s * 1e3, policy="static", probe_idle_s=None)
+        self.agent = EdgentAgent(self.client, Candidates([table], overhead), opts, records=self.records)
+        self.agent.calibration = self.calibration
+
+    def close(self) -> None:
+        if self.agent is not None:
+            self.agent.close()
+            self.agent = None
+
     def link(self, wire_model: bool) -> Link:
         """The link the planner is given: the shaped rate, the measured base round trip and (wire model) the
         shaper's burst."""
@@ -143,50 +165,49 @@ class Measurer:
 
     def run(self, exit: int, partition: int, codec: str, crosses: bool,
             predicted: dict[str, float]) -> dict[str, Any]:
-        """One warm-up request (not recorded), then ``requests`` isolated requests of the plan.
+        """One warm-up request (not recorded), then ``requests`` isolated requests of the plan, each served by
+        the device agent (:meth:`use`) with this configuration, priced on the measured link.
 
         ``predicted`` is the offline prediction per stage (:func:`predicted_stages`). Each recorded request also
-        gets the prediction calibrated online (:class:`~edgent.plan.calibration.ComputeCalibration`) from the
-        requests before it, which then learns from its measured compute."""
-        from edgent.runtime.session import DeviceRuntime, fixed_plan
+        carries the agent's prediction calibrated online (:class:`~edgent.plan.calibration.ComputeCalibration`)
+        from the requests before it; the agent then learns from its measured compute."""
+        from edgent.adapt.config_map import Configuration
 
-        rt = DeviceRuntime(self.client, fixed_plan(exit, partition, codec), deadline_ms=None, records=self.records)
+        if self.agent is None:
+            raise RuntimeError("Measurer.use(table, overhead) must come before run()")
+        config = Configuration(exit, partition, codec)
         cols: dict[str, list[Any]] = {k: [] for k in ("total_ms", *(f"{s}_ms" for s in STAGES), "upload_bytes",
                                                        "download_bytes", "where", "correct", "predicted_ms",
-                                                       "predicted_device_ms", "predicted_edge_ms",
-                                                       "device_raw_ms", "device_host_speed")}
+                                                       "predicted_offline_ms", "predicted_device_ms",
+                                                       "predicted_edge_ms", "device_raw_ms", "device_host_speed")}
         slowdown = getattr(getattr(self.client, "slowdown", None), "slowdown", None)  # DeviceThrottle's Slowdown
-        cal = self.calibration
         start = self.witness.snapshot()
         for i in range(self.requests + 1):
             time.sleep(self.gap_s(crosses))
             img = self.images[self.k % len(self.images)]
             label = None if self.labels is None else int(self.labels[self.k % len(self.images)])
             self.k += 1
-            key = (exit, partition, codec)
-            p_dev, p_edge = predicted["device"] * cal.factor("device", key), predicted["edge"] * cal.factor("edge", key)
-            p_cal = (predicted["total"] - predicted["device"] - predicted["edge"] + p_dev + p_edge, p_dev, p_edge)
             if slowdown is not None:
                 slowdown.last = None
-            r = rt.infer(img, label=label)
+            rec = self.agent.handle(img, label, config=config, link=self.link(True))
             steady = getattr(slowdown, "last", None)  # the device's call on the steady clock, if it computed
             if i == 0:
-                continue  # the warm-up: first call of this configuration, not learnt from
-            st = request_stages(r, self.rtt_base_ms)
-            cal.observe("device", predicted["device"], st["device"], key)
-            if r.where == "edge":
-                cal.observe("edge", predicted["edge"], st["edge"], key)
-            for k, v in zip(("predicted_ms", "predicted_device_ms", "predicted_edge_ms"), p_cal):
-                cols[k].append(round(v, 3))
+                continue  # the warm-up: first call of this configuration, not recorded here
+            st = record_stages(rec, self.rtt_base_ms)
+            fd, fe = rec["calibration_used"]["device"], rec["calibration_used"]["edge"]
+            cols["predicted_ms"].append(rec["predicted_ms"]["calibrated"])
+            cols["predicted_offline_ms"].append(rec["predicted_ms"]["offline"])
+            cols["predicted_device_ms"].append(round(predicted["device"] * fd, 3))
+            cols["predicted_edge_ms"].append(round(predicted["edge"] * fe, 3))
             for s in ("total", *STAGES):
                 cols[f"{s}_ms"].append(round(st[s], 3))
-            cols["upload_bytes"].append(int(r.upload_bytes))
-            cols["download_bytes"].append(int(r.download_bytes))
+            cols["upload_bytes"].append(int(rec["bytes"]["upload"] or 0))
+            cols["download_bytes"].append(int(rec["bytes"]["download"] or 0))
             # what the device would have taken on the plain CPU clock: the same work, the host's passing speed
             cols["device_raw_ms"].append(None if steady is None else round(slowdown.factor * steady.work_cpu_ms, 3))
             cols["device_host_speed"].append(None if steady is None else round(steady.host_speed, 4))
-            cols["where"].append(r.where)
-            cols["correct"].append(None if label is None else bool(r.classes[0] == label))
+            cols["where"].append(rec["where"])
+            cols["correct"].append(rec["correct"])
         return {"exit": exit, "partition": partition, "codec": codec, "rate_bps": self.rate_bps,
                 "rtt_base_ms": round(self.rtt_base_ms, 3), "burst_bytes": self.burst_bytes,
                 "gap_s": round(self.gap_s(crosses), 4), "other_load_cpus": self.witness.other_cpus(start),
@@ -211,6 +232,7 @@ class PaperRun:
         self.measurements: dict[str, dict[str, Any]] = {}
         self._cache: dict[tuple, str] = {}
         self.pixel_codec = VARIANTS[name][1]
+        measurer.use(table, overhead)
 
     def codec_for(self, partition: int) -> str:
         return self.pixel_codec if partition == 0 else self.table.codec

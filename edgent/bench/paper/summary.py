@@ -86,7 +86,7 @@ def summarize(variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
             req = meas["requests"]
             n = len(req["total_ms"])
             meas_tot += req["total_ms"]
-            pred_off += [meas["predicted_ms"]] * n
+            pred_off += req.get("predicted_offline_ms") or [meas["predicted_ms"]] * n
             own_median += [float(np.median(req["total_ms"]))] * n
             pred_tot += req.get("predicted_ms") or [meas["predicted_ms"]] * n
             pred_fluid += [meas["predicted_fluid_ms"]] * n
@@ -138,6 +138,15 @@ def summarize(variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "largest_error_of_requests_outside": blame[s],
         }
     out["requests_outside"] = int((~ok).sum())
+    # the requests whose prediction the online calibration changed (it had measured compute to go by): how close
+    # each prediction came, the offline one and the calibrated one the agent decided with
+    po = np.asarray(pred_off)
+    active = np.abs(p - po) > 1e-6 if m.size else np.zeros(0, bool)
+    out["calibrated_requests"] = {
+        "requests": int(active.sum()),
+        "within_share_calibrated": float(ok[active].mean()) if active.any() else None,
+        "within_share_offline": float(within(m[active], po[active]).mean()) if active.any() else None,
+    }
     out["device_spread"] = device_spread(variants)
     # which predictions are to blame: the share within if a stage's prediction were replaced by its measurement
     md, me = np.asarray(meas_st["device"]), np.asarray(meas_st["edge"])
@@ -204,6 +213,11 @@ def print_summary(console: Any, result: dict[str, Any]) -> None:
                   f"prediction calibrated online[/bold] ({100 * s['within_share_offline']:.1f} % of the offline "
                   f"prediction, {100 * s['within_share_fluid']:.1f} % of the paper's fluid formula); by placement: "
                   f"{by_place}", highlight=False)
+    cr = s.get("calibrated_requests") or {}
+    if cr.get("requests"):
+        console.print(f"the {cr['requests']} requests whose prediction the online calibration changed: "
+                      f"{100 * cr['within_share_calibrated']:.1f} % within of the calibrated prediction, "
+                      f"{100 * cr['within_share_offline']:.1f} % of the offline one", highlight=False)
     console.print(f"the noise floor: {100 * s['within_share_of_own_median']:.1f} % are within +-10 % (or 5 ms) of "
                   "their own configuration's median (known only afterwards: the best one figure per configuration "
                   "could do); by placement: " + ", ".join(
