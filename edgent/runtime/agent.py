@@ -85,6 +85,10 @@ class AgentOptions:
         margin: the share of the deadline a plan keeps in reserve (predictions are means; the margin absorbs
             their spread).
         device_timing: how the device runs, for the records: ``"wall clock"`` (as it is) or ``"EMULATED: ..."``.
+        fallback_prior_margin / fallback_prior_runs: until the device has run an exit whole
+            ``fallback_prior_runs`` times on real requests (device-only plans, fallbacks), the fallback's budget
+            keeps at least this factor over that exit's predicted time: the exit timed at start is warm, and a fallback's exit, run cold after other
+            work (often at an outage's start), can take longer (docs/deploy.md).
         margin_quantile: the configuration map's choice must fit the deadline with its compute at this quantile
             of its recent measured/predicted ratios (a margin against the compute's spread on a busy device);
             else the best configuration that does is taken.
@@ -105,6 +109,8 @@ class AgentOptions:
     margin: float = 0.0
     device_timing: str = "wall clock"
     margin_quantile: float = 0.9
+    fallback_prior_margin: float = 1.5
+    fallback_prior_runs: int = 3
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -121,6 +127,10 @@ class AgentOptions:
             raise ConfigError("need 0 < min_probe_bytes <= max_probe_bytes")
         if not 0.5 <= self.margin_quantile < 1:
             raise ConfigError(f"margin_quantile must be in [0.5, 1), got {self.margin_quantile!r}")
+        if not (math.isfinite(self.fallback_prior_margin) and self.fallback_prior_margin >= 1.0):
+            raise ConfigError(f"fallback_prior_margin must be a number >= 1, got {self.fallback_prior_margin!r}")
+        if self.fallback_prior_runs < 0:
+            raise ConfigError(f"fallback_prior_runs must be >= 0, got {self.fallback_prior_runs!r}")
 
 
 @dataclass
@@ -248,6 +258,8 @@ class EdgentAgent:
         # the measured/predicted ratios of whole exits run on the device (device-only plans, fallbacks from point
         # 0), per exit: what the fallback's budget is corrected by (a JPEG encode's ratio says nothing about it)
         self.exit_calibration = ComputeCalibration()
+        #: exit -> its whole runs on the device on real requests (not the timing at start)
+        self.exit_runs: dict[int, int] = {}
         client.warm_up(candidates.codecs)  # the first forward and a codec's first call: no request's cost
         self.time_fallback_exit()
         # the first connection, before any request (a refused token raises here: a person must fix it)
@@ -307,11 +319,15 @@ class EdgentAgent:
     def fallback_exit_ms(self) -> dict[int, float]:
         """Exit -> the device's time for the whole exit as the fallback budgets it: the offline prediction times
         the margin quantile of the measured ratios of whole exits on the device (that exit's, else any exit's,
-        else none: the prediction as it is)."""
+        else none: the prediction as it is), and at least ``fallback_prior_margin`` until the device has run that
+        exit whole ``fallback_prior_runs`` times on real requests."""
         o = self.options
         if not o.calibrate:
             return dict(self.device_exit_offline_ms)
-        return {e: v * self.exit_calibration.factor("device", e, o.margin_quantile)
+        def prior(e: int) -> float:
+            return o.fallback_prior_margin if self.exit_runs.get(e, 0) < o.fallback_prior_runs else 1.0
+
+        return {e: v * max(self.exit_calibration.factor("device", e, o.margin_quantile), prior(e))
                 for e, v in self.device_exit_offline_ms.items()}
 
     def _fastest_exit_ms(self) -> float:
@@ -551,6 +567,7 @@ class EdgentAgent:
             self.calibration.observe("device", float(c.device_ms[k]), res.device_ms, cfg)
         if res.where == "device" or (res.where == "fallback" and cfg.partition == 0):  # a whole exit on the device
             self.exit_calibration.observe("device", self.device_exit_offline_ms[res.exit], res.device_ms, res.exit)
+            self.exit_runs[res.exit] = self.exit_runs.get(res.exit, 0) + 1
         total_ms = (time.perf_counter() - t_arrival) * 1e3
         met = total_ms <= o.deadline_ms
         s = self.stats
