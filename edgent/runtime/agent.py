@@ -452,8 +452,10 @@ class EdgentAgent:
                 at_state = self._calibrated_ms(c.latency_ms(Link(state_bps, state_bps, rtt), queue),
                                                o.margin_quantile)
                 if at_state[k] > limit_ms:
+                    # the best that fits; when none does (a backlog ate the deadline), the fastest, as Edgent's
+                    # rule says, so that the requests behind this one can meet theirs
                     alt = c.best(at_state, limit_ms, allowed)
-                    if at_state[alt] <= limit_ms and alt != k:
+                    if alt != k and (at_state[alt] <= limit_ms or at_state[alt] < at_state[k]):
                         k, source = alt, f"{source}+calibrated"
         else:  # feasible with the margin (the compute at the margin quantile of its ratios), ranked as the rule says
             k = c.best(self._calibrated_ms(lat, o.margin_quantile), limit_ms, allowed)
