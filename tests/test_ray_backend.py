@@ -258,18 +258,9 @@ def test_a_ray_serve_edge_scales_to_two_replicas_and_leaves_nothing_behind(chain
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(120)
         assert rc == 0, log.read_text()[-3000:]
-        time.sleep(1)
-        left = {p: c for p, c in _ray_processes().items() if p in cluster}
-        left.update(_ray_processes(session=proc.pid))
-        assert not left, f"Ray processes left behind: {left}\n{log.read_text()[-3000:]}"
+        _assert_nothing_left(proc, cluster, log)
     finally:
-        if proc.poll() is None:
-            stop_process(proc)
-        for p in cluster:  # never leave a cluster running on a shared machine
-            try:
-                os.kill(p, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        _kill_cluster(proc, cluster)
 
 
 def test_a_replica_error_reaches_the_device_as_an_error(chain):
@@ -309,15 +300,26 @@ def test_a_sigterm_to_the_whole_process_group_leaves_no_ray_process(tmp_path):
         assert {"raylet", "gcs_server"} <= set(_ray_processes(session=proc.pid).values())
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(120)
-        time.sleep(1)
-        left = {p: c for p, c in _ray_processes().items() if p in cluster}
-        left.update(_ray_processes(session=proc.pid))
-        assert not left, f"Ray processes left behind: {left}\n{log.read_text()[-3000:]}"
+        _assert_nothing_left(proc, cluster, log)
     finally:
-        if proc.poll() is None:
-            stop_process(proc)
-        for p in cluster:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        _kill_cluster(proc, cluster)
+
+
+def _assert_nothing_left(proc: subprocess.Popen, cluster: set[int] | list[int], log: Path) -> None:
+    """No process of the server's Ray cluster (or of its session) is left, a second after it exited."""
+    time.sleep(1)
+    left = {p: c for p, c in _ray_processes().items() if p in cluster}
+    left.update(_ray_processes(session=proc.pid))
+    assert not left, f"Ray processes left behind: {left}\n{log.read_text()[-3000:]}"
+
+
+def _kill_cluster(proc: subprocess.Popen, cluster: set[int] | list[int]) -> None:
+    """Stop the server if it still runs and kill what is left of its cluster: never leave a cluster running on a
+    shared machine, whatever the test's outcome."""
+    if proc.poll() is None:
+        stop_process(proc)
+    for p in cluster:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
