@@ -256,7 +256,7 @@ def _serve_engine(args: argparse.Namespace, models: dict, cfg) -> Any:
                               "use --ray-batch / --ray-batch-wait-ms (Ray Serve's own batching)")
         return RayCompute(models, _model_sources(args, models), _ray_options(args))
     from edgent.model.placement import PartRunner, choose_placement
-    from edgent.runtime.compute import BatchingCompute, LocalCompute
+    from edgent.runtime.server import local_compute
 
     for option in ("replicas", "max_replicas", "ray_address"):
         if getattr(args, option) is not None:
@@ -265,10 +265,7 @@ def _serve_engine(args: argparse.Namespace, models: dict, cfg) -> Any:
     print(f"edgent serve: parts on {placement.describe()} ({why})", file=sys.stderr)
     runners = {name: PartRunner(chain, placement) for name, chain in models.items()}
     runners = {name: r for name, r in runners.items() if not r.trivial}
-    if cfg.batch_window_ms is not None:
-        return BatchingCompute(models, cfg.threads, cfg.batch_window_ms, cfg.max_batch, slowdown=cfg.slowdown,
-                               runners=runners)
-    return LocalCompute(models, cfg.threads, cfg.inline_when_idle, runners=runners, slowdown=cfg.slowdown)
+    return local_compute(models, cfg, runners)
 
 
 def _model_sources(args: argparse.Namespace, models: dict) -> dict:

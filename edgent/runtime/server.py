@@ -234,11 +234,7 @@ class EdgeServer:
                          "max_payload_bytes": self.config.max_payload_bytes}
         self._advertisement: bytes | None = None
         self._token = None if self.config.token is None else self.config.token.encode("utf-8", "surrogatepass")
-        if compute is None and self.config.batch_window_ms is not None:
-            compute = BatchingCompute(self.models, self.config.threads, self.config.batch_window_ms,
-                                      self.config.max_batch, slowdown=self.config.slowdown)
-        self.compute = compute or LocalCompute(self.models, self.config.threads, self.config.inline_when_idle,
-                                               slowdown=self.config.slowdown)
+        self.compute = compute or local_compute(self.models, self.config)
         self._jobs: dict[str, EdgeJob] = {}
         self._connections: set[_Connection] = set()
         #: connections not authenticated yet, in the order they were accepted
@@ -862,6 +858,17 @@ class EdgeServer:
                 raise EdgentError(f"codec {codec.name} carries raw pixels: only partition 0 takes them")
             preprocess = get_preprocess(meta.get("preprocess", default_preprocess(name)))
         return EdgeJob(name, chain, exit_, point, codec, tuple(shape), preprocess, codec.payload_bytes(shape))
+
+
+def local_compute(models: dict[str, MultiExitChain], config: ServerConfig,
+                  runners: dict[str, Any] | None = None) -> EdgeCompute:
+    """The in-process engine ``config`` asks for: :class:`BatchingCompute` with a batch window, else
+    :class:`LocalCompute`; ``runners`` (model -> :class:`edgent.model.placement.PartRunner`) where the parts run
+    other than eager on the CPU."""
+    if config.batch_window_ms is not None:
+        return BatchingCompute(models, config.threads, config.batch_window_ms, config.max_batch,
+                               slowdown=config.slowdown, runners=runners)
+    return LocalCompute(models, config.threads, config.inline_when_idle, runners=runners, slowdown=config.slowdown)
 
 
 def _find_malloc_trim() -> Any:
