@@ -116,11 +116,9 @@ def test_edgent_run_through_an_outage_and_an_edge_restart(tmp_path: Path) -> Non
     assert connections_before >= 1
     # the edge's connection count returned to its level before
     assert connections_after == connections_before, (connections_before, connections_after)
-    # fallbacks meet the requirement whenever an on-device exit was predicted to fit. Checked last, and a known
-    # failure for now (an expected failure, reported as such, not a pass): on the emulated device the first
-    # fallback's exit at the outage's start has measured up to several times its predicted time, more than the
-    # fallback's reserve holds, and the cause is not found (docs/deploy.md, "Not done yet")
+    # fallbacks meet the requirement whenever an on-device exit was predicted to fit (at least 95 % of them). The
+    # emulated device multiplies its thread's CPU time by 100, so other load on this host shows through it many
+    # times over (docs/deploy.md): the check holds on a host that runs this test alone, as CI does
     missed = [(r["seq"], r["total_ms"], r["measured_ms"]["device"]) for r in could if not r["met"]]
-    if sum(r["met"] for r in could) < 0.95 * len(could):
-        pytest.xfail(f"fallbacks that an on-device exit could make missed the requirement (seq, total ms, device "
-                     f"ms): {missed}")
+    assert sum(r["met"] for r in could) >= 0.95 * len(could), \
+        f"fallbacks that an on-device exit could make missed the requirement (seq, total ms, device ms): {missed}"

@@ -143,7 +143,10 @@ class Measurer:
         from edgent.runtime.agent import AgentOptions, EdgentAgent
 
         self.close()
-        opts = AgentOptions(deadline_ms=self.client.timeout_s * 1e3, policy="static", probe_idle_s=None)
+        throttle = getattr(self.client, "slowdown", None)
+        timing = f"EMULATED: {throttle.describe()}" if hasattr(throttle, "describe") else "wall clock"
+        opts = AgentOptions(deadline_ms=self.client.timeout_s * 1e3, policy="static", probe_idle_s=None,
+                            device_timing=timing)
         self.agent = EdgentAgent(self.client, Candidates([table], overhead), opts, records=self.records)
         self.agent.calibration = self.calibration
 
