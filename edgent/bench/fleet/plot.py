@@ -39,14 +39,14 @@ def plot_fleet(result: dict[str, Any], path: Path) -> Path:
     if cap:
         a = ax[-1]
         keys = ("one_by_one", "batching")
-        values = [cap[k].get("throughput_per_s") or 0.0 for k in keys]
+        values = [cap.get(f"{k}_per_s") or 0.0 for k in keys]
         a.bar(["one by one", "batching"], values, color=["tab:orange", "tab:green"])
         for i, v in enumerate(values):
             a.text(i, v, f"{v:.0f}", ha="center", va="bottom", fontsize=9)
         ratio = cap.get("ratio")
         a.set_title(f"edge capacity, {cap['clients']} devices in a closed loop"
                     + (f" ({ratio:.2f}x)" if ratio else ""), fontsize=10)
-        a.set_ylabel("answers/s")
+        a.set_ylabel(f"answers/s (mean of {len(cap['rounds'])} rounds)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -162,7 +162,7 @@ def run_fleet(opts: FleetOptions, random_weights: bool, log: Any = print) -> dic
         t0 = time.monotonic()
         pool = DevicePool(max(opts.devices), opts, random_weights)
         log(f"fleet: {max(opts.devices)} device processes ready in {time.monotonic() - t0:.1f} s")
-        for n in opts.devices:
+        for n in opts.devices if opts.methods else ():
             results[str(n)] = {}
             for m in opts.methods:
                 policy, aware, batching = METHODS[m]
@@ -199,25 +199,33 @@ def run_fleet(opts: FleetOptions, random_weights: bool, log: Any = print) -> dic
 
 
 def measure_capacity(pool: DevicePool, edges: dict[bool, tuple[Any, int]], opts: FleetOptions, load: list[float],
-                     log: Any) -> dict[str, Any]:
+                     log: Any, rounds: int = 2) -> dict[str, Any]:
     """Each edge's capacity: the largest fleet in a closed loop against the one-by-one edge, then the batching
-    one (:func:`summarise_capacity`), and the ratio of their answers per second."""
+    one (:func:`summarise_capacity`), ``rounds`` times in turn (so that a change of the machine's load falls on
+    both); per edge its rounds and their mean answers per second, and the ratio of the means."""
     n = max(opts.devices)
-    out: dict[str, Any] = {"clients": n}
-    for batching, key in ((False, "one_by_one"), (True, "batching")):
-        port = edges[batching][1]
-        drained_s = wait_until_idle(port)
-        t_start = time.monotonic() + 0.5
-        cmds = [{"id": i, "port": port, "closed_loop": True, "t_start": t_start, "duration_s": opts.duration_s,
-                 "link_rate_bps": opts.link_rate_bps, "link_delay_ms": opts.link_delay_ms} for i in range(n)]
-        s = summarise_capacity(pool.run(cmds, opts.duration_s + 120.0), opts)
-        load.append(os.getloadavg()[0])
-        s["load_average_1min"] = round(load[-1], 2)
-        s["edge_drain_before_s"] = round(drained_s, 2)
-        out[key] = s
-        log(f"capacity N={n} {key:<10} {s.get('throughput_per_s', 0):7.1f} answers/s  p95 {s.get('p95_ms', 0):7.1f} ms  "
-            f"mean batch {s.get('mean_batch_size_per_answer', 0):.1f}  failed {s['failed']}  load {load[-1]:.2f}")
-    one, bat = out["one_by_one"].get("throughput_per_s"), out["batching"].get("throughput_per_s")
+    out: dict[str, Any] = {"clients": n, "rounds": []}
+    for r in range(rounds):
+        per: dict[str, Any] = {}
+        for batching, key in ((False, "one_by_one"), (True, "batching")):
+            port = edges[batching][1]
+            drained_s = wait_until_idle(port)
+            t_start = time.monotonic() + 0.5
+            cmds = [{"id": i, "port": port, "closed_loop": True, "t_start": t_start, "duration_s": opts.duration_s,
+                     "link_rate_bps": opts.link_rate_bps, "link_delay_ms": opts.link_delay_ms} for i in range(n)]
+            s = summarise_capacity(pool.run(cmds, opts.duration_s + 120.0), opts)
+            load.append(os.getloadavg()[0])
+            s["load_average_1min"] = round(load[-1], 2)
+            s["edge_drain_before_s"] = round(drained_s, 2)
+            per[key] = s
+            log(f"capacity N={n} round {r + 1} {key:<10} {s.get('throughput_per_s', 0):7.1f} answers/s  "
+                f"p95 {s.get('p95_ms', 0):7.1f} ms  mean batch {s.get('mean_batch_size_per_answer', 0):.1f}  "
+                f"failed {s['failed']}  load {load[-1]:.2f}")
+        out["rounds"].append(per)
+    for key in ("one_by_one", "batching"):
+        values = [per[key].get("throughput_per_s") for per in out["rounds"]]
+        out[f"{key}_per_s"] = round(float(np.mean(values)), 2) if all(values) else None
+    one, bat = out["one_by_one_per_s"], out["batching_per_s"]
     out["ratio"] = round(bat / one, 3) if one and bat else None
     return out
 
