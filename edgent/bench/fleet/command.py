@@ -18,7 +18,8 @@ def _print_table(result: dict[str, Any]) -> None:
         for r, per in enumerate(cap["rounds"], start=1):
             for key in ("one_by_one", "batching"):
                 s = per[key]
-                print(f"capacity N={cap['clients']} round {r} {key:<10} {s.get('throughput_per_s', 0):7.1f} answers/s  "
+                print(f"capacity N={cap['clients']} round {r} {key:<10} {s.get('throughput_per_s', 0):7.1f} "
+                      "answers/s  "
                       f"p95 {s.get('p95_ms', 0):7.1f} ms  mean batch {s.get('mean_batch_size_per_answer', 0):.1f}")
     print("checks:", result["checks"])
 
