@@ -353,6 +353,87 @@ def test_bench_fleet_quick_runs_every_method_against_a_real_edge(tmp_path):
     assert "batching_serves_2x_at_largest_N" in doc["checks"]
 
 
+@pytest.mark.slow
+def test_bench_fleet_capacity_runs_a_closed_loop_on_both_edges_for_a_larger_input(tmp_path):
+    """``--capacity`` measures both edges in a closed loop, and a model of another input size (64x64) gets its
+    CIFAR-10 images at that size (the edge answers them)."""
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    r = subprocess.run([sys.executable, "-m", "edgent.cli.main", "bench", "fleet", "--quick", "--random-weights",
+                        "--model", "mobilenet_v3_small-cifar10", "--devices", "2", "--methods", "edge-only",
+                        "--capacity", "--name", "cap", "--out-dir", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads((tmp_path / "cap.json").read_text())
+    assert (tmp_path / "cap.png").is_file()
+    edge_only = doc["results"]["2"]["edge-only"]
+    assert not edge_only["errors"] and edge_only["where"].get("edge", 0) > 0, edge_only
+    cap = doc["capacity"]
+    assert cap["clients"] == 2 and len(cap["rounds"]) == 2
+    for per in cap["rounds"]:
+        assert per["one_by_one"]["answers"] > 0 and per["one_by_one"]["failed"] == 0
+        assert per["one_by_one"]["max_batch_size"] == 1  # one by one: never batched
+        assert per["batching"]["answers"] > 0 and per["batching"]["failed"] == 0
+    assert cap["ratio"] == pytest.approx(cap["batching_per_s"] / cap["one_by_one_per_s"], rel=1e-2)
+    assert doc["checks"]["capacity_ratio_batching_over_one_by_one"] == cap["ratio"]
+
+
+def test_a_closed_loop_device_keeps_one_request_at_the_edge(chain):
+    """The capacity test's device sends the edge-only configuration back to back, without a deadline, and
+    records each answer's batch size; a request the edge refuses is counted as failed, with its reason."""
+    from edgent.bench.fleet.device import run_closed_loop
+
+    cands = Candidates([table_for_model(MODEL)])
+    images = np.random.default_rng(0).integers(0, 256, (4, 3, 32, 32), dtype=np.uint8)
+    cmd = {"id": 0, "closed_loop": True, "link_rate_bps": 1e9, "link_delay_ms": 0.0, "duration_s": 0.3}
+    with ThreadedServer({chain.name: chain}, ServerConfig(port=0, threads=1)) as srv:
+        res = run_closed_loop({**cmd, "port": srv.port, "t_start": time.monotonic()}, chain, cands, images)
+    assert res["failed"] == 0 and len(res["answers"]) >= 2
+    assert all(a[2] == 1 and a[1] > 0 for a in res["answers"])  # (done s, total ms, batch size)
+    assert [a[0] for a in res["answers"]] == sorted(a[0] for a in res["answers"])
+    wrong = np.zeros((2, 3, 16, 16), dtype=np.uint8)  # not the model's input: the edge refuses each request
+    with ThreadedServer({chain.name: chain}, ServerConfig(port=0, threads=1)) as srv:
+        res = run_closed_loop({**cmd, "duration_s": 0.1, "port": srv.port, "t_start": time.monotonic()}, chain,
+                              cands, wrong)
+    assert res["failed"] >= 1 and not res["answers"] and "shape" in res["failure_reasons"][0]
+
+
+def test_capacity_summary_and_checks():
+    """The capacity summary counts the answers that ended inside the measured window, and the checks say whether
+    the batching edge's capacity is at least twice the one-by-one edge's."""
+    from edgent.bench.fleet.options import FleetOptions
+    from edgent.bench.fleet.run import checks, summarise_capacity
+
+    opts = FleetOptions(methods=(), capacity=True, duration_s=10.0, warmup_s=2.0)
+    answers = [{"answers": [[1.0, 5.0, 1], [2.5, 10.0, 4], [9.9, 20.0, 4]], "failed": 1,
+                "failure_reasons": ["RemoteError: busy"]},
+               {"answers": [[10.5, 7.0, 2], [3.0, 30.0, 2]], "failed": 0, "failure_reasons": []}]
+    s = summarise_capacity(answers, opts)
+    assert s["answers"] == 3 and s["throughput_per_s"] == pytest.approx(3 / 8.0, abs=0.01)
+    assert s["failed"] == 1 and s["failure_reasons"] == ["RemoteError: busy"]
+    assert s["mean_batch_size_per_answer"] == pytest.approx(10 / 3, abs=0.01) and s["max_batch_size"] == 4
+    assert summarise_capacity([{"answers": [], "failed": 3}], opts)["answers"] == 0
+    assert checks({}, opts, {"ratio": 2.4})["batching_capacity_2x"] is True
+    assert checks({}, opts, {"ratio": 1.6})["batching_capacity_2x"] is False
+    assert checks({}, opts, {"ratio": None})["batching_capacity_2x"] is False
+    assert "batching_capacity_2x" not in checks({}, opts)
+
+
+def test_fleet_options_refuse_nothing_to_run_and_a_missing_profile(tmp_path):
+    from edgent.bench.fleet.options import FleetOptions
+    from edgent.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="nothing to run"):
+        FleetOptions(methods=())
+    with pytest.raises(ConfigError, match="--edge-profile .* does not exist.*edgent profile"):
+        FleetOptions(edge_profile=str(tmp_path / "none.json"))
+    assert FleetOptions(methods=(), capacity=True).capacity
+
+
 def test_serve_takes_the_backend_and_batching_options():
     from edgent.cli.main import build_parser
 

@@ -13,6 +13,14 @@ def _print_table(result: dict[str, Any]) -> None:
         for m, s in per.items():
             print(f"N={n:>2} {m:<27} met {s.get('met_share', 0):.3f}  accuracy {s.get('accuracy') or 0:.3f}  "
                   f"edge {s.get('edge_throughput_per_s', 0):7.1f} req/s  p95 {s.get('p95_ms', 0):7.1f} ms")
+    cap = result.get("capacity")
+    if cap:
+        for r, per in enumerate(cap["rounds"], start=1):
+            for key in ("one_by_one", "batching"):
+                s = per[key]
+                print(f"capacity N={cap['clients']} round {r} {key:<10} {s.get('throughput_per_s', 0):7.1f} "
+                      "answers/s  "
+                      f"p95 {s.get('p95_ms', 0):7.1f} ms  mean batch {s.get('mean_batch_size_per_answer', 0):.1f}")
     print("checks:", result["checks"])
 
 
@@ -26,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
     common = common_options(args)
     devices = tuple(int(x) for x in args.devices.split(",")) if args.devices else (
         (1, 2) if common.quick else (1, 2, 4, 8, 16, 32))
-    opts = FleetOptions(model=args.model, devices=devices,
-                        methods=tuple(args.methods.split(",")) if args.methods else tuple(METHODS),
+    methods = () if args.methods == "none" else tuple(args.methods.split(",")) if args.methods else tuple(METHODS)
+    opts = FleetOptions(model=args.model, devices=devices, methods=methods,
                         rate_per_s=args.rate_per_s, duration_s=args.duration_s or (2.0 if common.quick else 20.0),
                         warmup_s=args.warmup_s if args.warmup_s is not None else (0.5 if common.quick else 4.0),
                         deadline_ms=args.deadline_ms, margin=args.margin, device_factor=args.device_factor,
@@ -35,11 +43,12 @@ def run(args: argparse.Namespace) -> int:
                         edge_threads=args.edge_threads, edge_torch_threads=args.edge_torch_threads,
                         edge_factor=args.edge_factor,
                         batch_window_ms=args.batch_window_ms, max_batch=args.max_batch, seed=args.seed,
+                        device_profile=args.device_profile, edge_profile=args.edge_profile, capacity=args.capacity,
                         out_dir=common.out_dir)
     entry = zoo_entry(args.model)
     random_weights = args.random_weights or entry.weights is None or not entry.weights.is_file()
     result = run_fleet(opts, random_weights, log=(lambda *_: None) if common.json else print)
-    name = "fleet-quick" if common.quick else "fleet"
+    name = args.name or ("fleet-quick" if common.quick else "fleet")
     path = write_result(name, result, common.out_dir)
     plot_fleet(result, path.with_suffix(".png"))
     emit(result, path, common, _print_table)
@@ -53,7 +62,19 @@ def register(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="alexnet-cifar10")
     p.add_argument("--random-weights", action="store_true", help="seeded random weights even if trained exist")
     p.add_argument("--devices", default="", help="fleet sizes, comma-separated (default 1,2,4,8,16,32; quick 1,2)")
-    p.add_argument("--methods", default="", help="methods, comma-separated (default: all five)")
+    p.add_argument("--methods", default="",
+                   help="methods, comma-separated (default: all five; none: only the capacity test)")
+    p.add_argument("--capacity", action="store_true",
+                   help="also measure each edge's capacity: the largest fleet in a closed loop (a request at the edge "
+                        "at all times per device, edge only, no deadline), one by one and batching")
+    p.add_argument("--device-profile", default=None,
+                   help="the device's measured profile for the latency tables (edgent profile --model M --role "
+                        "device --emulate --out F; default: the fitted latency model)")
+    p.add_argument("--edge-profile", default=None,
+                   help="the edge's measured profile for the latency tables (edgent profile --model M --role edge "
+                        "--out F; default: the fitted latency model)")
+    p.add_argument("--name", default=None, help="results file name, without extension (default fleet; quick: "
+                   "fleet-quick)")
     p.add_argument("--backend", default="local", help="passed to edgent serve --backend (default local)")
     p.add_argument("--rate-per-s", type=argtypes.number(0.0), default=8.0,
                    help="Poisson arrivals per device and second (default 8)")

@@ -26,7 +26,11 @@ class FleetOptions:
     compute thread's CPU time; ``link_rate_bps``/``link_delay_ms``: each device's emulated link; the edge
     (``backend``, ``edge_threads`` worker threads, ``edge_torch_threads``, emulated ``edge_factor`` x slower on
     its computations' thread CPU time, 1: this host's speed) batches with ``batch_window_ms`` and ``max_batch``
-    where a method says so."""
+    where a method says so. ``device_profile`` / ``edge_profile``: measured profiles (``edgent profile --model M
+    --role ...``) the latency tables take instead of the fitted latency models (None: the model's own, else the
+    fitted ones; :func:`edgent.plan.sources.table_for_model`). ``capacity``: also measure each edge's capacity,
+    the largest fleet in a closed loop (every device sends its next request as soon as the previous is answered,
+    the edge-only configuration, no deadline), one by one and batching; ``methods`` may then be empty."""
 
     model: str = "alexnet-cifar10"
     devices: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
@@ -46,12 +50,21 @@ class FleetOptions:
     batch_window_ms: float = 5.0
     max_batch: int = 32
     seed: int = 0
+    device_profile: str | None = None
+    edge_profile: str | None = None
+    capacity: bool = False
     out_dir: Path = field(default=Path("benchmarks/results"))
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ConfigError(f"unknown method(s) {', '.join(unknown)}; methods: {', '.join(METHODS)}")
+        if not self.methods and not self.capacity:
+            raise ConfigError("nothing to run: give at least one method, or ask for the capacity test (--capacity)")
+        for role, path in (("device", self.device_profile), ("edge", self.edge_profile)):
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"--{role}-profile {path} does not exist; measure one with `edgent profile --model "
+                                  f"{self.model} --role {role} --out FILE`, or drop the option")
         if not self.devices or any(n < 1 for n in self.devices):
             raise ConfigError(f"fleet sizes must be integers >= 1, got {self.devices!r}")
         if not self.duration_s > self.warmup_s >= 0:
