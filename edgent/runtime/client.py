@@ -35,10 +35,10 @@ from edgent.model.preprocess import default_preprocess, get_preprocess
 from edgent.runtime.protocol import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     Frame,
+    FrameParser,
     MsgType,
     ProtocolError,
     encode_frame,
-    recv_frame,
 )
 
 
@@ -65,6 +65,8 @@ RECOVERABLE_CODES = frozenset({"overloaded", "shutting_down", "internal", "timeo
 #: (the timeout firing, the connection closed, the exit chosen), so that a fallback started at the give-up point
 #: still has its exit's whole predicted time before the deadline
 FALLBACK_SWITCH_MS = 5.0
+#: the most bytes asked of the socket per read of an answer (its remaining bytes are kept for the next frame)
+_RECV_BYTES = 256 * 1024
 
 
 @dataclass
@@ -176,6 +178,8 @@ class DeviceClient:
         #: once when its predicted wait is longer, and its batching never holds the request past that point)
         self.send_deadline = True
         self.sock: socket.socket | None = None
+        self._parser = FrameParser(DEFAULT_MAX_PAYLOAD_BYTES)
+        self._sock_timeout_s: float | None = None
         self.last_connect_error: str | None = None
         #: the last failure a person has to fix (rejected token, TLS certificate, refused request), else None
         self.config_problem: str | None = None
@@ -261,6 +265,8 @@ class DeviceClient:
             if self.ssl_context is not None:
                 sock = self.ssl_context.wrap_socket(sock, server_hostname=self.server_hostname)
             self.sock = sock
+            self._parser = FrameParser(DEFAULT_MAX_PAYLOAD_BYTES)  # the answers of this connection, cut as they come
+            self._sock_timeout_s = None
             meta: dict[str, Any] = {"client": self.client_name}
             if self.advertise and self.advertised is None:
                 meta["advertise"] = True
@@ -323,6 +329,8 @@ class DeviceClient:
             with contextlib.suppress(OSError):
                 self.sock.close()
             self.sock = None
+        self._parser = FrameParser(DEFAULT_MAX_PAYLOAD_BYTES)
+        self._sock_timeout_s = None
 
     def __enter__(self) -> "DeviceClient":
         return self
@@ -332,14 +340,24 @@ class DeviceClient:
 
     def _exchange(self, frame: bytes, timeout_s: float) -> Frame:
         """Send one frame and read the answer within ``timeout_s``; ERROR answers raise RemoteError."""
-        assert self.sock is not None
+        sock = self.sock
+        assert sock is not None
         t_end = time.perf_counter() + timeout_s
         try:
-            self.sock.settimeout(max(timeout_s, 1e-3))
+            wait_s = max(timeout_s, 1e-3)
+            if wait_s != self._sock_timeout_s:  # (each change is two system calls)
+                sock.settimeout(wait_s)
+                self._sock_timeout_s = wait_s
             self.link.one_way_delay()
             self.link.pace_upload(len(frame), max_wait_s=t_end - time.perf_counter())
-            self.sock.sendall(frame)
-            reply = recv_frame(self.sock, DEFAULT_MAX_PAYLOAD_BYTES)
+            sock.sendall(frame)
+            reply = self._parser.next_frame()  # (the edge sends nothing unasked: normally None)
+            while reply is None:
+                data = sock.recv(_RECV_BYTES)
+                if not data:
+                    raise ConnectionError("the edge closed the connection")
+                self._parser.feed(data)
+                reply = self._parser.next_frame()
             self.link.pace_download(reply.wire_bytes, max_wait_s=t_end - time.perf_counter())
             self.link.one_way_delay()
         except (socket.timeout, TimeoutError) as exc:

@@ -103,6 +103,14 @@ class EdgeCompute(abc.ABC):
         ms of ``queue_ms``, ``decode_ms``, ``compute_ms`` and ``encode_ms`` (``batch_size`` where batched).
         ``deadline_ms``: how long the device can still wait for the answer, where it said so."""
 
+    def run_inline(self, job: EdgeJob, payload: bytes, deadline_ms: float | None = None
+                   ) -> tuple[torch.Tensor, dict[str, float]] | None:
+        """What :meth:`run` returns, computed now in the caller (the event loop) where this engine would compute
+        the job inline anyway (an idle local engine: ``LocalCompute``'s ``inline_when_idle``); None, with nothing
+        done, where it would hand the job off (then the caller awaits :meth:`run`). Lets the server answer a frame
+        in the callback that read it. By default never inline."""
+        return None
+
     @abc.abstractmethod
     def load(self) -> ComputeLoad:
         """The engine's load now."""
@@ -201,14 +209,22 @@ class LocalCompute(EdgeCompute):
         with self._lock:
             self._running.pop(token, None)
 
+    def run_inline(self, job: EdgeJob, payload: bytes, deadline_ms: float | None = None
+                   ) -> tuple[torch.Tensor, dict[str, float]] | None:
+        if not (self.threads == 0 or (self.inline_when_idle and not self._waiting and not self._in_service)):
+            return None
+        with self._lock:
+            self._waiting += 1
+        return self._work(job, payload, time.perf_counter())
+
     async def run(self, job: EdgeJob, payload: bytes, deadline_ms: float | None = None
                   ) -> tuple[torch.Tensor, dict[str, float]]:
-        inline = self.threads == 0 or (self.inline_when_idle and not self._waiting and not self._in_service)
+        out = self.run_inline(job, payload, deadline_ms)
+        if out is not None:
+            return out
         with self._lock:
             self._waiting += 1
         t = time.perf_counter()
-        if inline:
-            return self._work(job, payload, t)
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._work, job, payload, t,
                                                                 None if deadline_ms is None else t + deadline_ms / 1e3)
 
@@ -504,6 +520,9 @@ class BatchingCompute(LocalCompute):
     def expected_compute_ms(self, job: EdgeJob) -> float:
         """A batch of one of ``job``'s group, as the batching policy predicts it (without its safety margin)."""
         return self.time_model.predict_ms(job, 1) / self.time_model.margin
+
+    def run_inline(self, job: EdgeJob, payload: bytes, deadline_ms: float | None = None) -> None:
+        return None  # every job goes through the batching queue
 
     async def run(self, job: EdgeJob, payload: bytes, deadline_ms: float | None = None
                   ) -> tuple[torch.Tensor, dict[str, float]]:
