@@ -87,7 +87,9 @@ def _as_tensor(x: torch.Tensor | np.ndarray, what: str) -> torch.Tensor:
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
         raise InputError(f"{what} must be a torch.Tensor or numpy array, got {type(x).__name__}")
-    return x.detach().cpu()
+    if x.requires_grad:  # (each torch call counts on a request's path: only those that change something)
+        x = x.detach()
+    return x if x.is_cpu else x.cpu()
 
 
 class Codec(ABC):
@@ -155,7 +157,7 @@ class Float32Codec(Codec):
         arr = np.frombuffer(data, dtype="<f4")
         if not arr.flags.writeable:
             arr = arr.copy()
-        return torch.from_numpy(arr).view(shape)
+        return torch.from_numpy(arr.reshape(shape))
 
     def payload_bytes(self, shape):
         return 4 * numel(shape)
@@ -249,7 +251,7 @@ class Uint8Codec(Codec):
 
     def decode(self, data, shape):
         shape = self._check_size(data, shape)
-        return torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy()).view(shape)
+        return torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy().reshape(shape))
 
     def payload_bytes(self, shape):
         return numel(shape)

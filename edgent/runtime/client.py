@@ -65,8 +65,9 @@ RECOVERABLE_CODES = frozenset({"overloaded", "shutting_down", "internal", "timeo
 #: (the timeout firing, the connection closed, the exit chosen), so that a fallback started at the give-up point
 #: still has its exit's whole predicted time before the deadline
 FALLBACK_SWITCH_MS = 5.0
-#: the most bytes asked of the socket per read of an answer (its remaining bytes are kept for the next frame)
-_RECV_BYTES = 256 * 1024
+#: the most bytes asked of the socket per read of an answer (what follows the answer is kept for the next frame);
+#: below glibc's default mmap threshold (128 KiB), so that the buffer of each read comes from the heap
+_RECV_BYTES = 64 * 1024
 
 
 @dataclass
@@ -446,7 +447,8 @@ class DeviceClient:
         if isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition <= n_units:
             raise ConfigError(f"partition {partition!r} is out of range 0..{n_units} for exit {exit}")
         requested = {"exit": exit, "partition": partition, "codec": codec if partition < n_units else None}
-        x = torch.as_tensor(x)
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(x)
         pixels = x if x.dtype == torch.uint8 else None
         if x.dim() == len(chain.input_shape):
             x = x.unsqueeze(0)
@@ -562,7 +564,8 @@ class DeviceClient:
 
     def _finish(self, logits: torch.Tensor, exit: int, partition: int, codec: str | None, where: str, t0: float,
                 **kw: Any) -> InferenceResult:
-        logits = logits.detach()
+        if logits.requires_grad:
+            logits = logits.detach()
         if logits.dtype != torch.float32:
             logits = logits.float()
         total_ms = (time.perf_counter() - t0) * 1e3

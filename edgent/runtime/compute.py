@@ -283,7 +283,10 @@ def compute_job(job: EdgeJob, payload: bytes, runner: PartRunner | None = None, 
         run = job.chain.run_edge if runner is None else runner.run_edge
         logits = run(t, job.exit, job.partition)
     t2 = time.perf_counter()
-    logits = logits.float().contiguous()
+    if logits.dtype != torch.float32 or not logits.is_cpu:
+        logits = logits.float().cpu()
+    if not logits.is_contiguous():
+        logits = logits.contiguous()
     t3 = time.perf_counter()
     return logits, {"decode_ms": (t1 - t0) * 1e3, "compute_ms": (t2 - t1) * 1e3, "encode_ms": (t3 - t2) * 1e3}
 
