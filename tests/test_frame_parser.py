@@ -219,3 +219,22 @@ def threading_wait(s: float) -> None:
     import threading
 
     threading.Event().wait(s)
+
+
+def test_the_client_infer_meta_is_the_json_of_its_fields(chain):
+    """The INFER meta the device encodes once per plan (then only its id and deadline change) parses to the
+    same object as the fields encoded whole."""
+    from edgent.codec import get_codec
+    from edgent.runtime.protocol import parse_meta
+
+    c = DeviceClient("127.0.0.1", 1, chain, device_exit_ms={1: 1.0})
+    for request_id, codec, deadline in ((1, "uint8", None), (2, "float32", 12.5), (3, "uint8", 0.001)):
+        cod = get_codec(codec)
+        shape = (1, 3, 32, 32)
+        want = {"id": request_id, "model": MODEL, "exit": 2, "partition": 0, "codec": codec, "shape": list(shape)}
+        if deadline is not None:
+            want["deadline_ms"] = deadline
+        if codec == "uint8":
+            want["preprocess"] = c.preprocess_name
+        for _ in range(2):  # encoded, then from the cache
+            assert parse_meta(c._infer_meta(request_id, 2, 0, cod, shape, deadline)) == want

@@ -39,6 +39,8 @@ from edgent.runtime.protocol import (
     MsgType,
     ProtocolError,
     encode_frame,
+    encode_frame_json,
+    encode_meta,
 )
 
 
@@ -181,6 +183,8 @@ class DeviceClient:
         self.sock: socket.socket | None = None
         self._parser = FrameParser(DEFAULT_MAX_PAYLOAD_BYTES)
         self._sock_timeout_s: float | None = None
+        #: per plan and shape, the JSON of an INFER meta's plan fields (see _infer_meta)
+        self._meta_tails: dict[tuple, bytes] = {}
         self.last_connect_error: str | None = None
         #: the last failure a person has to fix (rejected token, TLS certificate, refused request), else None
         self.config_problem: str | None = None
@@ -479,10 +483,7 @@ class DeviceClient:
         with contextlib.nullcontext() if raw else self._device_scope():
             data = cod.encode(h)
         self._next_id += 1
-        meta = {"id": self._next_id, "model": chain.name, "exit": exit, "partition": partition, "codec": cod.name,
-                "shape": list(h.shape)}
-        if cod.kind == "pixels":
-            meta["preprocess"] = self.preprocess_name
+        request_id = self._next_id
         if predicted_ms is not None and predicted_device_ms is not None:
             # what is left of the plan after its device part and encoding, from now: the answer's expected time
             spent_ms = (time.perf_counter() - t0) * 1e3
@@ -490,16 +491,17 @@ class DeviceClient:
         reserve = fallback and self.reserves(deadline_ms, h.shape[0], predicted_ms)
         result_kw["give_up_reserved"] = reserve if deadline_ms is not None else None
         timeout_s = self.edge_budget_s(t0, deadline_ms, h.shape[0], reserve)
-        if deadline_ms is not None and self.send_deadline:  # the edge refuses early what it cannot serve in time
-            meta["deadline_ms"] = round(timeout_s * 1e3, 3)
-        frame = encode_frame(MsgType.INFER, meta, data)
+        # the edge refuses early what it cannot serve in time
+        send_deadline_ms = round(timeout_s * 1e3, 3) if deadline_ms is not None and self.send_deadline else None
+        frame = encode_frame_json(MsgType.INFER, self._infer_meta(request_id, exit, partition, cod, h.shape,
+                                                                  send_deadline_ms), data)
         encode_ms = (time.perf_counter() - te0) * 1e3
         result_kw["encode_ms"] = encode_ms
         t_send = time.perf_counter()
         try:
             reply = self._request(frame, timeout_s)
             t_recv = time.perf_counter()
-            logits, timings = self._logits_of(reply, meta["id"], h.shape[0])
+            logits, timings = self._logits_of(reply, request_id, h.shape[0])
         except EdgentError as exc:  # EdgeUnavailable, RemoteError, ProtocolError, a payload that does not decode
             if isinstance(exc, RemoteError) and exc.code == "overloaded":
                 self.last_edge_load = exc.meta.get("load", self.last_edge_load)
@@ -517,6 +519,27 @@ class DeviceClient:
             server_timings_ms=timings, edge_load=self.last_edge_load, upload_bytes=len(frame),
             download_bytes=reply.wire_bytes, bandwidth_sample_bps=None if sample is None else sample.rate_bps,
             **result_kw)
+
+    def _infer_meta(self, request_id: int, exit: int, partition: int, cod: Any, shape: Sequence[int],
+                    deadline_ms: float | None) -> bytes:
+        """The JSON meta of an INFER request: ``id``, ``deadline_ms`` when given, then the fields of its plan
+        (``model``, ``exit``, ``partition``, ``codec``, ``shape``, ``preprocess`` for raw pixels), encoded once per
+        plan and shape (a request differs from the last one of its plan only in its id and deadline)."""
+        key = (exit, partition, cod.name, tuple(shape))
+        tail = self._meta_tails.get(key)
+        if tail is None:
+            rest = {"model": self.chain.name, "exit": exit, "partition": partition, "codec": cod.name,
+                    "shape": list(shape)}
+            if cod.kind == "pixels":
+                rest["preprocess"] = self.preprocess_name
+            tail = encode_meta(rest)[1:]  # without its "{"
+            if len(self._meta_tails) >= 256:  # bounded: a caller cycling through shapes cannot grow it
+                self._meta_tails.clear()
+            self._meta_tails[key] = tail
+        head = b'{"id":%d,' % request_id
+        if deadline_ms is not None:
+            head += b'"deadline_ms":' + encode_meta(deadline_ms) + b","
+        return head + tail
 
     def give_up_ms(self, deadline_ms: float, batch: int = 1) -> float:
         """The give-up point (ms from arrival): the latest moment a fallback on the fastest exit, as the device's

@@ -97,12 +97,22 @@ class Frame:
 _META_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
+def encode_meta(value: Any) -> bytes:
+    """``value`` as the compact UTF-8 JSON of a frame's meta (ValueError for NaN or infinity)."""
+    return _META_ENCODER.encode(value).encode()
+
+
 def encode_frame(msg_type: MsgType, meta: dict[str, Any] | None = None, payload: bytes | bytearray = b"") -> bytes:
     """The bytes of one frame; raises ProtocolError when the meta is too large."""
-    meta_bytes = _META_ENCODER.encode(meta or {}).encode()
-    if len(meta_bytes) > MAX_META_BYTES:
-        raise ProtocolError("too_large", f"frame meta is {len(meta_bytes)} bytes, the limit is {MAX_META_BYTES}")
-    return b"".join((HEADER.pack(MAGIC, VERSION, int(msg_type), 0, len(meta_bytes), len(payload)), meta_bytes,
+    return encode_frame_json(msg_type, encode_meta(meta or {}), payload)
+
+
+def encode_frame_json(msg_type: MsgType, meta_json: bytes, payload: bytes | bytearray = b"") -> bytes:
+    """The bytes of one frame whose meta is already encoded (``meta_json``: the UTF-8 JSON of an object, as
+    :func:`encode_meta` makes it); raises ProtocolError when it is too large."""
+    if len(meta_json) > MAX_META_BYTES:
+        raise ProtocolError("too_large", f"frame meta is {len(meta_json)} bytes, the limit is {MAX_META_BYTES}")
+    return b"".join((HEADER.pack(MAGIC, VERSION, int(msg_type), 0, len(meta_json), len(payload)), meta_json,
                      payload))
 
 

@@ -311,6 +311,8 @@ class EdgeServer:
             _, pending = await asyncio.wait(list(self._tasks), timeout=1.5)
             for t in pending:
                 t.cancel()
+        if self._trim_task is not None:
+            self._trim_task.cancel()
         await self.compute.stop()
 
     async def serve_until_signal(self, ready_file: str | None = None) -> None:
