@@ -238,3 +238,8 @@ def test_the_client_infer_meta_is_the_json_of_its_fields(chain):
             want["preprocess"] = c.preprocess_name
         for _ in range(2):  # encoded, then from the cache
             assert parse_meta(c._infer_meta(request_id, 2, 0, cod, shape, deadline)) == want
+
+
+def test_the_answer_load_is_the_edge_load(server):
+    """Every answer's ``load`` (built without the dataclass) holds the same fields and values as EdgeLoad."""
+    assert server.server.load_dict() == server.server.load().to_dict()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import socket
 import ssl
 import time
@@ -636,7 +637,7 @@ def _finite_float(v: Any) -> float:
         f = float(v)
     except (TypeError, ValueError):
         return 0.0
-    return f if np.isfinite(f) else 0.0
+    return f if math.isfinite(f) else 0.0
 
 
 def parse_shape(text: str) -> Sequence[int]:

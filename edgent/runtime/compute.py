@@ -115,6 +115,12 @@ class EdgeCompute(abc.ABC):
     def load(self) -> ComputeLoad:
         """The engine's load now."""
 
+    def occupancy(self) -> tuple[int, int, int]:
+        """(requests waiting, in service, workers): the part of :meth:`load` that a full queue is judged by
+        (engines whose :meth:`load` costs more than a look at their counters override it)."""
+        load = self.load()
+        return load.waiting, load.in_service, load.workers
+
     def describe(self) -> str:
         """One line for ``edgent serve``'s banner: the engine, its workers, where it runs the parts."""
         return self.name
@@ -182,6 +188,9 @@ class LocalCompute(EdgeCompute):
         return ComputeLoad(self._waiting, self._in_service, self.threads,
                            None if self._mean_compute_ms is None else round(self._mean_compute_ms, 3),
                            in_service_left_ms=self.in_service_left_ms())
+
+    def occupancy(self) -> tuple[int, int, int]:
+        return self._waiting, self._in_service, self.threads
 
     def expected_compute_ms(self, job: EdgeJob) -> float:
         """The running mean of ``job``'s group's computations, else of all of them (0 before the first)."""

@@ -60,7 +60,7 @@ class MsgType(IntEnum):
     ERROR = 15  # edge -> device: {"code", "message", "fatal", "id"?}
 
 
-_TYPES = {int(t) for t in MsgType}
+_TYPES = {int(t): t for t in MsgType}
 
 #: error codes after which the edge closes the connection (the framing or the peer can no longer be trusted)
 FATAL_CODES = frozenset({"bad_magic", "bad_version", "bad_type", "too_large", "unauthorized", "hello_required",
@@ -119,18 +119,25 @@ def encode_frame_json(msg_type: MsgType, meta_json: bytes, payload: bytes | byte
 def parse_header(data: bytes, max_payload_bytes: int, max_meta_bytes: int = MAX_META_BYTES
                  ) -> tuple[MsgType, int, int]:
     """Check a 16-byte header and return (type, meta_len, payload_len); raises ProtocolError."""
-    magic, version, msg_type, _flags, meta_len, payload_len = HEADER.unpack(data)
+    return parse_header_at(data, 0, max_payload_bytes, max_meta_bytes)
+
+
+def parse_header_at(data: bytes | bytearray, offset: int, max_payload_bytes: int,
+                    max_meta_bytes: int = MAX_META_BYTES) -> tuple[MsgType, int, int]:
+    """:func:`parse_header` of the 16 bytes of ``data`` at ``offset`` (no copy of them)."""
+    magic, version, type_code, _flags, meta_len, payload_len = HEADER.unpack_from(data, offset)
     if magic != MAGIC:
         raise ProtocolError("bad_magic", f"not an edgent frame (magic {magic!r}, expected {MAGIC!r})")
     if version != VERSION:
         raise ProtocolError("bad_version", f"protocol version {version} is not supported; this end speaks {VERSION}")
-    if msg_type not in _TYPES:
-        raise ProtocolError("bad_type", f"unknown frame type {msg_type}")
+    msg_type = _TYPES.get(type_code)
+    if msg_type is None:
+        raise ProtocolError("bad_type", f"unknown frame type {type_code}")
     if meta_len > max_meta_bytes:
         raise ProtocolError("too_large", f"frame meta of {meta_len} bytes exceeds the limit of {max_meta_bytes}")
     if payload_len > max_payload_bytes:
         raise ProtocolError("too_large", f"payload of {payload_len} bytes exceeds the limit of {max_payload_bytes}")
-    return MsgType(msg_type), meta_len, payload_len
+    return msg_type, meta_len, payload_len
 
 
 def _no_constant(name: str) -> Any:
@@ -280,7 +287,7 @@ class FrameParser:
             return None
         head = self._head
         if head is None:
-            head = parse_header(bytes(buf[pos:pos + HEADER_BYTES]), self.max_payload_bytes, self.max_meta_bytes)
+            head = parse_header_at(buf, pos, self.max_payload_bytes, self.max_meta_bytes)
             if self.check_header is not None:
                 self.check_header(*head)
             self._head = head

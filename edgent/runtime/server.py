@@ -343,6 +343,14 @@ class EdgeServer:
         return EdgeLoad(c.waiting, c.in_service, c.workers, c.mean_compute_ms, len(self._connections),
                         c.mean_service_ms, c.batch_window_ms, c.in_service_left_ms)
 
+    def load_dict(self) -> dict[str, Any]:
+        """``load().to_dict()``, as every answer carries it, without the dataclass in between."""
+        c = self.compute.load()
+        return {"queue_length": c.waiting, "in_service": c.in_service, "workers": c.workers,
+                "mean_compute_ms": c.mean_compute_ms, "connections": len(self._connections),
+                "mean_service_ms": c.mean_service_ms, "batch_window_ms": c.batch_window_ms,
+                "in_service_left_ms": c.in_service_left_ms}
+
     # ------------------------------------------------------------------ accepting
     async def _accept(self, listener: socket.socket) -> None:
         """Accept while a slot is free, up to ``_headroom`` connections per turn of the loop (the connections
@@ -487,7 +495,7 @@ class EdgeServer:
             return False
         if not self._token_ok(meta.get("token")) or meta.get("advertise") is True:
             return False  # (an advertisement is a large payload: the full path sends it with back-pressure)
-        welcome = encode_frame(MsgType.WELCOME, {**self._welcome, "load": self.load().to_dict()})
+        welcome = encode_frame(MsgType.WELCOME, {**self._welcome, "load": self.load_dict()})
         try:
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             taken = conn.sock.recv(HEADER_BYTES + meta_len)  # exactly the HELLO: what follows stays queued
@@ -719,7 +727,7 @@ class EdgeServer:
                 await self._send_error(writer, "unauthorized", "wrong or missing token", rid)
                 return
             advert = self.advertisement() if frame.meta.get("advertise") is True else b""
-            meta = {**self._welcome, "load": self.load().to_dict()}
+            meta = {**self._welcome, "load": self.load_dict()}
             if advert:
                 meta["advertisement_bytes"] = len(advert)
             await self._send(writer, MsgType.WELCOME, meta, advert)
@@ -753,7 +761,7 @@ class EdgeServer:
             elif frame.type == MsgType.HEALTH:
                 await self._send(writer, MsgType.STATUS, {
                     "id": rid, "live": True, "ready": self._ready and not self._closing,
-                    "models": list(self.models), "load": self.load().to_dict()})
+                    "models": list(self.models), "load": self.load_dict()})
             elif frame.type == MsgType.PROBE:
                 await self._send(writer, MsgType.PROBE_ACK, {"id": rid, "received_bytes": len(frame.payload)})
             elif frame.type == MsgType.HELLO:
@@ -820,19 +828,19 @@ class EdgeServer:
             raise _Refusal((MsgType.ERROR, error_meta(
                 "bad_request", f"deadline_ms must be a number of ms > 0 (what the device can still wait), got "
                 f"{deadline_ms!r}", rid), b""))
-        load = self.compute.load()
+        waiting, in_service, workers = self.compute.occupancy()
         refusal = None
-        if load.waiting + load.in_service >= self.config.max_queue + max(1, load.workers):
+        if waiting + in_service >= self.config.max_queue + max(1, workers):
             refusal = f"the edge queue is full ({self.config.max_queue} waiting)"
         elif deadline_ms is not None:  # admission control: a request that would wait past its deadline
-            wait_ms = load.predicted_wait_ms()  # the work left of those in service, those waiting whole
+            wait_ms = self.compute.load().predicted_wait_ms()  # the work left of those in service, those waiting whole
             own_ms = self.compute.expected_compute_ms(job)  # this request's own kind of computation
             if wait_ms + own_ms > deadline_ms:
                 refusal = (f"the edge is busy: a predicted wait of {wait_ms:.1f} ms and {own_ms:.1f} ms of "
                            f"compute exceed the request's remaining deadline of {deadline_ms:.1f} ms")
         if refusal is not None:
             meta_err = error_meta("overloaded", refusal, rid)
-            meta_err["load"] = self.load().to_dict()
+            meta_err["load"] = self.load_dict()
             raise _Refusal((MsgType.ERROR, meta_err, b""))
         return job, deadline_ms
 
@@ -843,7 +851,7 @@ class EdgeServer:
         if isinstance(exc, EdgentError):
             meta_err = error_meta(getattr(exc, "code", "bad_request"), str(exc), rid)
             if meta_err.get("code") == "overloaded":  # (waited past its deadline) the device learns the load
-                meta_err["load"] = self.load().to_dict()
+                meta_err["load"] = self.load_dict()
             return MsgType.ERROR, meta_err, b""
         log.warning("edge computation failed: %s: %s", type(exc).__name__, exc)
         return MsgType.ERROR, error_meta("internal", f"the edge could not compute: {exc}", rid), b""
@@ -860,7 +868,7 @@ class EdgeServer:
         return MsgType.RESULT, {
             "id": rid, "model": job.model, "exit": job.exit, "partition": job.partition,
             "classes": arr.argmax(axis=1).tolist(), "shape": list(arr.shape), "codec": "float32",
-            "timings": {k: round(v, 4) for k, v in timings.items()}, "load": self.load().to_dict(),
+            "timings": {k: round(v, 4) for k, v in timings.items()}, "load": self.load_dict(),
         }, payload
 
     def _job(self, meta: dict[str, Any], payload_len: int) -> EdgeJob:
@@ -1119,7 +1127,7 @@ class _FrameProtocol(asyncio.Protocol):
                 self._error("unauthorized", "wrong or missing token", rid)
                 return
             advert = server.advertisement() if frame.meta.get("advertise") is True else b""
-            meta = {**server._welcome, "load": server.load().to_dict()}
+            meta = {**server._welcome, "load": server.load_dict()}
             if advert:
                 meta["advertisement_bytes"] = len(advert)
             self._write(MsgType.WELCOME, meta, advert)
@@ -1155,7 +1163,7 @@ class _FrameProtocol(asyncio.Protocol):
         elif frame.type == MsgType.HEALTH:
             self._answered(MsgType.STATUS, {
                 "id": rid, "live": True, "ready": server._ready and not server._closing,
-                "models": list(server.models), "load": server.load().to_dict()})
+                "models": list(server.models), "load": server.load_dict()})
         elif frame.type == MsgType.PROBE:
             self._answered(MsgType.PROBE_ACK, {"id": rid, "received_bytes": len(frame.payload)})
         elif frame.type == MsgType.HELLO:
