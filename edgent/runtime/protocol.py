@@ -94,7 +94,7 @@ class Frame:
 
 
 #: one encoder and one decoder for every frame's meta (``json.dumps``/``loads`` with options build new ones per call)
-_META_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_META_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False)  # metas are trees
 
 
 def encode_meta(value: Any) -> bytes:
