@@ -480,9 +480,11 @@ class DeviceClient:
         # the device encodes (a JPEG, a quantisation, a bottleneck's encoder); a raw codec's encode (lossless, its
         # exact size: uint8 pixels, float32) is a copy of the tensor's bytes that the tables price at nothing, and
         # runs outside an emulated device's slowdown (whose clock would charge its own measurement to the copy)
-        raw = cod.lossless and cod.exact_size
-        with contextlib.nullcontext() if raw else self._device_scope():
+        if cod.lossless and cod.exact_size:
             data = cod.encode(h)
+        else:
+            with self._device_scope():
+                data = cod.encode(h)
         self._next_id += 1
         request_id = self._next_id
         if predicted_ms is not None and predicted_device_ms is not None:

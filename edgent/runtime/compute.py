@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import functools
 import itertools
 import math
 import threading
@@ -48,7 +49,7 @@ class EdgeJob:
     preprocess: Callable[[torch.Tensor], torch.Tensor] | None
     payload_bytes: int
 
-    @property
+    @functools.cached_property
     def group(self) -> tuple[Any, ...]:
         """Jobs of one group run the same computation on tensors of the same shape but for the batch size:
         they can be stacked into one batch."""
