@@ -392,6 +392,8 @@ def run(args: argparse.Namespace) -> int:
     result["checks"] = {"median_overhead_le_0_5ms": result["overhead"]["default"]["overhead_ms"]["median"] <= 0.5,
                         "float32_encode_ge_1GBps": f32["encode_GBps"] >= 1.0,
                         "float32_decode_ge_1GBps": f32["decode_GBps"] >= 1.0}
+    if vs is not None:
+        result["checks"]["median_overhead_below_previous_default"] = vs["ratio_default_over_previous"] < 1.0
     path = write_result("runtime", result, args.out_dir)
     if args.json:
         print(json.dumps(result, indent=1))

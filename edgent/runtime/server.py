@@ -25,7 +25,10 @@ is written), buffers at most ``read_buffer_bytes`` ahead of the frame being read
 ``write_timeout_s``. A sender slower than ``min_rate_bps`` (after ``rate_grace_s`` of a frame) is cut. Between two
 frames of a connection the loop serves every other connection once, so a client that pipelines frames gets its turn
 like everyone else and no more; frames that ask for no computation (HEALTH, PROBE, refused ones) are also held to
-``control_frames_per_s`` per connection.
+``control_frames_per_s`` per connection. Without TLS a connection is served from the event loop's callbacks
+(:class:`_FrameProtocol`: a frame is answered, and an idle edge's computation done, in the callback that completed
+it); with TLS by a stream reader (:func:`~edgent.runtime.protocol.read_frame` in :meth:`EdgeServer.
+_serve_connection`). Both keep every bound above.
 """
 
 from __future__ import annotations
@@ -1137,7 +1140,10 @@ class _FrameProtocol(asyncio.Protocol):
             server._unauth.pop(conn, None)
             if not conn.evicted:
                 server._idle[conn] = None
-            self._next(0.0) if self.write_paused else self._resume_now()
+            if self.write_paused:  # (a large advertisement) the next frame once the kernel took it
+                self._next(0.0)
+            else:
+                self._resume_now()
             return
         conn.busy = True
         server._idle.pop(conn, None)
