@@ -374,6 +374,13 @@ def run(args: argparse.Namespace) -> int:
     random_weights = args.random_weights or entry.weights is None or not entry.weights.is_file()
     result: dict[str, Any] = {"model": args.model}
     variants = dict(SERVER_VARIANTS)
+    if args.settings:
+        names = [n.strip() for n in args.settings.split(",") if n.strip()]
+        unknown = [n for n in names if n not in SERVER_VARIANTS]
+        if unknown or "default" not in names:
+            raise ConfigError(f"--settings takes a comma-separated list of {', '.join(SERVER_VARIANTS)} that holds "
+                              f"default, got {args.settings!r}")
+        variants = {n: SERVER_VARIANTS[n] for n in names}
     if args.ray:
         from edgent.runtime.ray_backend import import_ray
 
@@ -426,6 +433,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray", action="store_true",
                    help="also measure `edgent serve --backend ray` (needs Ray Serve): the overhead Ray adds per request")
     p.add_argument("--compare-grpc", action="store_true", help="also time gRPC against the frames (needs grpcio)")
+    p.add_argument("--settings", metavar="NAMES",
+                   help=f"server settings measured side by side, comma-separated (default: all of "
+                        f"{', '.join(SERVER_VARIANTS)}); each server waits for the others' requests in between")
     p.add_argument("--baseline-src", metavar="DIR",
                    help="a source tree of the previous code (e.g. `git worktree add DIR COMMIT`): its `edgent serve` "
                         "and its device are measured side by side with this tree's, as setting previous_default")
