@@ -183,6 +183,7 @@ def loopback_overhead(requests: int, model: str, random_weights: bool,
     from edgent.model.zoo import load_for_inference
     from edgent.runtime.local import free_port, serve_process, stop_process
 
+    load_at_start = os.getloadavg()[0]  # (the run's own processes raise the load average while it lasts)
     here = Path(__file__).resolve().parents[2]  # the source tree of this edgent
     variants = dict(variants or SERVER_VARIANTS)
     sources = {name: here for name in variants}
@@ -241,6 +242,7 @@ def loopback_overhead(requests: int, model: str, random_weights: bool,
             "median_ms": {k: pct(k, 50) for k in ("total", "device", "edge_compute", "wire", "encode", "edge_other")},
             "overhead_breakdown_median_ms": {k: pct(k, 50) for k in OVERHEAD_PARTS},
             "target_median_overhead_ms": 0.5, "load_average_1min": round(os.getloadavg()[0], 2),
+            "load_average_1min_at_start": round(load_at_start, 2),
             "weights": "random (seeded)" if random_weights else "trained"}
     return out
 
