@@ -980,7 +980,11 @@ class _FrameProtocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         if self.state == _READING:
-            self._read()  # the frames that arrived whole are answered; a frame cut short ends the connection
+            try:
+                self._read()  # the frames that arrived whole are answered; a frame cut short ends the connection
+            except Exception:  # noqa: BLE001 - a bug in one connection must not stop the server
+                log.exception("connection handler failed")
+                self._finish()
         return True  # keep the transport for the answers; _finish closes it
 
     def connection_lost(self, exc: Exception | None) -> None:
