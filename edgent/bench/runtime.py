@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import time
@@ -177,8 +178,9 @@ def loopback_overhead(requests: int, model: str, random_weights: bool,
                       baseline_src: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """Median framework overhead per request against real `edgent serve` processes on loopback, one per server
     variant, each asked by a device process of its own (:mod:`edgent.bench.runtime_device`), all started at once
-    and asked in turn (request i goes to variant i mod k), so that the variants see the same machine state and
-    their figures can be compared side by side. With ``baseline_src`` (a source tree of the previous code), one
+    and asked in rounds (one request per variant and round, the same plan, in a seeded order of its own per
+    round), so that the variants see the same machine state, none always follows the same other one, and their
+    figures can be compared side by side. With ``baseline_src`` (a source tree of the previous code), one
     more variant, :data:`BASELINE`: that tree's ``edgent serve`` with the default flags and that tree's device."""
     from edgent.model.zoo import load_for_inference
     from edgent.runtime.local import free_port, serve_process, stop_process
@@ -214,14 +216,15 @@ def loopback_overhead(requests: int, model: str, random_weights: bool,
             wire_bps[name] = d.ask({"do": "wire"})["wire_bps"]  # loopback throughput: 8 MiB PROBE frames
             d.ask({"do": "warm"})
         names = list(variants)
-        for i in range(requests * len(names)):
-            name = names[i % len(names)]
-            r = SimpleNamespace(**devices[name].ask({"do": "infer", "plan": (i // len(names)) % len(plans)}))
-            if r.where != "edge":
-                raise EdgentError(f"a request of the overhead measurement ({name}) was not answered by the edge: "
-                                  f"{r.fallback_reason}")
-            wire_ms = 8 * (r.upload_bytes + r.download_bytes) / wire_bps[name] * 1e3
-            rows[name].append(overhead_row(r, wire_ms))
+        order = random.Random(0)
+        for round_ in range(requests):  # one request per setting and round, in a seeded order of its own per round
+            for name in order.sample(names, len(names)):  # (no setting always follows the same one)
+                r = SimpleNamespace(**devices[name].ask({"do": "infer", "plan": round_ % len(plans)}))
+                if r.where != "edge":
+                    raise EdgentError(f"a request of the overhead measurement ({name}) was not answered by the edge: "
+                                      f"{r.fallback_reason}")
+                wire_ms = 8 * (r.upload_bytes + r.download_bytes) / wire_bps[name] * 1e3
+                rows[name].append(overhead_row(r, wire_ms))
     finally:
         for d in devices.values():
             d.close()
