@@ -566,3 +566,19 @@ def test_the_overhead_breakdown_adds_up_to_the_overhead(server, chain):
     assert sum(row[k] for k in OVERHEAD_PARTS) == pytest.approx(row["overhead"], abs=1e-9)
     assert row["overhead"] == pytest.approx(r.total_ms - r.device_ms - r.server_timings_ms["compute_ms"] - 0.01)
     assert row["client"] > 0 and row["edge_decode"] >= 0 and row["edge_rest"] >= 0
+
+
+def test_the_runtime_bench_compares_with_the_previous_code(tmp_path):
+    """`edgent bench runtime --baseline-src DIR`: a folder without an edgent source tree is refused before anything
+    starts; the comparison is the default's median over the previous default's, with both breakdowns."""
+    from edgent.bench.runtime import BASELINE, loopback_overhead, versus_previous
+
+    with pytest.raises(ConfigError, match="holds no edgent source tree"):
+        loopback_overhead(1, MODEL, True, baseline_src=tmp_path)
+    parts = {"client": 0.1, "edge_decode": 0.0, "edge_encode": 0.0, "edge_rest": 0.1, "transport": 0.2}
+    overhead = {"default": {"overhead_ms": {"median": 0.4}, "overhead_breakdown_median_ms": parts},
+                BASELINE: {"overhead_ms": {"median": 0.8}, "overhead_breakdown_median_ms": parts,
+                           "source": str(tmp_path), "source_commit": "abc1234"}}
+    vs = versus_previous(overhead)
+    assert vs["ratio_default_over_previous"] == 0.5 and vs["previous_commit"] == "abc1234"
+    assert versus_previous({"default": overhead["default"]}) is None

@@ -14,15 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import time
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 
 from edgent.codec import get_codec, measure_throughput
+from edgent.errors import ConfigError, EdgentError
 
 TENSOR_CODECS = ["float32", "float16", "int8", "float32+zlib", "float16+zlib", "int8+zlib"]
 PIXEL_CODECS = ["uint8", "uint8+zlib", "jpeg", "jpeg75"]
@@ -101,62 +105,131 @@ def overhead_row(r: Any, wire_ms: float) -> dict[str, float]:
     return row
 
 
-def loopback_overhead(requests: int, model: str, random_weights: bool,
-                      variants: dict[str, list[str]] | None = None) -> dict[str, dict[str, Any]]:
-    """Median framework overhead per request against real `edgent serve` processes on loopback, one per server
-    variant, all started at once and asked in turn (request i goes to variant i mod k), so that the variants
-    see the same machine state and their figures can be compared side by side."""
-    from edgent.model.zoo import load_for_inference
-    from edgent.runtime import DeviceClient
-    from edgent.runtime.local import free_port, serve_process, stop_process
-    from edgent.runtime.protocol import MsgType, encode_frame
+#: with ``--baseline-src``: the previous code's default setting, its server and its device from that source tree
+BASELINE = "previous_default"
 
-    variants = variants or SERVER_VARIANTS
+
+class _DeviceProcess:
+    """One device of the overhead measurement in a process of its own (:mod:`edgent.bench.runtime_device`),
+    importing ``edgent`` from ``src``."""
+
+    def __init__(self, src: Path, port: int, model: str, random_weights: bool, plans: list[tuple]) -> None:
+        import subprocess
+
+        code = (Path(__file__).with_name("runtime_device.py")).read_text()
+        args = json.dumps({"port": port, "model": model, "random_weights": random_weights, "plans": plans})
+        # `python -c`: the process imports from its working directory and PYTHONPATH, both ``src``
+        self.proc = subprocess.Popen([sys.executable, "-c", code, args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, cwd=src,
+                                     env={**os.environ, "PYTHONPATH": str(src)})
+        hello = self._read()
+        self.edgent_file = hello.get("edgent", "")
+        if not Path(self.edgent_file).resolve().is_relative_to(src.resolve()):
+            self.close()
+            raise ConfigError(f"the device process for {src} imported edgent from {self.edgent_file}; give a source "
+                              "tree with an edgent package (e.g. a `git worktree add` of the commit to compare)")
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise EdgentError(f"the device process exited (code {self.proc.poll()}) without an answer")
+        return json.loads(line)
+
+    def ask(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.ask({"do": "stop"})
+            except (OSError, EdgentError, ValueError):
+                pass
+            try:
+                self.proc.wait(10)
+            except Exception:  # noqa: BLE001 - it is killed below
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def _tree_commit(src: Path) -> str | None:
+    """The commit checked out at ``src`` (None outside git), with ``+dirty`` when its files differ from it."""
+    import subprocess
+
+    try:
+        rev = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if rev.returncode:
+        return None
+    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def loopback_overhead(requests: int, model: str, random_weights: bool,
+                      variants: dict[str, list[str]] | None = None,
+                      baseline_src: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """Median framework overhead per request against real `edgent serve` processes on loopback, one per server
+    variant, each asked by a device process of its own (:mod:`edgent.bench.runtime_device`), all started at once
+    and asked in rounds (one request per variant and round, the same plan, in a seeded order of its own per
+    round), so that the variants see the same machine state, none always follows the same other one, and their
+    figures can be compared side by side. With ``baseline_src`` (a source tree of the previous code), one
+    more variant, :data:`BASELINE`: that tree's ``edgent serve`` with the default flags and that tree's device."""
+    from edgent.model.zoo import load_for_inference
+    from edgent.runtime.local import free_port, serve_process, stop_process
+
+    load_at_start = os.getloadavg()[0]  # (the run's own processes raise the load average while it lasts)
+    here = Path(__file__).resolve().parents[2]  # the source tree of this edgent
+    variants = dict(variants or SERVER_VARIANTS)
+    sources = {name: here for name in variants}
+    if baseline_src is not None:
+        src = Path(baseline_src).resolve()
+        if not (src / "edgent" / "runtime" / "server.py").is_file():
+            raise ConfigError(f"--baseline-src {baseline_src} holds no edgent source tree (edgent/runtime/server.py "
+                              "is missing); make one with `git worktree add DIR COMMIT`")
+        variants[BASELINE] = SERVER_VARIANTS["default"]
+        sources[BASELINE] = src
     chain = load_for_inference(model, random_weights=random_weights, seed=0)
-    saved_threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # device and edge share this machine: keep idle OpenMP threads from spinning
+    plans = []
+    for ep in chain.exit_points:
+        n = ep.num_units
+        plans += [(ep.exit, 0, "uint8"), (ep.exit, max(1, n // 3), "float32"), (ep.exit, n - 1, "float32")]
     flags = ["--model", model] + (["--random-weights", "--seed", "0"] if random_weights else [])
-    procs, clients = {}, {}
+    procs, devices = {}, {}
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     wire_bps: dict[str, float] = {}
     try:
         for name, extra in variants.items():
             port = free_port()
-            procs[name] = serve_process(port, model_flags=flags, extra=["--torch-threads", "1", *extra])
-            clients[name] = DeviceClient("127.0.0.1", port, chain)
-            clients[name].connect()
-        imgs = torch.randint(0, 256, (1, *chain.input_shape), dtype=torch.uint8,
-                             generator=torch.Generator().manual_seed(0))
-        plans = []
-        for ep in chain.exit_points:
-            n = ep.num_units
-            plans += [(ep.exit, 0, "uint8"), (ep.exit, max(1, n // 3), "float32"), (ep.exit, n - 1, "float32")]
-        for name, c in clients.items():
-            # loopback throughput: 8 MiB PROBE frames (transfer-dominated)
-            big = encode_frame(MsgType.PROBE, {"id": 0}, bytes(8 << 20))
-            times = []
-            for _ in range(5):
-                t0 = time.perf_counter()
-                c._exchange(big, 10)
-                times.append(time.perf_counter() - t0)
-            wire_bps[name] = 8 * len(big) / min(times)
-            for plan in plans:  # warm-up
-                c.infer(imgs, *plan)
+            src = sources[name]
+            procs[name] = serve_process(port, model_flags=flags, extra=["--torch-threads", "1", *extra],
+                                        env={**os.environ, "PYTHONPATH": str(src)}, cwd=src)
+            devices[name] = _DeviceProcess(src, port, model, random_weights, plans)
+        for name, d in devices.items():
+            wire_bps[name] = d.ask({"do": "wire"})["wire_bps"]  # loopback throughput: 8 MiB PROBE frames
+            d.ask({"do": "warm"})
         names = list(variants)
-        for i in range(requests * len(names)):
-            name = names[i % len(names)]
-            plan = plans[(i // len(names)) % len(plans)]
-            r = clients[name].infer(imgs, *plan)
-            assert r.where == "edge", r.fallback_reason
-            wire_ms = 8 * (r.upload_bytes + r.download_bytes) / wire_bps[name] * 1e3
-            compute_ms = r.server_timings_ms["compute_ms"]
-            rows[name].append(overhead_row(r, wire_ms))
+        order = random.Random(0)
+        for round_ in range(requests):  # one request per setting and round, in a seeded order of its own per round
+            for name in order.sample(names, len(names)):  # (no setting always follows the same one)
+                r = SimpleNamespace(**devices[name].ask({"do": "infer", "plan": round_ % len(plans)}))
+                if r.where != "edge":
+                    raise EdgentError(f"a request of the overhead measurement ({name}) was not answered by the edge: "
+                                      f"{r.fallback_reason}")
+                wire_ms = 8 * (r.upload_bytes + r.download_bytes) / wire_bps[name] * 1e3
+                rows[name].append(overhead_row(r, wire_ms))
     finally:
-        for c in clients.values():
-            c.close()
+        for d in devices.values():
+            d.close()
         for proc in procs.values():
             stop_process(proc)
-        torch.set_num_threads(saved_threads)
 
     out = {}
     for name, rs in rows.items():
@@ -165,13 +238,29 @@ def loopback_overhead(requests: int, model: str, random_weights: bool,
 
         out[name] = {
             "requests": requests, "plans": len(plans), "serve_flags": variants[name],
+            "source": "this tree" if sources[name] == here else str(sources[name]),
+            "source_commit": _tree_commit(sources[name]),
             "loopback_Gbps": round(wire_bps[name] / 1e9, 2),
             "overhead_ms": {"median": pct("overhead", 50), "p90": pct("overhead", 90), "p99": pct("overhead", 99)},
             "median_ms": {k: pct(k, 50) for k in ("total", "device", "edge_compute", "wire", "encode", "edge_other")},
             "overhead_breakdown_median_ms": {k: pct(k, 50) for k in OVERHEAD_PARTS},
             "target_median_overhead_ms": 0.5, "load_average_1min": round(os.getloadavg()[0], 2),
+            "load_average_1min_at_start": round(load_at_start, 2),
             "weights": "random (seeded)" if random_weights else "trained"}
     return out
+
+
+def versus_previous(overhead: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The default against the previous code's default (:data:`BASELINE`) of one run: both medians, their ratio
+    (new / previous) and both breakdowns; None without a baseline."""
+    if BASELINE not in overhead:
+        return None
+    new, old = overhead["default"], overhead[BASELINE]
+    return {"previous_source": old["source"], "previous_commit": old["source_commit"],
+            "median_overhead_ms": {"default": new["overhead_ms"]["median"], BASELINE: old["overhead_ms"]["median"]},
+            "ratio_default_over_previous": round(new["overhead_ms"]["median"] / old["overhead_ms"]["median"], 3),
+            "overhead_breakdown_median_ms": {"default": new["overhead_breakdown_median_ms"],
+                                             BASELINE: old["overhead_breakdown_median_ms"]}}
 
 
 def codec_accuracy(model: str, random_weights: bool, n_images: int = 500) -> dict[str, Any]:
@@ -290,12 +379,22 @@ def run(args: argparse.Namespace) -> int:
     random_weights = args.random_weights or entry.weights is None or not entry.weights.is_file()
     result: dict[str, Any] = {"model": args.model}
     variants = dict(SERVER_VARIANTS)
+    if args.settings:
+        names = [n.strip() for n in args.settings.split(",") if n.strip()]
+        unknown = [n for n in names if n not in SERVER_VARIANTS]
+        if unknown or "default" not in names:
+            raise ConfigError(f"--settings takes a comma-separated list of {', '.join(SERVER_VARIANTS)} that holds "
+                              f"default, got {args.settings!r}")
+        variants = {n: SERVER_VARIANTS[n] for n in names}
     if args.ray:
         from edgent.runtime.ray_backend import import_ray
 
         import_ray()  # a clear error without Ray, before any server starts
         variants.update(RAY_VARIANTS)
-    result["overhead"] = loopback_overhead(args.requests, args.model, random_weights, variants)
+    result["overhead"] = loopback_overhead(args.requests, args.model, random_weights, variants, args.baseline_src)
+    vs = versus_previous(result["overhead"])
+    if vs is not None:
+        result["overhead_vs_previous"] = vs
     result["codecs"] = codec_throughput(args.min_time_s)
     if not args.quick:
         result["codec_accuracy"] = codec_accuracy(args.model, random_weights, args.images)
@@ -305,6 +404,8 @@ def run(args: argparse.Namespace) -> int:
     result["checks"] = {"median_overhead_le_0_5ms": result["overhead"]["default"]["overhead_ms"]["median"] <= 0.5,
                         "float32_encode_ge_1GBps": f32["encode_GBps"] >= 1.0,
                         "float32_decode_ge_1GBps": f32["decode_GBps"] >= 1.0}
+    if vs is not None:
+        result["checks"]["median_overhead_below_previous_default"] = vs["ratio_default_over_previous"] < 1.0
     path = write_result("runtime", result, args.out_dir)
     if args.json:
         print(json.dumps(result, indent=1))
@@ -314,6 +415,10 @@ def run(args: argparse.Namespace) -> int:
                   f"{' '.join(o['serve_flags'])}): median {o['overhead_ms']['median']:.3f} ms, "
                   f"p90 {o['overhead_ms']['p90']:.3f} ms; median parts: "
                   + ", ".join(f"{k} {v:.3f}" for k, v in o["overhead_breakdown_median_ms"].items()))
+        if vs is not None:
+            print(f"default / previous default ({vs['previous_source']}, {vs['previous_commit']}): median overhead "
+                  f"{vs['median_overhead_ms']['default']:.3f} / {vs['median_overhead_ms'][BASELINE]:.3f} ms = "
+                  f"x{vs['ratio_default_over_previous']:.3f}")
         for c in result["codecs"]:
             print(f"  {c['codec']:>14}: encode {c['encode_GBps']:7.3f} GB/s, decode {c['decode_GBps']:7.3f} GB/s, "
                   f"size x{c['size_ratio']}")
@@ -333,5 +438,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray", action="store_true",
                    help="also measure `edgent serve --backend ray` (needs Ray Serve): the overhead Ray adds per request")
     p.add_argument("--compare-grpc", action="store_true", help="also time gRPC against the frames (needs grpcio)")
+    p.add_argument("--settings", metavar="NAMES",
+                   help=f"server settings measured side by side, comma-separated (default: all of "
+                        f"{', '.join(SERVER_VARIANTS)}); each server waits for the others' requests in between")
+    p.add_argument("--baseline-src", metavar="DIR",
+                   help="a source tree of the previous code (e.g. `git worktree add DIR COMMIT`): its `edgent serve` "
+                        "and its device are measured side by side with this tree's, as setting previous_default")
     add_common_options(p, "skip the codec accuracy cost")
     p.set_defaults(func=run)

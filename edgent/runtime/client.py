@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import socket
 import ssl
 import time
@@ -35,10 +36,12 @@ from edgent.model.preprocess import default_preprocess, get_preprocess
 from edgent.runtime.protocol import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     Frame,
+    FrameParser,
     MsgType,
     ProtocolError,
     encode_frame,
-    recv_frame,
+    encode_frame_json,
+    encode_meta,
 )
 
 
@@ -65,6 +68,9 @@ RECOVERABLE_CODES = frozenset({"overloaded", "shutting_down", "internal", "timeo
 #: (the timeout firing, the connection closed, the exit chosen), so that a fallback started at the give-up point
 #: still has its exit's whole predicted time before the deadline
 FALLBACK_SWITCH_MS = 5.0
+#: the most bytes asked of the socket per read of an answer (what follows the answer is kept for the next frame);
+#: below glibc's default mmap threshold (128 KiB), so that the buffer of each read comes from the heap
+_RECV_BYTES = 64 * 1024
 
 
 @dataclass
@@ -176,6 +182,10 @@ class DeviceClient:
         #: once when its predicted wait is longer, and its batching never holds the request past that point)
         self.send_deadline = True
         self.sock: socket.socket | None = None
+        self._parser = FrameParser(DEFAULT_MAX_PAYLOAD_BYTES)
+        self._sock_timeout_s: float | None = None
+        #: per plan and shape, the JSON of an INFER meta's plan fields (see _infer_meta)
+        self._meta_tails: dict[tuple, bytes] = {}
         self.last_connect_error: str | None = None
         #: the last failure a person has to fix (rejected token, TLS certificate, refused request), else None
         self.config_problem: str | None = None
@@ -261,6 +271,8 @@ class DeviceClient:
             if self.ssl_context is not None:
                 sock = self.ssl_context.wrap_socket(sock, server_hostname=self.server_hostname)
             self.sock = sock
+            self._parser = FrameParser(DEFAULT_MAX_PAYLOAD_BYTES)  # the answers of this connection, cut as they come
+            self._sock_timeout_s = None
             meta: dict[str, Any] = {"client": self.client_name}
             if self.advertise and self.advertised is None:
                 meta["advertise"] = True
@@ -323,6 +335,8 @@ class DeviceClient:
             with contextlib.suppress(OSError):
                 self.sock.close()
             self.sock = None
+        self._parser = FrameParser(DEFAULT_MAX_PAYLOAD_BYTES)
+        self._sock_timeout_s = None
 
     def __enter__(self) -> "DeviceClient":
         return self
@@ -332,14 +346,24 @@ class DeviceClient:
 
     def _exchange(self, frame: bytes, timeout_s: float) -> Frame:
         """Send one frame and read the answer within ``timeout_s``; ERROR answers raise RemoteError."""
-        assert self.sock is not None
+        sock = self.sock
+        assert sock is not None
         t_end = time.perf_counter() + timeout_s
         try:
-            self.sock.settimeout(max(timeout_s, 1e-3))
+            wait_s = max(timeout_s, 1e-3)
+            if wait_s != self._sock_timeout_s:  # (each change is two system calls)
+                sock.settimeout(wait_s)
+                self._sock_timeout_s = wait_s
             self.link.one_way_delay()
             self.link.pace_upload(len(frame), max_wait_s=t_end - time.perf_counter())
-            self.sock.sendall(frame)
-            reply = recv_frame(self.sock, DEFAULT_MAX_PAYLOAD_BYTES)
+            sock.sendall(frame)
+            reply = self._parser.next_frame()  # (the edge sends nothing unasked: normally None)
+            while reply is None:
+                data = sock.recv(_RECV_BYTES)
+                if not data:
+                    raise ConnectionError("the edge closed the connection")
+                self._parser.feed(data)
+                reply = self._parser.next_frame()
             self.link.pace_download(reply.wire_bytes, max_wait_s=t_end - time.perf_counter())
             self.link.one_way_delay()
         except (socket.timeout, TimeoutError) as exc:
@@ -428,7 +452,8 @@ class DeviceClient:
         if isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition <= n_units:
             raise ConfigError(f"partition {partition!r} is out of range 0..{n_units} for exit {exit}")
         requested = {"exit": exit, "partition": partition, "codec": codec if partition < n_units else None}
-        x = torch.as_tensor(x)
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(x)
         pixels = x if x.dtype == torch.uint8 else None
         if x.dim() == len(chain.input_shape):
             x = x.unsqueeze(0)
@@ -455,14 +480,13 @@ class DeviceClient:
         # the device encodes (a JPEG, a quantisation, a bottleneck's encoder); a raw codec's encode (lossless, its
         # exact size: uint8 pixels, float32) is a copy of the tensor's bytes that the tables price at nothing, and
         # runs outside an emulated device's slowdown (whose clock would charge its own measurement to the copy)
-        raw = cod.lossless and cod.exact_size
-        with contextlib.nullcontext() if raw else self._device_scope():
+        if cod.lossless and cod.exact_size:
             data = cod.encode(h)
+        else:
+            with self._device_scope():
+                data = cod.encode(h)
         self._next_id += 1
-        meta = {"id": self._next_id, "model": chain.name, "exit": exit, "partition": partition, "codec": cod.name,
-                "shape": list(h.shape)}
-        if cod.kind == "pixels":
-            meta["preprocess"] = self.preprocess_name
+        request_id = self._next_id
         if predicted_ms is not None and predicted_device_ms is not None:
             # what is left of the plan after its device part and encoding, from now: the answer's expected time
             spent_ms = (time.perf_counter() - t0) * 1e3
@@ -470,16 +494,17 @@ class DeviceClient:
         reserve = fallback and self.reserves(deadline_ms, h.shape[0], predicted_ms)
         result_kw["give_up_reserved"] = reserve if deadline_ms is not None else None
         timeout_s = self.edge_budget_s(t0, deadline_ms, h.shape[0], reserve)
-        if deadline_ms is not None and self.send_deadline:  # the edge refuses early what it cannot serve in time
-            meta["deadline_ms"] = round(timeout_s * 1e3, 3)
-        frame = encode_frame(MsgType.INFER, meta, data)
+        # the edge refuses early what it cannot serve in time
+        send_deadline_ms = round(timeout_s * 1e3, 3) if deadline_ms is not None and self.send_deadline else None
+        frame = encode_frame_json(MsgType.INFER, self._infer_meta(request_id, exit, partition, cod, h.shape,
+                                                                  send_deadline_ms), data)
         encode_ms = (time.perf_counter() - te0) * 1e3
         result_kw["encode_ms"] = encode_ms
         t_send = time.perf_counter()
         try:
             reply = self._request(frame, timeout_s)
             t_recv = time.perf_counter()
-            logits, timings = self._logits_of(reply, meta["id"], h.shape[0])
+            logits, timings = self._logits_of(reply, request_id, h.shape[0])
         except EdgentError as exc:  # EdgeUnavailable, RemoteError, ProtocolError, a payload that does not decode
             if isinstance(exc, RemoteError) and exc.code == "overloaded":
                 self.last_edge_load = exc.meta.get("load", self.last_edge_load)
@@ -497,6 +522,27 @@ class DeviceClient:
             server_timings_ms=timings, edge_load=self.last_edge_load, upload_bytes=len(frame),
             download_bytes=reply.wire_bytes, bandwidth_sample_bps=None if sample is None else sample.rate_bps,
             **result_kw)
+
+    def _infer_meta(self, request_id: int, exit: int, partition: int, cod: Any, shape: Sequence[int],
+                    deadline_ms: float | None) -> bytes:
+        """The JSON meta of an INFER request: ``id``, ``deadline_ms`` when given, then the fields of its plan
+        (``model``, ``exit``, ``partition``, ``codec``, ``shape``, ``preprocess`` for raw pixels), encoded once per
+        plan and shape (a request differs from the last one of its plan only in its id and deadline)."""
+        key = (exit, partition, cod.name, tuple(shape))
+        tail = self._meta_tails.get(key)
+        if tail is None:
+            rest = {"model": self.chain.name, "exit": exit, "partition": partition, "codec": cod.name,
+                    "shape": list(shape)}
+            if cod.kind == "pixels":
+                rest["preprocess"] = self.preprocess_name
+            tail = encode_meta(rest)[1:]  # without its "{"
+            if len(self._meta_tails) >= 256:  # bounded: a caller cycling through shapes cannot grow it
+                self._meta_tails.clear()
+            self._meta_tails[key] = tail
+        head = b'{"id":%d,' % request_id
+        if deadline_ms is not None:
+            head += b'"deadline_ms":' + encode_meta(deadline_ms) + b","
+        return head + tail
 
     def give_up_ms(self, deadline_ms: float, batch: int = 1) -> float:
         """The give-up point (ms from arrival): the latest moment a fallback on the fastest exit, as the device's
@@ -544,7 +590,8 @@ class DeviceClient:
 
     def _finish(self, logits: torch.Tensor, exit: int, partition: int, codec: str | None, where: str, t0: float,
                 **kw: Any) -> InferenceResult:
-        logits = logits.detach()
+        if logits.requires_grad:
+            logits = logits.detach()
         if logits.dtype != torch.float32:
             logits = logits.float()
         total_ms = (time.perf_counter() - t0) * 1e3
@@ -592,7 +639,7 @@ def _finite_float(v: Any) -> float:
         f = float(v)
     except (TypeError, ValueError):
         return 0.0
-    return f if np.isfinite(f) else 0.0
+    return f if math.isfinite(f) else 0.0
 
 
 def parse_shape(text: str) -> Sequence[int]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import functools
 import itertools
 import math
 import threading
@@ -48,7 +49,7 @@ class EdgeJob:
     preprocess: Callable[[torch.Tensor], torch.Tensor] | None
     payload_bytes: int
 
-    @property
+    @functools.cached_property
     def group(self) -> tuple[Any, ...]:
         """Jobs of one group run the same computation on tensors of the same shape but for the batch size:
         they can be stacked into one batch."""
@@ -103,9 +104,23 @@ class EdgeCompute(abc.ABC):
         ms of ``queue_ms``, ``decode_ms``, ``compute_ms`` and ``encode_ms`` (``batch_size`` where batched).
         ``deadline_ms``: how long the device can still wait for the answer, where it said so."""
 
+    def run_inline(self, job: EdgeJob, payload: bytes, deadline_ms: float | None = None
+                   ) -> tuple[torch.Tensor, dict[str, float]] | None:
+        """What :meth:`run` returns, computed now in the caller (the event loop) where this engine would compute
+        the job inline anyway (an idle local engine: ``LocalCompute``'s ``inline_when_idle``); None, with nothing
+        done, where it would hand the job off (then the caller awaits :meth:`run`). Lets the server answer a frame
+        in the callback that read it. By default never inline."""
+        return None
+
     @abc.abstractmethod
     def load(self) -> ComputeLoad:
         """The engine's load now."""
+
+    def occupancy(self) -> tuple[int, int, int]:
+        """(requests waiting, in service, workers): the part of :meth:`load` that a full queue is judged by
+        (engines whose :meth:`load` costs more than a look at their counters override it)."""
+        load = self.load()
+        return load.waiting, load.in_service, load.workers
 
     def describe(self) -> str:
         """One line for ``edgent serve``'s banner: the engine, its workers, where it runs the parts."""
@@ -175,6 +190,9 @@ class LocalCompute(EdgeCompute):
                            None if self._mean_compute_ms is None else round(self._mean_compute_ms, 3),
                            in_service_left_ms=self.in_service_left_ms())
 
+    def occupancy(self) -> tuple[int, int, int]:
+        return self._waiting, self._in_service, self.threads
+
     def expected_compute_ms(self, job: EdgeJob) -> float:
         """The running mean of ``job``'s group's computations, else of all of them (0 before the first)."""
         m = self._group_compute_ms.get(job.group)
@@ -201,14 +219,22 @@ class LocalCompute(EdgeCompute):
         with self._lock:
             self._running.pop(token, None)
 
+    def run_inline(self, job: EdgeJob, payload: bytes, deadline_ms: float | None = None
+                   ) -> tuple[torch.Tensor, dict[str, float]] | None:
+        if not (self.threads == 0 or (self.inline_when_idle and not self._waiting and not self._in_service)):
+            return None
+        with self._lock:
+            self._waiting += 1
+        return self._work(job, payload, time.perf_counter())
+
     async def run(self, job: EdgeJob, payload: bytes, deadline_ms: float | None = None
                   ) -> tuple[torch.Tensor, dict[str, float]]:
-        inline = self.threads == 0 or (self.inline_when_idle and not self._waiting and not self._in_service)
+        out = self.run_inline(job, payload, deadline_ms)
+        if out is not None:
+            return out
         with self._lock:
             self._waiting += 1
         t = time.perf_counter()
-        if inline:
-            return self._work(job, payload, t)
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._work, job, payload, t,
                                                                 None if deadline_ms is None else t + deadline_ms / 1e3)
 
@@ -267,7 +293,10 @@ def compute_job(job: EdgeJob, payload: bytes, runner: PartRunner | None = None, 
         run = job.chain.run_edge if runner is None else runner.run_edge
         logits = run(t, job.exit, job.partition)
     t2 = time.perf_counter()
-    logits = logits.float().contiguous()
+    if logits.dtype != torch.float32 or not logits.is_cpu:
+        logits = logits.float().cpu()
+    if not logits.is_contiguous():
+        logits = logits.contiguous()
     t3 = time.perf_counter()
     return logits, {"decode_ms": (t1 - t0) * 1e3, "compute_ms": (t2 - t1) * 1e3, "encode_ms": (t3 - t2) * 1e3}
 
@@ -504,6 +533,9 @@ class BatchingCompute(LocalCompute):
     def expected_compute_ms(self, job: EdgeJob) -> float:
         """A batch of one of ``job``'s group, as the batching policy predicts it (without its safety margin)."""
         return self.time_model.predict_ms(job, 1) / self.time_model.margin
+
+    def run_inline(self, job: EdgeJob, payload: bytes, deadline_ms: float | None = None) -> None:
+        return None  # every job goes through the batching queue
 
     async def run(self, job: EdgeJob, payload: bytes, deadline_ms: float | None = None
                   ) -> tuple[torch.Tensor, dict[str, float]]:

@@ -77,19 +77,21 @@ def free_port(host: str = "127.0.0.1") -> int:
 def serve_process(port: int, model_flags: Sequence[str] = ("--random-weights", "--seed", "0"),
                   extra: Sequence[str] = (), host: str = "127.0.0.1", prefix: Sequence[str] = (),
                   ready_timeout_s: float = 90.0, env: dict | None = None,
-                  output: str | Path | None = None) -> subprocess.Popen:
+                  output: str | Path | None = None, cwd: str | Path | None = None) -> subprocess.Popen:
     """Start ``edgent serve`` as a separate process (``prefix`` e.g. ``ip netns exec NS``) and wait until it
     listens; the caller stops it with :func:`stop_process`. ``output``: a file for its stdout and stderr (by
-    default stdout is dropped and stderr kept for the error of a server that does not start)."""
+    default stdout is dropped and stderr kept for the error of a server that does not start). ``cwd``: its working
+    directory (``python -m`` imports from there first: another source tree's ``edgent`` needs its own)."""
     ready = Path(tempfile.mkdtemp(prefix="edgent-serve-")) / "ready"
     cmd = [*prefix, sys.executable, "-m", "edgent.cli.main", "serve", "--host", host, "--port", str(port),
            "--ready-file", str(ready), *model_flags, *extra]
     if output is not None:
         with open(output, "ab") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                                    cwd=cwd)
     else:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-                                env=env)
+                                env=env, cwd=cwd)
     t_end = time.monotonic() + ready_timeout_s
     while not ready.exists():
         if proc.poll() is not None:

@@ -60,7 +60,7 @@ class MsgType(IntEnum):
     ERROR = 15  # edge -> device: {"code", "message", "fatal", "id"?}
 
 
-_TYPES = {int(t) for t in MsgType}
+_TYPES = {int(t): t for t in MsgType}
 
 #: error codes after which the edge closes the connection (the framing or the peer can no longer be trusted)
 FATAL_CODES = frozenset({"bad_magic", "bad_version", "bad_type", "too_large", "unauthorized", "hello_required",
@@ -93,42 +93,67 @@ class Frame:
         return getattr(self, "_wire_bytes", HEADER_BYTES + len(self.payload))
 
 
+#: one encoder and one decoder for every frame's meta (``json.dumps``/``loads`` with options build new ones per call)
+_META_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False)  # metas are trees
+
+
+def encode_meta(value: Any) -> bytes:
+    """``value`` as the compact UTF-8 JSON of a frame's meta (ValueError for NaN or infinity)."""
+    return _META_ENCODER.encode(value).encode()
+
+
 def encode_frame(msg_type: MsgType, meta: dict[str, Any] | None = None, payload: bytes | bytearray = b"") -> bytes:
     """The bytes of one frame; raises ProtocolError when the meta is too large."""
-    meta_bytes = json.dumps(meta or {}, separators=(",", ":"), allow_nan=False).encode()
-    if len(meta_bytes) > MAX_META_BYTES:
-        raise ProtocolError("too_large", f"frame meta is {len(meta_bytes)} bytes, the limit is {MAX_META_BYTES}")
-    return HEADER.pack(MAGIC, VERSION, int(msg_type), 0, len(meta_bytes), len(payload)) + meta_bytes + payload
+    return encode_frame_json(msg_type, encode_meta(meta or {}), payload)
+
+
+def encode_frame_json(msg_type: MsgType, meta_json: bytes, payload: bytes | bytearray = b"") -> bytes:
+    """The bytes of one frame whose meta is already encoded (``meta_json``: the UTF-8 JSON of an object, as
+    :func:`encode_meta` makes it); raises ProtocolError when it is too large."""
+    if len(meta_json) > MAX_META_BYTES:
+        raise ProtocolError("too_large", f"frame meta is {len(meta_json)} bytes, the limit is {MAX_META_BYTES}")
+    return b"".join((HEADER.pack(MAGIC, VERSION, int(msg_type), 0, len(meta_json), len(payload)), meta_json,
+                     payload))
 
 
 def parse_header(data: bytes, max_payload_bytes: int, max_meta_bytes: int = MAX_META_BYTES
                  ) -> tuple[MsgType, int, int]:
     """Check a 16-byte header and return (type, meta_len, payload_len); raises ProtocolError."""
-    magic, version, msg_type, _flags, meta_len, payload_len = HEADER.unpack(data)
+    return parse_header_at(data, 0, max_payload_bytes, max_meta_bytes)
+
+
+def parse_header_at(data: bytes | bytearray, offset: int, max_payload_bytes: int,
+                    max_meta_bytes: int = MAX_META_BYTES) -> tuple[MsgType, int, int]:
+    """:func:`parse_header` of the 16 bytes of ``data`` at ``offset`` (no copy of them)."""
+    magic, version, type_code, _flags, meta_len, payload_len = HEADER.unpack_from(data, offset)
     if magic != MAGIC:
         raise ProtocolError("bad_magic", f"not an edgent frame (magic {magic!r}, expected {MAGIC!r})")
     if version != VERSION:
         raise ProtocolError("bad_version", f"protocol version {version} is not supported; this end speaks {VERSION}")
-    if msg_type not in _TYPES:
-        raise ProtocolError("bad_type", f"unknown frame type {msg_type}")
+    msg_type = _TYPES.get(type_code)
+    if msg_type is None:
+        raise ProtocolError("bad_type", f"unknown frame type {type_code}")
     if meta_len > max_meta_bytes:
         raise ProtocolError("too_large", f"frame meta of {meta_len} bytes exceeds the limit of {max_meta_bytes}")
     if payload_len > max_payload_bytes:
         raise ProtocolError("too_large", f"payload of {payload_len} bytes exceeds the limit of {max_payload_bytes}")
-    return MsgType(msg_type), meta_len, payload_len
+    return msg_type, meta_len, payload_len
 
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def parse_meta(data: bytes | bytearray) -> dict[str, Any]:
+_META_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
+def parse_meta(data: bytes | bytearray | memoryview) -> dict[str, Any]:
     """The JSON object of a frame's meta part; raises ProtocolError("bad_meta") for anything else, also for the
     NaN, Infinity and -Infinity that Python's json module would otherwise accept."""
     if not data:
         return {}
     try:
-        meta = json.loads(str(data, "utf-8"), parse_constant=_no_constant)
+        meta = _META_DECODER.decode(str(data, "utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError("bad_meta", f"frame meta is not valid UTF-8 JSON: {exc}") from exc
     if not isinstance(meta, dict):
@@ -199,6 +224,91 @@ async def read_frame(reader: asyncio.StreamReader, max_payload_bytes: int,
     frame._wire_bytes = HEADER_BYTES + need  # type: ignore[attr-defined]
     frame.meta = parse_meta(body[:meta_len])
     return frame
+
+
+class FrameParser:
+    """Frames cut from bytes as they arrive, for a reader driven by callbacks (an ``asyncio.Protocol``'s
+    ``data_received``) rather than by coroutines; no I/O, no clock (the caller owns the timing rules).
+
+    :meth:`feed` takes each chunk as it arrives; :meth:`next_frame` returns the next whole frame, or None while
+    it has not fully arrived. The same checks as :func:`read_frame`: a header is checked (and ``check_header``
+    called) as soon as its 16 bytes are in, before any of its body is waited for; a frame's body is held as it
+    arrives, never allocated from the declared lengths; a bad meta raises ProtocolError("bad_meta") only once the
+    whole frame is consumed, so that the next frame can follow. A frame that arrived in one chunk is not copied:
+    its payload is a view of that chunk. How many bytes may be held ahead of a frame is the caller's limit
+    (:attr:`buffered`, :attr:`head_frame_bytes`)."""
+
+    __slots__ = ("max_payload_bytes", "max_meta_bytes", "check_header", "_buf", "_pos", "_head")
+
+    def __init__(self, max_payload_bytes: int, max_meta_bytes: int = MAX_META_BYTES,
+                 check_header: Callable[[MsgType, int, int], None] | None = None) -> None:
+        self.max_payload_bytes = max_payload_bytes
+        self.max_meta_bytes = max_meta_bytes
+        self.check_header = check_header
+        self._buf: bytes | bytearray = b""  # a chunk as it came (bytes), or a bytearray of this parser's own
+        self._pos = 0
+        self._head: tuple[MsgType, int, int] | None = None  # the checked header of the frame at _pos
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held that no frame returned so far took."""
+        return len(self._buf) - self._pos
+
+    @property
+    def head_frame_bytes(self) -> int | None:
+        """The whole size (header included) of the next frame once its header is in and checked, else None."""
+        h = self._head
+        return None if h is None else HEADER_BYTES + h[1] + h[2]
+
+    def feed(self, data: bytes | bytearray) -> None:
+        """Add bytes that arrived."""
+        if not data:
+            return
+        buf = self._buf
+        if self._pos == len(buf):  # nothing held: keep the chunk itself (the usual case: no copy)
+            self._buf, self._pos = data, 0
+        elif type(buf) is bytearray:  # our own, with no views of it handed out: grows in place
+            if self._pos:
+                del buf[:self._pos]
+                self._pos = 0
+            buf += data
+        else:  # a chunk (or a rest after a frame) held as it came: copy what is left once, then grow
+            nb = bytearray(memoryview(buf)[self._pos:])
+            nb += data
+            self._buf, self._pos = nb, 0
+
+    def next_frame(self) -> Frame | None:
+        """The next whole frame (consumed), or None while it has not fully arrived. Raises ProtocolError for a
+        header that breaks the framing (nothing more can be parsed then) and ProtocolError("bad_meta") for a
+        consumed frame whose meta is not a JSON object."""
+        buf, pos = self._buf, self._pos
+        avail = len(buf) - pos
+        if avail < HEADER_BYTES:
+            return None
+        head = self._head
+        if head is None:
+            head = parse_header_at(buf, pos, self.max_payload_bytes, self.max_meta_bytes)
+            if self.check_header is not None:
+                self.check_header(*head)
+            self._head = head
+        msg_type, meta_len, payload_len = head
+        end = pos + HEADER_BYTES + meta_len + payload_len
+        if len(buf) < end:
+            return None
+        self._head = None
+        view = memoryview(buf)
+        meta_at = pos + HEADER_BYTES
+        frame = Frame(msg_type, {}, view[meta_at + meta_len:end] if payload_len else b"")
+        frame._wire_bytes = end - pos  # type: ignore[attr-defined]
+        meta = view[meta_at:meta_at + meta_len]
+        if end == len(buf):
+            self._buf, self._pos = b"", 0
+        elif type(buf) is bytearray:  # the frame holds views of it: the rest moves to a buffer of its own
+            self._buf, self._pos = bytes(view[end:]), 0
+        else:
+            self._pos = end
+        frame.meta = parse_meta(meta)
+        return frame
 
 
 def _finite(t: float) -> float | None:

@@ -25,7 +25,10 @@ is written), buffers at most ``read_buffer_bytes`` ahead of the frame being read
 ``write_timeout_s``. A sender slower than ``min_rate_bps`` (after ``rate_grace_s`` of a frame) is cut. Between two
 frames of a connection the loop serves every other connection once, so a client that pipelines frames gets its turn
 like everyone else and no more; frames that ask for no computation (HEALTH, PROBE, refused ones) are also held to
-``control_frames_per_s`` per connection.
+``control_frames_per_s`` per connection. Without TLS a connection is served from the event loop's callbacks
+(:class:`_FrameProtocol`: a frame is answered, and an idle edge's computation done, in the callback that completed
+it); with TLS by a stream reader (:func:`~edgent.runtime.protocol.read_frame` in :meth:`EdgeServer.
+_serve_connection`). Both keep every bound above.
 """
 
 from __future__ import annotations
@@ -42,8 +45,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, fields
-from typing import Any
-
+from typing import TYPE_CHECKING, Any
 
 from edgent.codec import check_shape, get_codec
 from edgent.errors import ConfigError, EdgentError
@@ -60,12 +62,16 @@ from edgent.runtime.protocol import (
     VERSION,
     Frame,
     MsgType,
+    FrameParser,
     ProtocolError,
     encode_frame,
     error_meta,
     parse_meta,
     read_frame,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("edgent.serve")
 
@@ -200,6 +206,14 @@ class _Connection:
         self.stalled = False  # its first message stopped short
 
 
+class _Refusal(Exception):
+    """An INFER request answered without a computation (``answer``: the ERROR frame's type, meta and payload)."""
+
+    def __init__(self, answer: tuple[MsgType, dict[str, Any], bytes]) -> None:
+        super().__init__(answer[1].get("code"))
+        self.answer = answer
+
+
 class _FrameBudget:
     """A token bucket of frames per second (burst: one second's worth, at least one)."""
 
@@ -300,6 +314,8 @@ class EdgeServer:
             _, pending = await asyncio.wait(list(self._tasks), timeout=1.5)
             for t in pending:
                 t.cancel()
+        if self._trim_task is not None:
+            self._trim_task.cancel()
         await self.compute.stop()
 
     async def serve_until_signal(self, ready_file: str | None = None) -> None:
@@ -329,6 +345,14 @@ class EdgeServer:
         c = self.compute.load()
         return EdgeLoad(c.waiting, c.in_service, c.workers, c.mean_compute_ms, len(self._connections),
                         c.mean_service_ms, c.batch_window_ms, c.in_service_left_ms)
+
+    def load_dict(self) -> dict[str, Any]:
+        """``load().to_dict()``, as every answer carries it, without the dataclass in between."""
+        c = self.compute.load()
+        return {"queue_length": c.waiting, "in_service": c.in_service, "workers": c.workers,
+                "mean_compute_ms": c.mean_compute_ms, "connections": len(self._connections),
+                "mean_service_ms": c.mean_service_ms, "batch_window_ms": c.batch_window_ms,
+                "in_service_left_ms": c.in_service_left_ms}
 
     # ------------------------------------------------------------------ accepting
     async def _accept(self, listener: socket.socket) -> None:
@@ -474,7 +498,7 @@ class EdgeServer:
             return False
         if not self._token_ok(meta.get("token")) or meta.get("advertise") is True:
             return False  # (an advertisement is a large payload: the full path sends it with back-pressure)
-        welcome = encode_frame(MsgType.WELCOME, {**self._welcome, "load": self.load().to_dict()})
+        welcome = encode_frame(MsgType.WELCOME, {**self._welcome, "load": self.load_dict()})
         try:
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             taken = conn.sock.recv(HEADER_BYTES + meta_len)  # exactly the HELLO: what follows stays queued
@@ -594,6 +618,16 @@ class EdgeServer:
         try:
             if conn.evicted:
                 return
+            if cfg.ssl_context is None and not turn_away and not self._closing:
+                # without TLS the connection is served from the loop's callbacks (_FrameProtocol); TLS keeps the
+                # stream reader (read_frame in _serve_connection), whose TLS transport it was written for
+                proto = _FrameProtocol(self, conn, deadline)
+                conn.transport, _ = await loop.connect_accepted_socket(lambda: proto, conn.sock)
+                if conn.evicted:  # evicted while the transport was being made
+                    conn.transport.abort()
+                    return
+                await proto.done
+                return
             reader = asyncio.StreamReader(limit=cfg.read_buffer_bytes)
             writers: list[asyncio.StreamWriter] = []
             protocol = asyncio.StreamReaderProtocol(reader, lambda _r, w: writers.append(w))
@@ -696,7 +730,7 @@ class EdgeServer:
                 await self._send_error(writer, "unauthorized", "wrong or missing token", rid)
                 return
             advert = self.advertisement() if frame.meta.get("advertise") is True else b""
-            meta = {**self._welcome, "load": self.load().to_dict()}
+            meta = {**self._welcome, "load": self.load_dict()}
             if advert:
                 meta["advertisement_bytes"] = len(advert)
             await self._send(writer, MsgType.WELCOME, meta, advert)
@@ -730,7 +764,7 @@ class EdgeServer:
             elif frame.type == MsgType.HEALTH:
                 await self._send(writer, MsgType.STATUS, {
                     "id": rid, "live": True, "ready": self._ready and not self._closing,
-                    "models": list(self.models), "load": self.load().to_dict()})
+                    "models": list(self.models), "load": self.load_dict()})
             elif frame.type == MsgType.PROBE:
                 await self._send(writer, MsgType.PROBE_ACK, {"id": rid, "received_bytes": len(frame.payload)})
             elif frame.type == MsgType.HELLO:
@@ -764,54 +798,80 @@ class EdgeServer:
 
     # ------------------------------------------------------------------ inference
     async def _infer(self, frame: Frame) -> tuple[MsgType, dict[str, Any], bytes]:
+        """The answer to an INFER frame: checked (:meth:`_infer_check`), computed by the engine, answered
+        (:meth:`_infer_answer`, or an ERROR)."""
         t_recv = time.perf_counter()
+        try:
+            job, deadline_ms = self._infer_check(frame)
+        except _Refusal as r:
+            return r.answer
+        try:
+            out = await self.compute.run(job, frame.payload, deadline_ms)
+        except Exception as exc:  # noqa: BLE001 - see _infer_failed
+            return self._infer_failed(exc, _request_id(frame.meta))
+        return self._infer_answer(job, _request_id(frame.meta), out, t_recv)
+
+    def _infer_check(self, frame: Frame) -> tuple[EdgeJob, float | None]:
+        """The checked job of an INFER frame and the device's remaining deadline (ms, None when not given);
+        raises _Refusal with the ERROR answer for a bad request and for one the edge cannot take now (a full
+        queue, or a predicted wait past the request's deadline: ``overloaded``, with the load)."""
         meta = frame.meta
         rid = _request_id(meta)
         try:
             job = self._job(meta, len(frame.payload))
         except EdgentError as exc:
             code = getattr(exc, "code", "bad_request")
-            return MsgType.ERROR, error_meta(code, str(exc), rid), b""
+            raise _Refusal((MsgType.ERROR, error_meta(code, str(exc), rid), b"")) from None
         except Exception as exc:  # noqa: BLE001 - a field of a type no check foresaw
-            return MsgType.ERROR, error_meta("bad_request", f"bad INFER request: {type(exc).__name__}: {exc}",
-                                             rid), b""
+            raise _Refusal((MsgType.ERROR, error_meta(
+                "bad_request", f"bad INFER request: {type(exc).__name__}: {exc}", rid), b"")) from None
         deadline_ms = meta.get("deadline_ms")
         if deadline_ms is not None and (isinstance(deadline_ms, bool) or not isinstance(deadline_ms, (int, float))
                                         or not math.isfinite(deadline_ms) or deadline_ms <= 0):
-            return MsgType.ERROR, error_meta("bad_request", f"deadline_ms must be a number of ms > 0 (what the "
-                                             f"device can still wait), got {deadline_ms!r}", rid), b""
-        load = self.compute.load()
+            raise _Refusal((MsgType.ERROR, error_meta(
+                "bad_request", f"deadline_ms must be a number of ms > 0 (what the device can still wait), got "
+                f"{deadline_ms!r}", rid), b""))
+        waiting, in_service, workers = self.compute.occupancy()
         refusal = None
-        if load.waiting + load.in_service >= self.config.max_queue + max(1, load.workers):
+        if waiting + in_service >= self.config.max_queue + max(1, workers):
             refusal = f"the edge queue is full ({self.config.max_queue} waiting)"
         elif deadline_ms is not None:  # admission control: a request that would wait past its deadline
-            wait_ms = load.predicted_wait_ms()  # the work left of those in service, those waiting whole
+            wait_ms = self.compute.load().predicted_wait_ms()  # the work left of those in service, those waiting whole
             own_ms = self.compute.expected_compute_ms(job)  # this request's own kind of computation
             if wait_ms + own_ms > deadline_ms:
                 refusal = (f"the edge is busy: a predicted wait of {wait_ms:.1f} ms and {own_ms:.1f} ms of "
                            f"compute exceed the request's remaining deadline of {deadline_ms:.1f} ms")
         if refusal is not None:
             meta_err = error_meta("overloaded", refusal, rid)
-            meta_err["load"] = self.load().to_dict()
-            return MsgType.ERROR, meta_err, b""
-        try:
-            out = await self.compute.run(job, frame.payload, deadline_ms)
-        except EdgentError as exc:
+            meta_err["load"] = self.load_dict()
+            raise _Refusal((MsgType.ERROR, meta_err, b""))
+        return job, deadline_ms
+
+    def _infer_failed(self, exc: Exception, rid: Any) -> tuple[MsgType, dict[str, Any], bytes]:
+        """The ERROR answer to a request whose computation failed: the engine's reason (``overloaded`` for one
+        that waited past its deadline, with the load), else ``internal`` (a pool shut down, a torch failure, a bug:
+        the device gets an answer)."""
+        if isinstance(exc, EdgentError):
             meta_err = error_meta(getattr(exc, "code", "bad_request"), str(exc), rid)
             if meta_err.get("code") == "overloaded":  # (waited past its deadline) the device learns the load
-                meta_err["load"] = self.load().to_dict()
+                meta_err["load"] = self.load_dict()
             return MsgType.ERROR, meta_err, b""
-        except Exception as exc:  # noqa: BLE001 - pool shut down, torch failure, a bug: the device gets an answer
-            log.warning("edge computation failed: %s: %s", type(exc).__name__, exc)
-            return MsgType.ERROR, error_meta("internal", f"the edge could not compute: {exc}", rid), b""
+        log.warning("edge computation failed: %s: %s", type(exc).__name__, exc)
+        return MsgType.ERROR, error_meta("internal", f"the edge could not compute: {exc}", rid), b""
+
+    def _infer_answer(self, job: EdgeJob, rid: Any, out: tuple[torch.Tensor, dict[str, float]], t_recv: float
+                      ) -> tuple[MsgType, dict[str, Any], bytes]:
+        """The RESULT of a computed request: the logits (float32, little-endian) and the edge's timings, its
+        ``server_ms`` counted from ``t_recv`` (``perf_counter``, when the frame was read) to now."""
         logits, timings = out
         self.requests_served += 1
-        payload = logits.numpy().astype("<f4", copy=False).tobytes()
+        arr = logits.numpy()
+        payload = arr.astype("<f4", copy=False).tobytes()
         timings["server_ms"] = (time.perf_counter() - t_recv) * 1e3
         return MsgType.RESULT, {
             "id": rid, "model": job.model, "exit": job.exit, "partition": job.partition,
-            "classes": logits.argmax(dim=1).tolist(), "shape": list(logits.shape), "codec": "float32",
-            "timings": {k: round(v, 4) for k, v in timings.items()}, "load": self.load().to_dict(),
+            "classes": arr.argmax(axis=1).tolist(), "shape": list(arr.shape), "codec": "float32",
+            "timings": {k: round(v, 4) for k, v in timings.items()}, "load": self.load_dict(),
         }, payload
 
     def _job(self, meta: dict[str, Any], payload_len: int) -> EdgeJob:
@@ -858,6 +918,337 @@ class EdgeServer:
                 raise EdgentError(f"codec {codec.name} carries raw pixels: only partition 0 takes them")
             preprocess = get_preprocess(meta.get("preprocess", default_preprocess(name)))
         return EdgeJob(name, chain, exit_, point, codec, tuple(shape), preprocess, codec.payload_bytes(shape))
+
+
+_READING, _BUSY, _WAITING, _CLOSED = range(4)
+
+
+class _FrameProtocol(asyncio.Protocol):
+    """One connection without TLS, served from the event loop's callbacks (see the module's note on bounds).
+
+    Frames are cut from the bytes as they arrive (:class:`~edgent.runtime.protocol.FrameParser`); a whole frame
+    is answered in the callback that completed it, and an INFER that the engine computes inline
+    (:meth:`EdgeCompute.run_inline`: an idle edge) is computed and answered there too: no coroutine, future or
+    timer per frame. The rules of :func:`~edgent.runtime.protocol.read_frame` and :meth:`EdgeServer.
+    _serve_connection` hold alike: HELLO first (of handshake size, within the handshake deadline), the idle,
+    whole-frame and minimum-rate timeouts (one timer per connection, moved only when a rule's time comes
+    earlier: it looks again when it fires), one frame in flight, ``read_buffer_bytes`` buffered ahead of the
+    frame being read (reading pauses beyond it), answers past ``write_buffer_bytes`` held at most
+    ``write_timeout_s``, one frame per turn of the loop and the control-frame budget. ``done`` resolves when the
+    connection is to be closed (the caller closes it and frees its slot)."""
+
+    def __init__(self, server: "EdgeServer", conn: _Connection, handshake_deadline: float) -> None:
+        self.server = server
+        self.conn = conn
+        self.cfg = cfg = server.config
+        self.loop = asyncio.get_running_loop()
+        self.done: asyncio.Future = self.loop.create_future()
+        self.parser = FrameParser(cfg.max_payload_bytes,
+                                  check_header=None if conn.authenticated else _check_hello_header)
+        self.transport: asyncio.Transport | None = None
+        self.state = _READING
+        self.handshake_deadline = handshake_deadline
+        self.read_since = self.loop.time()  # when the wait for the next frame began
+        self.t_first: float | None = None  # when the first byte of the frame being read was seen
+        self.rate_Bps = cfg.min_rate_bps / 8.0 if cfg.min_rate_bps else None
+        self.budget = _FrameBudget(cfg.control_frames_per_s, self.read_since)
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = math.inf
+        self.write_timer: asyncio.TimerHandle | None = None
+        self.read_paused = False
+        self.write_paused = False
+        self.eof = False
+        self.next_wait_s: float | None = None  # the pause before the next frame, held while writing is paused
+
+    # ------------------------------------------------------------------ asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=self.cfg.write_buffer_bytes)  # type: ignore[attr-defined]
+        self._arm(self._read_due(self.loop.time()))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed(data)
+            if self.state == _READING:
+                self._read()
+            else:
+                self._limit_reading()
+        except Exception:  # noqa: BLE001 - a bug in one connection must not stop the server
+            log.exception("connection handler failed")
+            self._finish()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if self.state == _READING:
+            try:
+                self._read()  # the frames that arrived whole are answered; a frame cut short ends the connection
+            except Exception:  # noqa: BLE001 - a bug in one connection must not stop the server
+                log.exception("connection handler failed")
+                self._finish()
+        return True  # keep the transport for the answers; _finish closes it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state = _CLOSED
+        self._cancel_timers()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.write_timer is None and self.state != _CLOSED:
+            self.write_timer = self.loop.call_later(self.cfg.write_timeout_s, self._finish)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.write_timer is not None:
+            self.write_timer.cancel()
+            self.write_timer = None
+        if self.next_wait_s is not None and self.state != _CLOSED:
+            wait_s, self.next_wait_s = self.next_wait_s, None
+            self._next(wait_s)
+
+    # ------------------------------------------------------------------ reading
+    def _read_due(self, now: float) -> float:
+        """When the frame being read (or the wait for it) breaks a timing rule (loop time)."""
+        end = math.inf if self.conn.authenticated else self.handshake_deadline
+        t_first = self.t_first
+        if t_first is None:
+            return min(end, self.read_since + self.cfg.idle_timeout_s) if self.conn.authenticated else end
+        end = min(end, t_first + self.cfg.body_timeout_s)
+        if self.rate_Bps is not None:
+            have = self.parser.buffered
+            size = self.parser.head_frame_bytes
+            if size is not None:
+                have = min(have, size)
+            end = min(end, t_first + self.cfg.rate_grace_s + have / self.rate_Bps)
+        return end
+
+    def _arm(self, due: float) -> None:
+        """Have the timer fire by ``due`` (a timer due earlier is kept: it looks again when it fires)."""
+        if due >= self.timer_at or due == math.inf:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_at(due, self._on_timer)
+        self.timer_at = due
+
+    def _on_timer(self) -> None:
+        self.timer, self.timer_at = None, math.inf
+        if self.state != _READING:
+            return  # armed again when the next read begins
+        now = self.loop.time()
+        due = self._read_due(now)
+        if now < due:
+            self._arm(due)
+            return
+        if self.conn.authenticated:
+            self._error("timeout", "no complete frame in time; closing the connection")
+        else:
+            self._error("timeout", f"no HELLO within {self.cfg.handshake_timeout_s:g} s of connecting; closing "
+                                   "the connection")
+
+    def _limit_reading(self) -> None:
+        """Pause reading while more than ``read_buffer_bytes`` are held ahead of the frame being read."""
+        held = self.parser.buffered
+        if self.state == _READING:
+            size = self.parser.head_frame_bytes
+            if size is not None:
+                held -= min(held, size)
+        over = held > self.cfg.read_buffer_bytes
+        if over != self.read_paused and self.transport is not None and not self.transport.is_closing():
+            if over:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+            self.read_paused = over
+
+    def _read(self) -> None:
+        """Answer the next frame if it is whole; otherwise keep reading it (its timing rules armed)."""
+        now = self.loop.time()
+        try:
+            frame = self.parser.next_frame()
+        except ProtocolError as exc:
+            self.t_first = None
+            self.state = _BUSY
+            if exc.fatal:
+                self._error(exc.code, str(exc))
+            else:  # a well-framed frame with a bad meta: answered, the connection stays
+                self._answer_error(exc.code, str(exc))
+                self._next(self.budget.wait_s(self.loop.time()))
+            return
+        if frame is None:
+            if self.eof:  # the peer closed before the frame was whole
+                self._finish()
+                return
+            if self.t_first is None and self.parser.buffered:
+                self.t_first = now
+            self._limit_reading()
+            self._arm(self._read_due(now))
+            return
+        self.t_first = None
+        self.state = _BUSY
+        self._limit_reading()
+        self._frame(frame)
+
+    def _next(self, wait_s: float = 0.0) -> None:
+        """After an answer: the next frame is read after ``wait_s`` (the control-frame budget), once the answers
+        are taken by the kernel, and never in the turn of the loop that answered this one."""
+        if self.state == _CLOSED:
+            return
+        if self.server._closing:
+            self._finish()
+            return
+        if self.write_paused:
+            self.next_wait_s = wait_s
+            self.state = _WAITING
+            return
+        if wait_s > 0:
+            self.state = _WAITING
+            self.loop.call_later(wait_s, self._resume)
+        elif self.parser.buffered or self.eof:
+            self.state = _WAITING
+            self.loop.call_soon(self._resume)
+        else:  # nothing has arrived yet: wait for it
+            self.state = _WAITING
+            self._resume()
+
+    def _resume(self) -> None:
+        if self.state != _WAITING:
+            return
+        self.state = _READING
+        self.read_since = self.loop.time()
+        self._limit_reading()
+        try:
+            self._read()
+        except Exception:  # noqa: BLE001 - a bug in one connection must not stop the server
+            log.exception("connection handler failed")
+            self._finish()
+
+    # ------------------------------------------------------------------ answering
+    def _frame(self, frame: Frame) -> None:
+        """Answer one whole frame (see :meth:`EdgeServer._serve_connection` for what each type gets)."""
+        server, conn = self.server, self.conn
+        rid = _request_id(frame.meta)
+        if not conn.authenticated:  # a HELLO (the parser refuses anything else before it)
+            if not server._token_ok(frame.meta.get("token")):
+                self._error("unauthorized", "wrong or missing token", rid)
+                return
+            advert = server.advertisement() if frame.meta.get("advertise") is True else b""
+            meta = {**server._welcome, "load": server.load_dict()}
+            if advert:
+                meta["advertisement_bytes"] = len(advert)
+            self._write(MsgType.WELCOME, meta, advert)
+            conn.authenticated = True
+            self.parser.check_header = None
+            conn.idle_since = self.loop.time()
+            server._unauth.pop(conn, None)
+            if not conn.evicted:
+                server._idle[conn] = None
+            if self.write_paused:  # (a large advertisement) the next frame once the kernel took it
+                self._next(0.0)
+            else:
+                self._resume_now()
+            return
+        conn.busy = True
+        server._idle.pop(conn, None)
+        if frame.type == MsgType.INFER:
+            t_recv = time.perf_counter()
+            try:
+                job, deadline_ms = server._infer_check(frame)
+            except _Refusal as r:
+                answer = r.answer
+            else:
+                try:
+                    out = server.compute.run_inline(job, frame.payload, deadline_ms)
+                except Exception as exc:  # noqa: BLE001 - see EdgeServer._infer_failed
+                    answer = server._infer_failed(exc, rid)
+                else:
+                    if out is None:  # the engine hands it off: answered when it is done
+                        task = self.loop.create_task(self._infer_later(frame, job, deadline_ms, t_recv, rid))
+                        server._tasks.add(task)
+                        task.add_done_callback(server._tasks.discard)
+                        return
+                    answer = server._infer_answer(job, rid, out, t_recv)
+            self._answered(*answer)
+        elif frame.type == MsgType.HEALTH:
+            self._answered(MsgType.STATUS, {
+                "id": rid, "live": True, "ready": server._ready and not server._closing,
+                "models": list(server.models), "load": server.load_dict()})
+        elif frame.type == MsgType.PROBE:
+            self._answered(MsgType.PROBE_ACK, {"id": rid, "received_bytes": len(frame.payload)})
+        elif frame.type == MsgType.HELLO:
+            self._answer_error("bad_request", "HELLO was already received on this connection", rid)
+            self._done_with_frame(MsgType.ERROR)
+        else:
+            self._error("bad_type", f"a device may not send {frame.type.name} frames", rid)
+
+    def _resume_now(self) -> None:
+        """Go on reading at once (after the HELLO: its connection's first frame follows without a turn)."""
+        self.state = _WAITING
+        self._resume()
+
+    async def _infer_later(self, frame: Frame, job: EdgeJob, deadline_ms: float | None, t_recv: float,
+                           rid: Any) -> None:
+        server = self.server
+        try:
+            out = await server.compute.run(job, frame.payload, deadline_ms)
+        except Exception as exc:  # noqa: BLE001 - see EdgeServer._infer_failed
+            answer = server._infer_failed(exc, rid)
+        else:
+            answer = server._infer_answer(job, rid, out, t_recv)
+        del frame
+        if self.state == _CLOSED:
+            return
+        try:
+            self._answered(*answer)
+        except Exception:  # noqa: BLE001 - a bug in one connection must not stop the server
+            log.exception("connection handler failed")
+            self._finish()
+
+    def _answered(self, msg_type: MsgType, meta: dict[str, Any], payload: bytes = b"") -> None:
+        """Write a frame's answer, then go on to the next frame."""
+        if msg_type == MsgType.ERROR:
+            self.server.errors_sent += 1
+        self._write(msg_type, meta, payload)
+        self._done_with_frame(msg_type)
+
+    def _done_with_frame(self, msg_type: MsgType) -> None:
+        conn = self.conn
+        conn.busy = False
+        conn.idle_since = now = self.loop.time()
+        if not conn.evicted:
+            self.server._idle[conn] = None
+        # [Note: bounds and fairness] every other connection gets its turn before this one's next frame; a frame
+        # that did not ask for a computation takes from the connection's budget of them
+        self._next(0.0 if msg_type == MsgType.RESULT else self.budget.wait_s(now))
+
+    def _write(self, msg_type: MsgType, meta: dict[str, Any], payload: bytes = b"") -> None:
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.write(encode_frame(msg_type, meta, payload))
+
+    def _answer_error(self, code: str, message: str, request_id: Any = None) -> None:
+        self.server.errors_sent += 1
+        self._write(MsgType.ERROR, error_meta(code, message[:1000], request_id))
+
+    def _error(self, code: str, message: str, request_id: Any = None) -> None:
+        """Answer a fatal error and close the connection."""
+        self._answer_error(code, message, request_id)
+        self._finish()
+
+    def _cancel_timers(self) -> None:
+        for h in (self.timer, self.write_timer):
+            if h is not None:
+                h.cancel()
+        self.timer = self.write_timer = None
+        self.timer_at = math.inf
+
+    def _finish(self) -> None:
+        """Stop serving this connection: the caller closes it (its last answers first) and frees its slot."""
+        self.state = _CLOSED
+        self._cancel_timers()
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 def local_compute(models: dict[str, MultiExitChain], config: ServerConfig,
