@@ -15,6 +15,22 @@ from typing import Any
 RESULTS_DIR = Path("benchmarks") / "results"
 
 
+def tree_commit(src: str | Path | None = None, dirty: bool = True) -> str | None:
+    """The short commit checked out at the source tree ``src`` (default: the working directory's), None outside
+    git; with ``dirty``, ``+dirty`` appended when its tracked files differ from it."""
+    where = [] if src is None else ["-C", str(src)]
+    try:
+        rev = subprocess.run(["git", *where, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
+        if rev.returncode:
+            return None
+        changed = dirty and subprocess.run(["git", *where, "status", "--porcelain", "--untracked-files=no"],
+                                           capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev.stdout.strip() + ("+dirty" if changed else "")
+
+
 def machine_details() -> dict[str, Any]:
     """What a reader needs to judge a timing: CPU model and count, OS, Python and torch versions, threads."""
     import torch
@@ -29,11 +45,7 @@ def machine_details() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+    commit = tree_commit(dirty=False) or ""
     return {
         "cpu": cpu,
         "logical_cpus": os.cpu_count(),

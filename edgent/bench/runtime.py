@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgent.bench.record import tree_commit
 from edgent.codec import get_codec, measure_throughput
 from edgent.errors import ConfigError, EdgentError
 
@@ -157,22 +158,6 @@ class _DeviceProcess:
             self.proc.wait(5)
 
 
-def _tree_commit(src: Path) -> str | None:
-    """The commit checked out at ``src`` (None outside git), with ``+dirty`` when its files differ from it."""
-    import subprocess
-
-    try:
-        rev = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if rev.returncode:
-        return None
-    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
 def loopback_overhead(requests: int, model: str, random_weights: bool,
                       variants: dict[str, list[str]] | None = None,
                       baseline_src: str | Path | None = None) -> dict[str, dict[str, Any]]:
@@ -239,7 +224,7 @@ def loopback_overhead(requests: int, model: str, random_weights: bool,
         out[name] = {
             "requests": requests, "plans": len(plans), "serve_flags": variants[name],
             "source": "this tree" if sources[name] == here else str(sources[name]),
-            "source_commit": _tree_commit(sources[name]),
+            "source_commit": tree_commit(sources[name]),
             "loopback_Gbps": round(wire_bps[name] / 1e9, 2),
             "overhead_ms": {"median": pct("overhead", 50), "p90": pct("overhead", 90), "p99": pct("overhead", 99)},
             "median_ms": {k: pct(k, 50) for k in ("total", "device", "edge_compute", "wire", "encode", "edge_other")},

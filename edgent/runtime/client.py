@@ -182,8 +182,9 @@ class DeviceClient:
         #: once when its predicted wait is longer, and its batching never holds the request past that point)
         self.send_deadline = True
         self.sock: socket.socket | None = None
-        self._parser = FrameParser(DEFAULT_MAX_PAYLOAD_BYTES)
-        self._sock_timeout_s: float | None = None
+        self._parser: FrameParser
+        self._sock_timeout_s: float | None
+        self._reset_stream()
         #: per plan and shape, the JSON of an INFER meta's plan fields (see _infer_meta)
         self._meta_tails: dict[tuple, bytes] = {}
         self.last_connect_error: str | None = None
@@ -271,8 +272,7 @@ class DeviceClient:
             if self.ssl_context is not None:
                 sock = self.ssl_context.wrap_socket(sock, server_hostname=self.server_hostname)
             self.sock = sock
-            self._parser = FrameParser(DEFAULT_MAX_PAYLOAD_BYTES)  # the answers of this connection, cut as they come
-            self._sock_timeout_s = None
+            self._reset_stream()
             meta: dict[str, Any] = {"client": self.client_name}
             if self.advertise and self.advertised is None:
                 meta["advertise"] = True
@@ -335,6 +335,11 @@ class DeviceClient:
             with contextlib.suppress(OSError):
                 self.sock.close()
             self.sock = None
+        self._reset_stream()
+
+    def _reset_stream(self) -> None:
+        """A new connection's reading state: a parser for its answers, cut as they come, and no socket timeout
+        set yet."""
         self._parser = FrameParser(DEFAULT_MAX_PAYLOAD_BYTES)
         self._sock_timeout_s = None
 

@@ -342,9 +342,7 @@ class EdgeServer:
 
     def load(self) -> EdgeLoad:
         """The current load: requests waiting for a worker, in service, and the recent mean compute time."""
-        c = self.compute.load()
-        return EdgeLoad(c.waiting, c.in_service, c.workers, c.mean_compute_ms, len(self._connections),
-                        c.mean_service_ms, c.batch_window_ms, c.in_service_left_ms)
+        return EdgeLoad(**self.load_dict())
 
     def load_dict(self) -> dict[str, Any]:
         """``load().to_dict()``, as every answer carries it, without the dataclass in between."""
@@ -805,11 +803,17 @@ class EdgeServer:
             job, deadline_ms = self._infer_check(frame)
         except _Refusal as r:
             return r.answer
+        return await self._infer_computed(job, frame.payload, deadline_ms, _request_id(frame.meta), t_recv)
+
+    async def _infer_computed(self, job: EdgeJob, payload: bytes, deadline_ms: float | None, rid: Any,
+                              t_recv: float) -> tuple[MsgType, dict[str, Any], bytes]:
+        """The answer to a checked job: computed by the engine (:meth:`_infer_answer`), or the ERROR of a
+        computation that failed (:meth:`_infer_failed`)."""
         try:
-            out = await self.compute.run(job, frame.payload, deadline_ms)
+            out = await self.compute.run(job, payload, deadline_ms)
         except Exception as exc:  # noqa: BLE001 - see _infer_failed
-            return self._infer_failed(exc, _request_id(frame.meta))
-        return self._infer_answer(job, _request_id(frame.meta), out, t_recv)
+            return self._infer_failed(exc, rid)
+        return self._infer_answer(job, rid, out, t_recv)
 
     def _infer_check(self, frame: Frame) -> tuple[EdgeJob, float | None]:
         """The checked job of an INFER frame and the device's remaining deadline (ms, None when not given);
@@ -967,24 +971,13 @@ class _FrameProtocol(asyncio.Protocol):
         self._arm(self._read_due(self.loop.time()))
 
     def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed(data)
-            if self.state == _READING:
-                self._read()
-            else:
-                self._limit_reading()
-        except Exception:  # noqa: BLE001 - a bug in one connection must not stop the server
-            log.exception("connection handler failed")
-            self._finish()
+        self.parser.feed(data)
+        self._guarded(self._read if self.state == _READING else self._limit_reading)
 
     def eof_received(self) -> bool:
         self.eof = True
         if self.state == _READING:
-            try:
-                self._read()  # the frames that arrived whole are answered; a frame cut short ends the connection
-            except Exception:  # noqa: BLE001 - a bug in one connection must not stop the server
-                log.exception("connection handler failed")
-                self._finish()
+            self._guarded(self._read)  # the frames that arrived whole are answered; a frame cut short ends the connection
         return True  # keep the transport for the answers; _finish closes it
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -1062,6 +1055,15 @@ class _FrameProtocol(asyncio.Protocol):
                 self.transport.resume_reading()
             self.read_paused = over
 
+    def _guarded(self, step: Any) -> None:
+        """Run ``step`` (:meth:`_read` by a callback), where a bug ends this connection only (logged), never the
+        server."""
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - a bug in one connection must not stop the server
+            log.exception("connection handler failed")
+            self._finish()
+
     def _read(self) -> None:
         """Answer the next frame if it is whole; otherwise keep reading it (its timing rules armed)."""
         now = self.loop.time()
@@ -1109,8 +1111,7 @@ class _FrameProtocol(asyncio.Protocol):
             self.state = _WAITING
             self.loop.call_soon(self._resume)
         else:  # nothing has arrived yet: wait for it
-            self.state = _WAITING
-            self._resume()
+            self._resume_now()
 
     def _resume(self) -> None:
         if self.state != _WAITING:
@@ -1118,11 +1119,7 @@ class _FrameProtocol(asyncio.Protocol):
         self.state = _READING
         self.read_since = self.loop.time()
         self._limit_reading()
-        try:
-            self._read()
-        except Exception:  # noqa: BLE001 - a bug in one connection must not stop the server
-            log.exception("connection handler failed")
-            self._finish()
+        self._guarded(self._read)
 
     # ------------------------------------------------------------------ answering
     def _frame(self, frame: Frame) -> None:
@@ -1189,21 +1186,10 @@ class _FrameProtocol(asyncio.Protocol):
 
     async def _infer_later(self, frame: Frame, job: EdgeJob, deadline_ms: float | None, t_recv: float,
                            rid: Any) -> None:
-        server = self.server
-        try:
-            out = await server.compute.run(job, frame.payload, deadline_ms)
-        except Exception as exc:  # noqa: BLE001 - see EdgeServer._infer_failed
-            answer = server._infer_failed(exc, rid)
-        else:
-            answer = server._infer_answer(job, rid, out, t_recv)
+        answer = await self.server._infer_computed(job, frame.payload, deadline_ms, rid, t_recv)
         del frame
-        if self.state == _CLOSED:
-            return
-        try:
-            self._answered(*answer)
-        except Exception:  # noqa: BLE001 - a bug in one connection must not stop the server
-            log.exception("connection handler failed")
-            self._finish()
+        if self.state != _CLOSED:
+            self._guarded(lambda: self._answered(*answer))
 
     def _answered(self, msg_type: MsgType, meta: dict[str, Any], payload: bytes = b"") -> None:
         """Write a frame's answer, then go on to the next frame."""

@@ -20,20 +20,27 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def _client(cmd: dict[str, Any], chain: Any, cands: Any, slowdown: Any = None) -> Any:
+    """This device's client of the segment's edge: over its own emulated link, its fallback priced by the
+    table, its compute slowed by ``slowdown`` (None: as it is)."""
+    from edgent.runtime.bandwidth import BandwidthEstimator
+    from edgent.runtime.client import DeviceClient
+    from edgent.runtime.link import AppLink
+
+    link = AppLink(delay_ms=cmd["link_delay_ms"], rate_bps=cmd["link_rate_bps"])
+    return DeviceClient("127.0.0.1", cmd["port"], chain, link=link, estimator=BandwidthEstimator(shaper="app"),
+                        slowdown=slowdown, device_exit_ms=cands.tables[0].fallback_device_ms(),
+                        client_name=f"device-{cmd['id']}")
+
+
 def run_segment(cmd: dict[str, Any], chain: Any, cands: Any, images: Any, labels: Any) -> dict[str, Any]:
     """Serve one segment's requests (see the module docstring)."""
     import numpy as np
 
     from edgent.profile.throttle import Slowdown
     from edgent.runtime.agent import AgentOptions, EdgentAgent
-    from edgent.runtime.bandwidth import BandwidthEstimator
-    from edgent.runtime.client import DeviceClient
-    from edgent.runtime.link import AppLink
 
-    link = AppLink(delay_ms=cmd["link_delay_ms"], rate_bps=cmd["link_rate_bps"])
-    client = DeviceClient("127.0.0.1", cmd["port"], chain, link=link, estimator=BandwidthEstimator(shaper="app"),
-                          slowdown=Slowdown(cmd["device_factor"], "thread-cpu"),
-                          device_exit_ms=cands.tables[0].fallback_device_ms(), client_name=f"device-{cmd['id']}")
+    client = _client(cmd, chain, cands, slowdown=Slowdown(cmd["device_factor"], "thread-cpu"))
     opts = AgentOptions(deadline_ms=cmd["deadline_ms"], policy=cmd["policy"], prior_rate_bps=cmd["link_rate_bps"],
                         prior_rtt_ms=cmd["link_delay_ms"], probe_idle_s=None, load_aware=cmd["load_aware"],
                         margin=cmd["margin"])
@@ -66,14 +73,9 @@ def run_closed_loop(cmd: dict[str, Any], chain: Any, cands: Any, images: Any) ->
     without a deadline and without a fallback (an edge's capacity, not a deadline, is measured). A failed request
     is counted in ``failed``, its reason kept, and the next one sent."""
     from edgent.errors import EdgentError
-    from edgent.runtime.bandwidth import BandwidthEstimator
-    from edgent.runtime.client import DeviceClient
-    from edgent.runtime.link import AppLink
 
     table = cands.tables[0]
-    link = AppLink(delay_ms=cmd["link_delay_ms"], rate_bps=cmd["link_rate_bps"])
-    client = DeviceClient("127.0.0.1", cmd["port"], chain, link=link, estimator=BandwidthEstimator(shaper="app"),
-                          device_exit_ms=table.fallback_device_ms(), client_name=f"device-{cmd['id']}")
+    client = _client(cmd, chain, cands)
     main_exit = table.exits[-1].exit
     out, failed, reasons = [], 0, []
     t0 = cmd["t_start"]
