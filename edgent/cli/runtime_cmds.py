@@ -238,9 +238,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        batch_window_ms=args.batch_window_ms, max_batch=args.max_batch, slowdown=args.slowdown)
     cfg.check()
     server = EdgeServer(models, cfg, compute=_serve_engine(args, models, cfg))
-    new_event_loop(args.event_loop).close()  # (refuses an unknown or missing loop before anything starts)
+    tls = ssl_ctx is not None
+    new_event_loop(args.event_loop, tls).close()  # (refuses an unknown or missing loop before anything starts)
     try:
-        with asyncio.Runner(loop_factory=lambda: new_event_loop(args.event_loop)) as runner:
+        with asyncio.Runner(loop_factory=lambda: new_event_loop(args.event_loop, tls)) as runner:
             runner.run(server.serve_until_signal(args.ready_file))
     except OSError as exc:
         raise ConfigError(f"cannot serve on {args.host}:{args.port}: {exc}") from exc
@@ -530,7 +531,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="torch intra-op threads (0: torch's default)")
     p.add_argument("--event-loop", choices=EVENT_LOOPS, default="auto",
                    help="the server's event loop: uvloop (libuv, in C), asyncio (the standard library's), or auto "
-                   "(uvloop where installed; the choice is measured by `edgent bench runtime`, docs/runtime.md)")
+                   "(uvloop where installed and without TLS; the choice is measured by `edgent bench runtime`, "
+                   "docs/runtime.md)")
     p.add_argument("--batch-window-ms", type=argtypes.number(0.0, allow_low=True), default=None,
                    help="batch requests of the same model, exit, partition and codec that arrive within this many "
                         "ms (never past the point where a request's deadline would be missed; default: no "

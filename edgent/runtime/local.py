@@ -27,7 +27,7 @@ class ThreadedServer:
     def __init__(self, models: dict[str, MultiExitChain], config: ServerConfig | None = None,
                  compute: EdgeCompute | None = None, event_loop: str = "auto") -> None:
         self.server = EdgeServer(models, config or ServerConfig(port=0), compute)
-        self.loop = new_event_loop(event_loop)
+        self.loop = new_event_loop(event_loop, tls=self.server.config.ssl_context is not None)
         self._thread = threading.Thread(target=self._run, daemon=True, name="edge-server")
         self._started = threading.Event()
         self._error: BaseException | None = None

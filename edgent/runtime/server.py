@@ -1271,16 +1271,20 @@ class _FrameProtocol(asyncio.Protocol):
 
 #: the event loops an edge server can run on (``edgent serve --event-loop``): ``uvloop`` (libuv's loop, in C: the
 #: loop's own work per frame, its system calls and callbacks, off the Python interpreter), the standard library's
-#: ``asyncio`` loop, or ``auto``: uvloop where it is installed (it is not on Windows), else asyncio
+#: ``asyncio`` loop, or ``auto``: uvloop where it is installed (it is not on Windows) and the edge has no TLS, else
+#: asyncio (the TLS handshake of a connection the server accepted itself does not complete on uvloop)
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
 
-def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
-    """A new event loop of ``kind`` (:data:`EVENT_LOOPS`) for an edge server; ConfigError for an unknown kind or
-    ``uvloop`` where it is not installed."""
+def new_event_loop(kind: str = "auto", tls: bool = False) -> asyncio.AbstractEventLoop:
+    """A new event loop of ``kind`` (:data:`EVENT_LOOPS`) for an edge server, with TLS or not; ConfigError for an
+    unknown kind, ``uvloop`` where it is not installed, and ``uvloop`` with TLS."""
     if kind not in EVENT_LOOPS:
         raise ConfigError(f"unknown event loop {kind!r}; choose one of {', '.join(EVENT_LOOPS)}")
-    if kind != "asyncio":
+    if kind == "uvloop" and tls:
+        raise ConfigError("--event-loop uvloop does not serve TLS (the handshake of an accepted connection does not "
+                          "complete on it); use --event-loop asyncio or auto with --tls-cert")
+    if kind == "uvloop" or (kind == "auto" and not tls):
         try:
             import uvloop
         except ImportError:
