@@ -503,13 +503,15 @@ class DeviceClient:
             # what is left of the plan after its device part and encoding, from now: the answer's expected time
             spent_ms = (time.perf_counter() - t0) * 1e3
             predicted_ms = spent_ms + max(predicted_ms - predicted_device_ms, 0.0)
-        reserve = fallback and self.reserves(deadline_ms, h.shape[0], predicted_ms)
+        shape = h.shape
+        batch = shape[0]
+        reserve = fallback and self.reserves(deadline_ms, batch, predicted_ms)
         result_kw["give_up_reserved"] = reserve if deadline_ms is not None else None
-        timeout_s = self.edge_budget_s(t0, deadline_ms, h.shape[0], reserve)
+        timeout_s = self.edge_budget_s(t0, deadline_ms, batch, reserve)
         # the edge refuses early what it cannot serve in time
         send_deadline_ms = round(timeout_s * 1e3, 3) if deadline_ms is not None and self.send_deadline else None
         compact = self.compact
-        frame = encode_frame_json(MsgType.INFER, self._infer_meta(request_id, exit, partition, cod, h.shape,
+        frame = encode_frame_json(MsgType.INFER, self._infer_meta(request_id, exit, partition, cod, shape,
                                                                   send_deadline_ms, compact), data,
                                   FLAG_COMPACT if compact else 0)
         encode_ms = (time.perf_counter() - te0) * 1e3
@@ -518,7 +520,7 @@ class DeviceClient:
         try:
             reply = self._request(frame, timeout_s)
             t_recv = time.perf_counter()
-            logits, timings, edge_load, classes = self._logits_of(reply, request_id, h.shape[0])
+            logits, timings, edge_load, classes = self._logits_of(reply, request_id, batch)
         except EdgentError as exc:  # EdgeUnavailable, RemoteError, ProtocolError, a payload that does not decode
             if isinstance(exc, RemoteError) and exc.code == "overloaded":
                 self.last_edge_load = exc.meta.get("load", self.last_edge_load)
