@@ -1148,7 +1148,12 @@ class _FrameProtocol(asyncio.Protocol):
         if self.state != _WAITING:
             return
         self.state = _READING
-        self.read_since = self.loop.time()
+        self.read_since = now = self.loop.time()
+        if not self.parser.buffered and not self.eof:  # (the usual case) nothing to read yet: wait for it
+            if self.read_paused:
+                self._limit_reading()
+            self._arm(self._read_due(now))
+            return
         self._limit_reading()
         self._guarded(self._read)
 
