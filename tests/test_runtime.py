@@ -600,21 +600,3 @@ def test_the_floor_is_measured_beside_the_default():
                                                - out[FLOOR]["overhead_ms"]["median"], abs=1e-3)
     assert versus_floor({"default": out["default"]}) is None
 
-
-def test_the_event_loop_is_uvloop_without_tls_and_asyncio_with_it():
-    """`edgent serve --event-loop`: auto takes uvloop where installed and the edge has no TLS; TLS keeps asyncio
-    (a TLS handshake on an accepted connection does not complete on uvloop), and uvloop with TLS is refused."""
-    from edgent.runtime.server import event_loop_name, new_event_loop
-
-    uvloop = pytest.importorskip("uvloop")
-    for kind, tls, name in (("auto", False, "uvloop"), ("auto", True, "asyncio"), ("asyncio", False, "asyncio"),
-                            ("uvloop", False, "uvloop")):
-        loop = new_event_loop(kind, tls)
-        try:
-            assert event_loop_name(loop) == name and (name == "asyncio") != isinstance(loop, uvloop.Loop)
-        finally:
-            loop.close()
-    with pytest.raises(ConfigError, match="does not serve TLS"):
-        new_event_loop("uvloop", tls=True)
-    with pytest.raises(ConfigError, match="unknown event loop"):
-        new_event_loop("trio")

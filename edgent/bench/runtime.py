@@ -68,7 +68,6 @@ SERVER_VARIANTS = {
     "default": ["--threads", "1"],  # a worker thread, but an idle edge computes on the event loop
     "always_hand_off": ["--threads", "1", "--always-hand-off"],
     "inline": ["--threads", "0"],
-    "asyncio_loop": ["--threads", "1", "--event-loop", "asyncio"],  # the default on the standard library's loop
 }
 
 

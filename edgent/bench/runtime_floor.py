@@ -3,15 +3,15 @@ host, beside which edgent's own framework overhead is read.
 
 The same work as edgent per request (the device part, the tensor's bytes sent, the edge decoding them and
 running its part, the logits sent back and decoded), with none of the framework: a fixed binary header, no meta,
-no checks, no bounds, no timers, no records, one asyncio protocol callback on the edge (``--event-loop`` as for
-``edgent serve``). Not something to deploy: a server that trusts its input. Run as a script by its path:
+no checks, no bounds, no timers, no records, one asyncio protocol callback on the edge. Not something to deploy: a
+server that trusts its input. Run as a script by its path:
 
 - ``python runtime_floor.py serve ARGS_JSON``: the edge, listening on ``port``; prints ``ready`` when it is;
 - ``python runtime_floor.py device ARGS_JSON``: a device answering the commands of
   :mod:`edgent.bench.runtime_device` (``wire``, ``warm``, ``infer``, ``stop``), with the same fields.
 
 ``ARGS_JSON``: ``port``, ``model``, ``random_weights``, ``plans`` (``[exit, partition, codec]`` each, the codec
-``uint8`` at partition 0 or ``float32``), and for ``serve`` ``event_loop``. Frames: u32 length of what follows,
+``uint8`` at partition 0 or ``float32``). Frames: u32 length of what follows,
 then a request's u16 plan index and its payload, or an answer's ``compute_ms``, ``server_ms`` and ``decode_ms``
 (f64) and the logits (float32).
 """
@@ -45,7 +45,6 @@ def serve(args: dict) -> int:
     """The floor's edge (see the module docstring)."""
     torch, chain, plans = _setup(args)
     from edgent.model.preprocess import default_preprocess, get_preprocess
-    from edgent.runtime.server import new_event_loop
 
     prep = get_preprocess(default_preprocess(chain.name))
     shapes = [(1, *chain.unit_input_shape(e, p)) for e, p, _ in plans]
@@ -88,8 +87,7 @@ def serve(args: dict) -> int:
 
     gc.collect()
     gc.freeze()
-    with asyncio.Runner(loop_factory=lambda: new_event_loop(args.get("event_loop", "auto"))) as runner:
-        runner.run(main())
+    asyncio.run(main())
     return 0
 
 

@@ -215,7 +215,7 @@ def runtime_plan(r):
 def cmd_serve(args: argparse.Namespace) -> int:
     import torch
 
-    from edgent.runtime.server import EdgeServer, ServerConfig, make_server_ssl_context, new_event_loop
+    from edgent.runtime.server import EdgeServer, ServerConfig, make_server_ssl_context
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
@@ -238,11 +238,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        batch_window_ms=args.batch_window_ms, max_batch=args.max_batch, slowdown=args.slowdown)
     cfg.check()
     server = EdgeServer(models, cfg, compute=_serve_engine(args, models, cfg))
-    tls = ssl_ctx is not None
-    new_event_loop(args.event_loop, tls).close()  # (refuses an unknown or missing loop before anything starts)
     try:
-        with asyncio.Runner(loop_factory=lambda: new_event_loop(args.event_loop, tls)) as runner:
-            runner.run(server.serve_until_signal(args.ready_file))
+        asyncio.run(server.serve_until_signal(args.ready_file))
     except OSError as exc:
         raise ConfigError(f"cannot serve on {args.host}:{args.port}: {exc}") from exc
     return 0
@@ -495,7 +492,7 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from edgent.runtime.server import DEFAULT_PORT, EVENT_LOOPS
+    from edgent.runtime.server import DEFAULT_PORT
 
     from edgent.runtime.server import ServerConfig
 
@@ -529,10 +526,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "by `edgent bench runtime`, see docs/runtime.md)")
     p.add_argument("--torch-threads", type=argtypes.integer(0), default=0,
                    help="torch intra-op threads (0: torch's default)")
-    p.add_argument("--event-loop", choices=EVENT_LOOPS, default="auto",
-                   help="the server's event loop: uvloop (libuv, in C), asyncio (the standard library's), or auto "
-                   "(uvloop where installed and without TLS; the choice is measured by `edgent bench runtime`, "
-                   "docs/runtime.md)")
     p.add_argument("--batch-window-ms", type=argtypes.number(0.0, allow_low=True), default=None,
                    help="batch requests of the same model, exit, partition and codec that arrive within this many "
                         "ms (never past the point where a request's deadline would be missed; default: no "

@@ -18,16 +18,16 @@ from typing import Sequence
 from edgent.errors import EdgentError
 from edgent.model.chain import MultiExitChain
 from edgent.runtime.compute import EdgeCompute
-from edgent.runtime.server import EdgeServer, ServerConfig, new_event_loop
+from edgent.runtime.server import EdgeServer, ServerConfig
 
 
 class ThreadedServer:
     """An :class:`EdgeServer` on its own event loop in a daemon thread; ``with ThreadedServer(...) as s: s.port``."""
 
     def __init__(self, models: dict[str, MultiExitChain], config: ServerConfig | None = None,
-                 compute: EdgeCompute | None = None, event_loop: str = "auto") -> None:
+                 compute: EdgeCompute | None = None) -> None:
         self.server = EdgeServer(models, config or ServerConfig(port=0), compute)
-        self.loop = new_event_loop(event_loop, tls=self.server.config.ssl_context is not None)
+        self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, daemon=True, name="edge-server")
         self._started = threading.Event()
         self._error: BaseException | None = None

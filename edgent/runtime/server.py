@@ -344,7 +344,7 @@ class EdgeServer:
               f"(models: {', '.join(self.models)}; TLS {'on' if self.config.ssl_context else 'off'}; "
               f"token {'required' if self.config.token else 'not required'}; "
               f"at most {self.config.max_connections} connections)", flush=True)
-        print(f"edgent serve: engine {self.compute.describe()}; event loop {event_loop_name(loop)}", flush=True)
+        print(f"edgent serve: engine {self.compute.describe()}", flush=True)
         await stop.wait()
         print("edgent serve: shutting down", flush=True)
         await self.stop()
@@ -1272,38 +1272,6 @@ class _FrameProtocol(asyncio.Protocol):
         self._cancel_timers()
         if not self.done.done():
             self.done.set_result(None)
-
-
-#: the event loops an edge server can run on (``edgent serve --event-loop``): ``uvloop`` (libuv's loop, in C: the
-#: loop's own work per frame, its system calls and callbacks, off the Python interpreter), the standard library's
-#: ``asyncio`` loop, or ``auto``: uvloop where it is installed (it is not on Windows) and the edge has no TLS, else
-#: asyncio (the TLS handshake of a connection the server accepted itself does not complete on uvloop)
-EVENT_LOOPS = ("auto", "uvloop", "asyncio")
-
-
-def new_event_loop(kind: str = "auto", tls: bool = False) -> asyncio.AbstractEventLoop:
-    """A new event loop of ``kind`` (:data:`EVENT_LOOPS`) for an edge server, with TLS or not; ConfigError for an
-    unknown kind, ``uvloop`` where it is not installed, and ``uvloop`` with TLS."""
-    if kind not in EVENT_LOOPS:
-        raise ConfigError(f"unknown event loop {kind!r}; choose one of {', '.join(EVENT_LOOPS)}")
-    if kind == "uvloop" and tls:
-        raise ConfigError("--event-loop uvloop does not serve TLS (the handshake of an accepted connection does not "
-                          "complete on it); use --event-loop asyncio or auto with --tls-cert")
-    if kind == "uvloop" or (kind == "auto" and not tls):
-        try:
-            import uvloop
-        except ImportError:
-            if kind == "uvloop":
-                raise ConfigError("--event-loop uvloop needs the uvloop package (pip install uvloop); or use "
-                                  "--event-loop asyncio") from None
-        else:
-            return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
-
-
-def event_loop_name(loop: asyncio.AbstractEventLoop) -> str:
-    """``uvloop`` or ``asyncio``: the kind of ``loop``, as ``edgent serve`` reports it."""
-    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
 def local_compute(models: dict[str, MultiExitChain], config: ServerConfig,
