@@ -582,3 +582,21 @@ def test_the_runtime_bench_compares_with_the_previous_code(tmp_path):
     vs = versus_previous(overhead)
     assert vs["ratio_default_over_previous"] == 0.5 and vs["previous_commit"] == "abc1234"
     assert versus_previous({"default": overhead["default"]}) is None
+
+
+@pytest.mark.slow
+def test_the_floor_is_measured_beside_the_default():
+    """`edgent bench runtime --floor`: the same plans with no framework answer from the edge, their overhead is
+    split like the default's, and the comparison gives what edgent adds to the floor."""
+    from edgent.bench.runtime import FLOOR, OVERHEAD_PARTS, SERVER_VARIANTS, loopback_overhead, versus_floor
+
+    out = loopback_overhead(4, MODEL, True, {"default": SERVER_VARIANTS["default"]}, floor=True)
+    assert set(out) == {"default", FLOOR}
+    for o in out.values():
+        assert o["requests"] == 4 and set(o["overhead_breakdown_median_ms"]) == set(OVERHEAD_PARTS)
+        assert o["median_ms"]["edge_compute"] > 0 and o["median_ms"]["total"] > o["overhead_ms"]["median"]
+    vf = versus_floor(out)
+    assert vf["framework_ms"] == pytest.approx(out["default"]["overhead_ms"]["median"]
+                                               - out[FLOOR]["overhead_ms"]["median"], abs=1e-3)
+    assert versus_floor({"default": out["default"]}) is None
+

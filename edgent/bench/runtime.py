@@ -108,20 +108,26 @@ def overhead_row(r: Any, wire_ms: float) -> dict[str, float]:
 
 #: with ``--baseline-src``: the previous code's default setting, its server and its device from that source tree
 BASELINE = "previous_default"
+#: with ``--floor``: the least a Python co-inference costs on this host (:mod:`edgent.bench.runtime_floor`)
+FLOOR = "floor"
 
 
 class _DeviceProcess:
-    """One device of the overhead measurement in a process of its own (:mod:`edgent.bench.runtime_device`),
-    importing ``edgent`` from ``src``."""
+    """One device of the overhead measurement in a process of its own (:mod:`edgent.bench.runtime_device`, or
+    with ``floor`` the floor's device, :mod:`edgent.bench.runtime_floor`), importing ``edgent`` from ``src``."""
 
-    def __init__(self, src: Path, port: int, model: str, random_weights: bool, plans: list[tuple]) -> None:
+    def __init__(self, src: Path, port: int, model: str, random_weights: bool, plans: list[tuple],
+                 floor: bool = False) -> None:
         import subprocess
 
-        code = (Path(__file__).with_name("runtime_device.py")).read_text()
         args = json.dumps({"port": port, "model": model, "random_weights": random_weights, "plans": plans})
-        # `python -c`: the process imports from its working directory and PYTHONPATH, both ``src``
-        self.proc = subprocess.Popen([sys.executable, "-c", code, args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, cwd=src,
+        if floor:
+            cmd = [sys.executable, str(Path(__file__).with_name("runtime_floor.py")), "device", args]
+        else:
+            code = (Path(__file__).with_name("runtime_device.py")).read_text()
+            cmd = [sys.executable, "-c", code, args]
+        # the process imports from its working directory and PYTHONPATH, both ``src``
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=src,
                                      env={**os.environ, "PYTHONPATH": str(src)})
         hello = self._read()
         self.edgent_file = hello.get("edgent", "")
@@ -160,13 +166,15 @@ class _DeviceProcess:
 
 def loopback_overhead(requests: int, model: str, random_weights: bool,
                       variants: dict[str, list[str]] | None = None,
-                      baseline_src: str | Path | None = None) -> dict[str, dict[str, Any]]:
+                      baseline_src: str | Path | None = None, floor: bool = False) -> dict[str, dict[str, Any]]:
     """Median framework overhead per request against real `edgent serve` processes on loopback, one per server
     variant, each asked by a device process of its own (:mod:`edgent.bench.runtime_device`), all started at once
     and asked in rounds (one request per variant and round, the same plan, in a seeded order of its own per
     round), so that the variants see the same machine state, none always follows the same other one, and their
     figures can be compared side by side. With ``baseline_src`` (a source tree of the previous code), one
-    more variant, :data:`BASELINE`: that tree's ``edgent serve`` with the default flags and that tree's device."""
+    more variant, :data:`BASELINE`: that tree's ``edgent serve`` with the default flags and that tree's device. With
+    ``floor``, one more, :data:`FLOOR`: the same work with no framework (:mod:`edgent.bench.runtime_floor`, on the
+    default event loop), the host's share of the overhead."""
     from edgent.model.zoo import load_for_inference
     from edgent.runtime.local import free_port, serve_process, stop_process
 
@@ -181,6 +189,9 @@ def loopback_overhead(requests: int, model: str, random_weights: bool,
                               "is missing); make one with `git worktree add DIR COMMIT`")
         variants[BASELINE] = SERVER_VARIANTS["default"]
         sources[BASELINE] = src
+    if floor:
+        variants[FLOOR] = []
+        sources[FLOOR] = here
     chain = load_for_inference(model, random_weights=random_weights, seed=0)
     plans = []
     for ep in chain.exit_points:
@@ -194,12 +205,17 @@ def loopback_overhead(requests: int, model: str, random_weights: bool,
         for name, extra in variants.items():
             port = free_port()
             src = sources[name]
-            procs[name] = serve_process(port, model_flags=flags, extra=["--torch-threads", "1", *extra],
-                                        env={**os.environ, "PYTHONPATH": str(src)}, cwd=src)
-            devices[name] = _DeviceProcess(src, port, model, random_weights, plans)
+            if name == FLOOR:
+                procs[name] = _floor_edge(port, model, random_weights, plans)
+            else:
+                procs[name] = serve_process(port, model_flags=flags, extra=["--torch-threads", "1", *extra],
+                                            env={**os.environ, "PYTHONPATH": str(src)}, cwd=src)
+            devices[name] = _DeviceProcess(src, port, model, random_weights, plans, floor=name == FLOOR)
         for name, d in devices.items():
             wire_bps[name] = d.ask({"do": "wire"})["wire_bps"]  # loopback throughput: 8 MiB PROBE frames
             d.ask({"do": "warm"})
+        if floor:  # (the same host and kernel: the floor takes the default's loopback throughput)
+            wire_bps[FLOOR] = wire_bps["default"]
         names = list(variants)
         order = random.Random(0)
         for round_ in range(requests):  # one request per setting and round, in a seeded order of its own per round
@@ -235,6 +251,20 @@ def loopback_overhead(requests: int, model: str, random_weights: bool,
     return out
 
 
+def _floor_edge(port: int, model: str, random_weights: bool, plans: list[tuple]) -> Any:
+    """The floor's edge process (:mod:`edgent.bench.runtime_floor`), listening on ``port`` once this returns."""
+    import subprocess
+
+    args = json.dumps({"port": port, "model": model, "random_weights": random_weights, "plans": plans})
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("runtime_floor.py")), "serve", args],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        raise EdgentError(f"the floor's edge did not start (exit code {proc.wait(10)})")
+    return proc
+
+
 def versus_previous(overhead: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """The default against the previous code's default (:data:`BASELINE`) of one run: both medians, their ratio
     (new / previous) and both breakdowns; None without a baseline."""
@@ -246,6 +276,18 @@ def versus_previous(overhead: dict[str, dict[str, Any]]) -> dict[str, Any] | Non
             "ratio_default_over_previous": round(new["overhead_ms"]["median"] / old["overhead_ms"]["median"], 3),
             "overhead_breakdown_median_ms": {"default": new["overhead_breakdown_median_ms"],
                                              BASELINE: old["overhead_breakdown_median_ms"]}}
+
+
+def versus_floor(overhead: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The default against the floor (:data:`FLOOR`) of one run: both medians, their difference (what edgent's
+    framework adds to the least a Python co-inference costs on this host) and both breakdowns; None without it."""
+    if FLOOR not in overhead:
+        return None
+    new, floor = overhead["default"], overhead[FLOOR]
+    return {"median_overhead_ms": {"default": new["overhead_ms"]["median"], FLOOR: floor["overhead_ms"]["median"]},
+            "framework_ms": round(new["overhead_ms"]["median"] - floor["overhead_ms"]["median"], 4),
+            "overhead_breakdown_median_ms": {"default": new["overhead_breakdown_median_ms"],
+                                             FLOOR: floor["overhead_breakdown_median_ms"]}}
 
 
 def codec_accuracy(model: str, random_weights: bool, n_images: int = 500) -> dict[str, Any]:
@@ -376,10 +418,14 @@ def run(args: argparse.Namespace) -> int:
 
         import_ray()  # a clear error without Ray, before any server starts
         variants.update(RAY_VARIANTS)
-    result["overhead"] = loopback_overhead(args.requests, args.model, random_weights, variants, args.baseline_src)
+    result["overhead"] = loopback_overhead(args.requests, args.model, random_weights, variants, args.baseline_src,
+                                           args.floor)
     vs = versus_previous(result["overhead"])
     if vs is not None:
         result["overhead_vs_previous"] = vs
+    vf = versus_floor(result["overhead"])
+    if vf is not None:
+        result["overhead_vs_floor"] = vf
     result["codecs"] = codec_throughput(args.min_time_s)
     if not args.quick:
         result["codec_accuracy"] = codec_accuracy(args.model, random_weights, args.images)
@@ -400,6 +446,9 @@ def run(args: argparse.Namespace) -> int:
                   f"{' '.join(o['serve_flags'])}): median {o['overhead_ms']['median']:.3f} ms, "
                   f"p90 {o['overhead_ms']['p90']:.3f} ms; median parts: "
                   + ", ".join(f"{k} {v:.3f}" for k, v in o["overhead_breakdown_median_ms"].items()))
+        if vf is not None:
+            print(f"default - floor: {vf['median_overhead_ms']['default']:.3f} - {vf['median_overhead_ms'][FLOOR]:.3f} "
+                  f"ms = {vf['framework_ms']:.3f} ms of edgent's own per request")
         if vs is not None:
             print(f"default / previous default ({vs['previous_source']}, {vs['previous_commit']}): median overhead "
                   f"{vs['median_overhead_ms']['default']:.3f} / {vs['median_overhead_ms'][BASELINE]:.3f} ms = "
@@ -426,6 +475,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--settings", metavar="NAMES",
                    help=f"server settings measured side by side, comma-separated (default: all of "
                         f"{', '.join(SERVER_VARIANTS)}); each server waits for the others' requests in between")
+    p.add_argument("--floor", action="store_true",
+                   help="also measure the floor: the same requests with no framework (a bare protocol callback and "
+                        "socket), what this host costs any Python co-inference")
     p.add_argument("--baseline-src", metavar="DIR",
                    help="a source tree of the previous code (e.g. `git worktree add DIR COMMIT`): its `edgent serve` "
                         "and its device are measured side by side with this tree's, as setting previous_default")

@@ -34,13 +34,17 @@ from edgent.runtime.bandwidth import BandwidthEstimator
 from edgent.runtime.link import AppLink
 from edgent.model.preprocess import default_preprocess, get_preprocess
 from edgent.runtime.protocol import (
+    COMPACT_META_VERSION,
     DEFAULT_MAX_PAYLOAD_BYTES,
+    FLAG_COMPACT,
     Frame,
     FrameParser,
     MsgType,
     ProtocolError,
+    decode_result_meta,
     encode_frame,
     encode_frame_json,
+    encode_infer_meta,
     encode_meta,
 )
 
@@ -187,6 +191,8 @@ class DeviceClient:
         self._reset_stream()
         #: per plan and shape, the JSON of an INFER meta's plan fields (see _infer_meta)
         self._meta_tails: dict[tuple, bytes] = {}
+        #: whether the edge takes compact INFER metas (its WELCOME says ``compact_meta``; see protocol.py)
+        self.compact = False
         self.last_connect_error: str | None = None
         #: the last failure a person has to fix (rejected token, TLS certificate, refused request), else None
         self.config_problem: str | None = None
@@ -300,6 +306,7 @@ class DeviceClient:
             self._failed_to_connect(str(exc))
             return False
         self.welcome = reply.meta
+        self.compact = reply.meta.get("compact_meta") == COMPACT_META_VERSION
         if reply.meta.get("advertisement_bytes") and reply.payload:
             try:
                 doc = json.loads(bytes(reply.payload).decode("utf-8"))
@@ -496,20 +503,24 @@ class DeviceClient:
             # what is left of the plan after its device part and encoding, from now: the answer's expected time
             spent_ms = (time.perf_counter() - t0) * 1e3
             predicted_ms = spent_ms + max(predicted_ms - predicted_device_ms, 0.0)
-        reserve = fallback and self.reserves(deadline_ms, h.shape[0], predicted_ms)
+        shape = h.shape
+        batch = shape[0]
+        reserve = fallback and self.reserves(deadline_ms, batch, predicted_ms)
         result_kw["give_up_reserved"] = reserve if deadline_ms is not None else None
-        timeout_s = self.edge_budget_s(t0, deadline_ms, h.shape[0], reserve)
+        timeout_s = self.edge_budget_s(t0, deadline_ms, batch, reserve)
         # the edge refuses early what it cannot serve in time
         send_deadline_ms = round(timeout_s * 1e3, 3) if deadline_ms is not None and self.send_deadline else None
-        frame = encode_frame_json(MsgType.INFER, self._infer_meta(request_id, exit, partition, cod, h.shape,
-                                                                  send_deadline_ms), data)
+        compact = self.compact
+        frame = encode_frame_json(MsgType.INFER, self._infer_meta(request_id, exit, partition, cod, shape,
+                                                                  send_deadline_ms, compact), data,
+                                  FLAG_COMPACT if compact else 0)
         encode_ms = (time.perf_counter() - te0) * 1e3
         result_kw["encode_ms"] = encode_ms
         t_send = time.perf_counter()
         try:
             reply = self._request(frame, timeout_s)
             t_recv = time.perf_counter()
-            logits, timings = self._logits_of(reply, request_id, h.shape[0])
+            logits, timings, edge_load, classes = self._logits_of(reply, request_id, batch)
         except EdgentError as exc:  # EdgeUnavailable, RemoteError, ProtocolError, a payload that does not decode
             if isinstance(exc, RemoteError) and exc.code == "overloaded":
                 self.last_edge_load = exc.meta.get("load", self.last_edge_load)
@@ -521,29 +532,32 @@ class DeviceClient:
         server_ms = _finite_float(timings.get("server_ms"))
         total_ms = (t_recv - t_send) * 1e3
         sample = self.estimator.observe_request(len(frame), reply.wire_bytes, total_ms, server_ms)
-        self.last_edge_load = reply.meta.get("load")
+        self.last_edge_load = edge_load
         return self._finish(
-            logits, exit, partition, cod.name, "edge", t0, network_ms=total_ms - server_ms,
+            logits, exit, partition, cod.name, "edge", t0, classes, network_ms=total_ms - server_ms,
             server_timings_ms=timings, edge_load=self.last_edge_load, upload_bytes=len(frame),
             download_bytes=reply.wire_bytes, bandwidth_sample_bps=None if sample is None else sample.rate_bps,
             **result_kw)
 
     def _infer_meta(self, request_id: int, exit: int, partition: int, cod: Any, shape: Sequence[int],
-                    deadline_ms: float | None) -> bytes:
-        """The JSON meta of an INFER request: ``id``, ``deadline_ms`` when given, then the fields of its plan
+                    deadline_ms: float | None, compact: bool = False) -> bytes:
+        """The meta of an INFER request: ``id``, ``deadline_ms`` when given, then the fields of its plan
         (``model``, ``exit``, ``partition``, ``codec``, ``shape``, ``preprocess`` for raw pixels), encoded once per
-        plan and shape (a request differs from the last one of its plan only in its id and deadline)."""
-        key = (exit, partition, cod.name, tuple(shape))
+        plan and shape (a request differs from the last one of its plan only in its id and deadline); JSON, or
+        with ``compact`` the compact meta (:func:`~edgent.runtime.protocol.encode_infer_meta`)."""
+        key = (exit, partition, cod.name, tuple(shape), compact)
         tail = self._meta_tails.get(key)
         if tail is None:
             rest = {"model": self.chain.name, "exit": exit, "partition": partition, "codec": cod.name,
                     "shape": list(shape)}
             if cod.kind == "pixels":
                 rest["preprocess"] = self.preprocess_name
-            tail = encode_meta(rest)[1:]  # without its "{"
+            tail = encode_meta(rest) if compact else encode_meta(rest)[1:]  # (JSON: without its "{")
             if len(self._meta_tails) >= 256:  # bounded: a caller cycling through shapes cannot grow it
                 self._meta_tails.clear()
             self._meta_tails[key] = tail
+        if compact:
+            return encode_infer_meta(request_id, deadline_ms, tail)
         head = b'{"id":%d,' % request_id
         if deadline_ms is not None:
             head += b'"deadline_ms":' + encode_meta(deadline_ms) + b","
@@ -579,29 +593,51 @@ class DeviceClient:
         left_ms = (self.give_up_ms(deadline_ms, batch) if reserve else deadline_ms) - spent_ms
         return min(self.timeout_s, left_ms / 1e3 if left_ms >= 1.0 else max(deadline_ms - spent_ms, 1.0) / 1e3)
 
-    def _logits_of(self, reply: Frame, request_id: int, batch: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The logits and timings of the edge's RESULT for request ``request_id``; ProtocolError (connection
-        closed) when the reply is not that."""
-        if reply.type != MsgType.RESULT or reply.meta.get("id") != request_id:
+    def _logits_of(self, reply: Frame, request_id: int, batch: int
+                   ) -> tuple[torch.Tensor, dict[str, Any], dict[str, Any] | None, list[int] | None]:
+        """The logits, timings, the edge's load and the classes (a compact meta's, checked against the logits'
+        shape; None: the device takes the argmax itself) of the edge's RESULT (JSON or compact meta) for request
+        ``request_id``; ProtocolError (connection closed) when the reply is not that."""
+        if reply.type != MsgType.RESULT:
             self.close()
-            raise ProtocolError("bad_reply", f"the edge answered {reply.type.name} id={reply.meta.get('id')!r} "
+            raise ProtocolError("bad_reply", f"the edge answered {reply.type.name} to INFER id={request_id}")
+        try:
+            meta = reply.meta if reply.compact is None else decode_result_meta(reply.compact)
+        except ProtocolError:
+            self.close()
+            raise
+        if meta.get("id") != request_id:
+            self.close()
+            raise ProtocolError("bad_reply", f"the edge answered {reply.type.name} id={meta.get('id')!r} "
                                              f"to INFER id={request_id}")
-        shape = reply.meta.get("shape")
+        shape = meta.get("shape")
         if not isinstance(shape, list) or len(shape) != 2 or shape[0] != batch or shape[1] != self.chain.num_classes:
             self.close()
             raise ProtocolError("bad_reply", f"the edge's logits have shape {shape!r}")
-        timings = reply.meta.get("timings")
-        return _FLOAT32.decode(reply.payload, (shape[0], shape[1])), timings if isinstance(timings, dict) else {}
+        timings = meta.get("timings")
+        load = meta.get("load")
+        classes = None
+        if reply.compact is not None:
+            classes = meta["classes"]
+            if classes and max(classes) >= shape[1]:
+                self.close()
+                raise ProtocolError("bad_reply", f"the edge's classes {classes!r} are out of range for "
+                                                 f"{shape[1]} classes")
+        return (_FLOAT32.decode(reply.payload, (shape[0], shape[1])), timings if isinstance(timings, dict) else {},
+                load if isinstance(load, dict) else None, classes)
 
     def _finish(self, logits: torch.Tensor, exit: int, partition: int, codec: str | None, where: str, t0: float,
-                **kw: Any) -> InferenceResult:
-        if logits.requires_grad:
-            logits = logits.detach()
-        if logits.dtype != torch.float32:
-            logits = logits.float()
+                classes: list[int] | None = None, **kw: Any) -> InferenceResult:
+        """The result of a request that arrived at ``t0``: its total time ends now. ``classes``: the logits' argmax
+        where the edge sent it with float32 logits decoded from its answer (computed here otherwise)."""
+        if classes is None:
+            if logits.requires_grad:
+                logits = logits.detach()
+            if logits.dtype != torch.float32:
+                logits = logits.float()
         total_ms = (time.perf_counter() - t0) * 1e3
-        return InferenceResult(logits=logits, classes=logits.argmax(dim=1).tolist(), exit=exit, partition=partition,
-                               codec=codec, where=where, total_ms=total_ms, **kw)
+        return InferenceResult(logits=logits, classes=logits.argmax(dim=1).tolist() if classes is None else classes,
+                               exit=exit, partition=partition, codec=codec, where=where, total_ms=total_ms, **kw)
 
     def fallback_exit(self, batch: int, left_ms: float | None) -> int:
         """The most accurate exit whose device time fits in ``left_ms`` (the fastest when none fits)."""

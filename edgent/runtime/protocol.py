@@ -4,8 +4,18 @@ Every message is one frame::
 
     header (16 bytes, network byte order)   magic "EDGT" | version u8 | type u8 | flags u16 |
                                             meta_len u32 | payload_len u32
-    meta     (meta_len bytes)               a UTF-8 JSON object (at most MAX_META_BYTES)
+    meta     (meta_len bytes)               a UTF-8 JSON object (at most MAX_META_BYTES), or with the flag
+                                            FLAG_COMPACT (INFER and RESULT only) a compact meta: fixed binary fields
+                                            then a JSON object (see "Compact meta" below)
     payload  (payload_len bytes)            raw bytes: a codec's output (at most the receiver's payload limit)
+
+Compact meta: the per-request frames carry, besides their fixed fields, a few numbers per request (an id, a
+deadline, timings, the load); as JSON they cost the most of a request's path on cold caches (JSON numbers written
+and read), so an edge that says ``"compact_meta": 1`` in its WELCOME takes INFER frames whose meta is packed
+(:func:`encode_infer_meta`) and answers them with a packed RESULT (:func:`encode_result_meta`). An INFER's plan
+fields stay JSON (the same for every request of a plan: the edge checks them once and keys its cache by their
+bytes); a RESULT's fixed fields are followed by a JSON object of any others (normally empty). A device that did
+not ask gets JSON as before.
 
 Nothing in a frame runs code on load: JSON and raw bytes only (no pickle); the meta's JSON may not hold NaN or
 Infinity. Lengths are checked against the limits before anything is read, and a body is buffered as it arrives,
@@ -44,6 +54,27 @@ MAX_HELLO_META_BYTES = 4 * 1024
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 #: the most bytes asked of the stream per read while a frame's body arrives (the body grows with what arrived)
 _BODY_CHUNK_BYTES = 1 << 20
+
+
+#: header flag: the meta is compact (INFER and RESULT only; any other flag, or the flag on another type, is
+#: refused as ``bad_meta`` once the frame is consumed)
+FLAG_COMPACT = 0x0001
+#: the version of the compact meta's layout an edge announces in its WELCOME (``compact_meta``)
+COMPACT_META_VERSION = 1
+#: a compact INFER meta: id (u64), whether a deadline follows (u8: 0 or 1), the deadline (ms, f64), then the JSON
+#: object of the plan's fields (``model``, ``exit``, ``partition``, ``codec``, ``shape``, ``preprocess``)
+_INFER_HEAD = struct.Struct("!QBd")
+#: a compact RESULT meta: id (u64), the logits' shape (rows u16, classes u16), the timings (ms, f64; NaN: not
+#: measured), the batch size (u16; 0: not batched), the load (queue_length u32, in_service u32, workers u16,
+#: connections u32, then ms as f64, NaN for null), the class of each row (u16 each), then the JSON object of any
+#: other fields (b"" when none)
+_RESULT_HEAD = struct.Struct("!QHH5dHIIHI4d")
+#: the timings a compact RESULT carries in its fixed fields, in order
+RESULT_TIMING_KEYS = ("queue_ms", "decode_ms", "compute_ms", "encode_ms", "server_ms")
+#: the load's fields in a compact RESULT, in order (counts, then ms)
+LOAD_COUNT_KEYS = ("queue_length", "in_service", "workers", "connections")
+LOAD_MS_KEYS = ("mean_compute_ms", "mean_service_ms", "batch_window_ms", "in_service_left_ms")
+_NAN = float("nan")
 
 
 class MsgType(IntEnum):
@@ -86,6 +117,8 @@ class Frame:
     type: MsgType
     meta: dict[str, Any] = field(default_factory=dict)
     payload: bytes | bytearray = b""
+    #: a compact frame's meta bytes (``meta`` is then empty: :func:`decode_infer_meta`, :func:`decode_result_meta`)
+    compact: bytes | None = None
 
     @property
     def wire_bytes(self) -> int:
@@ -102,18 +135,98 @@ def encode_meta(value: Any) -> bytes:
     return _META_ENCODER.encode(value).encode()
 
 
-def encode_frame(msg_type: MsgType, meta: dict[str, Any] | None = None, payload: bytes | bytearray = b"") -> bytes:
-    """The bytes of one frame; raises ProtocolError when the meta is too large."""
+class CompactMeta(bytes):
+    """An encoded compact meta (:func:`encode_result_meta`): :func:`encode_frame` sends it with FLAG_COMPACT."""
+
+    __slots__ = ()
+
+
+def encode_frame(msg_type: MsgType, meta: dict[str, Any] | CompactMeta | None = None,
+                 payload: bytes | bytearray = b"") -> bytes:
+    """The bytes of one frame (a :class:`CompactMeta` goes as it is, flagged compact); raises ProtocolError when
+    the meta is too large."""
+    if type(meta) is CompactMeta:
+        return encode_frame_json(msg_type, meta, payload, FLAG_COMPACT)
     return encode_frame_json(msg_type, encode_meta(meta or {}), payload)
 
 
-def encode_frame_json(msg_type: MsgType, meta_json: bytes, payload: bytes | bytearray = b"") -> bytes:
+def encode_frame_json(msg_type: MsgType, meta_json: bytes, payload: bytes | bytearray = b"", flags: int = 0
+                      ) -> bytes:
     """The bytes of one frame whose meta is already encoded (``meta_json``: the UTF-8 JSON of an object, as
-    :func:`encode_meta` makes it); raises ProtocolError when it is too large."""
+    :func:`encode_meta` makes it, or with ``flags=FLAG_COMPACT`` a compact meta); raises ProtocolError when it is
+    too large."""
     if len(meta_json) > MAX_META_BYTES:
         raise ProtocolError("too_large", f"frame meta is {len(meta_json)} bytes, the limit is {MAX_META_BYTES}")
-    return b"".join((HEADER.pack(MAGIC, VERSION, int(msg_type), 0, len(meta_json), len(payload)), meta_json,
+    return b"".join((HEADER.pack(MAGIC, VERSION, int(msg_type), flags, len(meta_json), len(payload)), meta_json,
                      payload))
+
+
+def encode_infer_meta(request_id: int, deadline_ms: float | None, plan_json: bytes) -> bytes:
+    """The compact meta of an INFER request: its id (an integer of 0..2**64-1), the deadline (ms the device can
+    still wait, or None) and ``plan_json``, the JSON object of the plan's fields as :func:`encode_meta` makes it."""
+    if deadline_ms is None:
+        return _INFER_HEAD.pack(request_id, 0, 0.0) + plan_json
+    return _INFER_HEAD.pack(request_id, 1, deadline_ms) + plan_json
+
+
+def decode_infer_meta(raw: bytes) -> tuple[int, float | None, bytes]:
+    """(id, deadline_ms or None, the plan's JSON bytes) of a compact INFER meta; ProtocolError("bad_meta") when it
+    is too short or its deadline marker is not 0 or 1. The deadline's value and the plan are checked by the edge,
+    as for a JSON meta."""
+    if len(raw) < _INFER_HEAD.size:
+        raise ProtocolError("bad_meta", f"a compact INFER meta is at least {_INFER_HEAD.size} bytes, got {len(raw)}")
+    request_id, has_deadline, deadline_ms = _INFER_HEAD.unpack_from(raw, 0)
+    if has_deadline > 1:
+        raise ProtocolError("bad_meta", f"a compact INFER meta's deadline marker must be 0 or 1, got {has_deadline}")
+    return request_id, deadline_ms if has_deadline else None, raw[_INFER_HEAD.size:]
+
+
+def encode_result_meta(request_id: int, classes: list[int], num_classes: int, timings: dict[str, float],
+                       load_counts: tuple[int, int, int, int], load_ms: tuple[float | None, ...]) -> CompactMeta:
+    """The compact meta of a RESULT: the request's id, the class of each row of the logits (their argmax; the
+    logits are ``len(classes)`` x ``num_classes``), its timings (:data:`RESULT_TIMING_KEYS` and ``batch_size`` in
+    the fixed fields, any other key in the JSON that follows) and the edge's load (:data:`LOAD_COUNT_KEYS`,
+    :data:`LOAD_MS_KEYS`; None as NaN)."""
+    get = timings.get
+    extra = None if timings.keys() <= _FIXED_TIMINGS else {k: v for k, v in timings.items() if k not in _FIXED_TIMINGS}
+    ms = [(_NAN if v is None else v) for v in load_ms]
+    rows = len(classes)
+    head = _RESULT_HEAD.pack(request_id, rows, num_classes, get("queue_ms", _NAN), get("decode_ms", _NAN),
+                             get("compute_ms", _NAN), get("encode_ms", _NAN), get("server_ms", _NAN),
+                             get("batch_size", 0), *load_counts, *ms) + struct.pack("!%dH" % rows, *classes)
+    return CompactMeta(head + encode_meta({"timings": extra}) if extra else head)
+
+
+_FIXED_TIMINGS = frozenset(RESULT_TIMING_KEYS) | {"batch_size"}
+
+
+def decode_result_meta(raw: bytes) -> dict[str, Any]:
+    """A compact RESULT meta as the JSON one reads: ``id``, ``shape``, ``classes``, ``timings`` (the measured ones,
+    and ``batch_size`` when batched) and ``load``; ProtocolError("bad_meta") when it is too short for its rows or
+    what follows its fixed fields is not a JSON object."""
+    n = _RESULT_HEAD.size
+    if len(raw) < n:
+        raise ProtocolError("bad_meta", f"a compact RESULT meta is at least {n} bytes, got {len(raw)}")
+    v = _RESULT_HEAD.unpack_from(raw, 0)
+    rows = v[1]
+    if len(raw) < n + 2 * rows:
+        raise ProtocolError("bad_meta", f"a compact RESULT meta of {rows} rows is at least {n + 2 * rows} bytes, got "
+                                        f"{len(raw)}")
+    classes = list(struct.unpack_from("!%dH" % rows, raw, n))
+    n += 2 * rows
+    timings = {k: x for k, x in zip(RESULT_TIMING_KEYS, v[3:8]) if x == x}
+    if v[8]:
+        timings["batch_size"] = v[8]
+    load: dict[str, Any] = dict(zip(LOAD_COUNT_KEYS, v[9:13]))
+    for k, x in zip(LOAD_MS_KEYS, v[13:17]):
+        load[k] = x if x == x else None
+    meta = {"id": v[0], "shape": [rows, v[2]], "classes": classes, "timings": timings, "load": load}
+    if len(raw) > n:
+        extra = parse_meta(raw[n:]).get("timings")
+        if isinstance(extra, dict):
+            for k, x in extra.items():
+                timings.setdefault(k, x)
+    return meta
 
 
 def parse_header(data: bytes, max_payload_bytes: int, max_meta_bytes: int = MAX_META_BYTES
@@ -222,8 +335,20 @@ async def read_frame(reader: asyncio.StreamReader, max_payload_bytes: int,
                     body += await more(HEADER_BYTES + len(body), min(need - len(body), _BODY_CHUNK_BYTES))
     frame = Frame(msg_type, {}, memoryview(body)[meta_len:] if payload_len else b"")
     frame._wire_bytes = HEADER_BYTES + need  # type: ignore[attr-defined]
-    frame.meta = parse_meta(body[:meta_len])
+    _set_meta(frame, (head[6] << 8) | head[7], body[:meta_len])
     return frame
+
+
+def _set_meta(frame: Frame, flags: int, meta: bytes | bytearray | memoryview) -> None:
+    """Give a consumed frame its meta: the JSON object, or a compact meta's bytes (``frame.compact``);
+    ProtocolError("bad_meta") for bad JSON, an unknown flag, or a compact meta on a type that has none."""
+    if not flags:
+        frame.meta = parse_meta(meta)
+    elif flags == FLAG_COMPACT and (frame.type == MsgType.INFER or frame.type == MsgType.RESULT):
+        frame.compact = bytes(meta)
+    else:
+        raise ProtocolError("bad_meta", f"header flags {flags:#06x} are not supported on a {frame.type.name} frame "
+                                        f"(only {FLAG_COMPACT:#06x}, compact meta, on INFER and RESULT)")
 
 
 class FrameParser:
@@ -301,13 +426,14 @@ class FrameParser:
         frame = Frame(msg_type, {}, view[meta_at + meta_len:end] if payload_len else b"")
         frame._wire_bytes = end - pos  # type: ignore[attr-defined]
         meta = view[meta_at:meta_at + meta_len]
+        flags = (buf[pos + 6] << 8) | buf[pos + 7]
         if end == len(buf):
             self._buf, self._pos = b"", 0
         elif type(buf) is bytearray:  # the frame holds views of it: the rest moves to a buffer of its own
             self._buf, self._pos = bytes(view[end:]), 0
         else:
             self._pos = end
-        frame.meta = parse_meta(meta)
+        _set_meta(frame, flags, meta)
         return frame
 
 
@@ -332,8 +458,9 @@ def recv_frame(sock: socket.socket, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
     head = bytes(_recv_exact(sock, HEADER_BYTES))
     msg_type, meta_len, payload_len = parse_header(head, max_payload_bytes)
     body = _recv_exact(sock, meta_len + payload_len)
-    frame = Frame(msg_type, parse_meta(body[:meta_len]), memoryview(body)[meta_len:] if payload_len else b"")
+    frame = Frame(msg_type, {}, memoryview(body)[meta_len:] if payload_len else b"")
     frame._wire_bytes = HEADER_BYTES + meta_len + payload_len  # type: ignore[attr-defined]
+    _set_meta(frame, (head[6] << 8) | head[7], body[:meta_len])
     return frame
 
 

@@ -43,6 +43,7 @@ import os
 import signal
 import socket
 import ssl
+import sys
 import time
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,7 @@ from edgent.model.chain import MultiExitChain
 from edgent.model.preprocess import default_preprocess, get_preprocess
 from edgent.runtime.compute import BatchingCompute, EdgeCompute, EdgeJob, LocalCompute
 from edgent.runtime.protocol import (
+    COMPACT_META_VERSION,
     DEFAULT_MAX_PAYLOAD_BYTES,
     HANDSHAKE_VERSION,
     HEADER,
@@ -60,11 +62,14 @@ from edgent.runtime.protocol import (
     MAGIC,
     MAX_HELLO_META_BYTES,
     VERSION,
+    CompactMeta,
     Frame,
     MsgType,
     FrameParser,
     ProtocolError,
+    decode_infer_meta,
     encode_frame,
+    encode_result_meta,
     error_meta,
     parse_meta,
     read_frame,
@@ -72,6 +77,8 @@ from edgent.runtime.protocol import (
 
 if TYPE_CHECKING:
     import torch
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 log = logging.getLogger("edgent.serve")
 
@@ -245,11 +252,13 @@ class EdgeServer:
         self.config = config or ServerConfig()
         self.config.check()
         self._welcome = {"server": "edgent", "handshake": HANDSHAKE_VERSION, "models": self._model_info(),
-                         "max_payload_bytes": self.config.max_payload_bytes}
+                         "max_payload_bytes": self.config.max_payload_bytes, "compact_meta": COMPACT_META_VERSION}
         self._advertisement: bytes | None = None
         self._token = None if self.config.token is None else self.config.token.encode("utf-8", "surrogatepass")
         self.compute = compute or local_compute(self.models, self.config)
         self._jobs: dict[str, EdgeJob] = {}
+        #: the jobs of compact INFER frames, by the bytes of their plan's JSON (see _compact_job)
+        self._plan_jobs: dict[bytes, EdgeJob] = {}
         self._connections: set[_Connection] = set()
         #: connections not authenticated yet, in the order they were accepted
         self._unauth: dict[_Connection, None] = {}
@@ -590,7 +599,7 @@ class EdgeServer:
         task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------------ connections
-    async def _send(self, writer: asyncio.StreamWriter, msg_type: MsgType, meta: dict[str, Any],
+    async def _send(self, writer: asyncio.StreamWriter, msg_type: MsgType, meta: dict[str, Any] | CompactMeta,
                     payload: bytes = b"", timeout_s: float | None = None) -> None:
         writer.write(encode_frame(msg_type, meta, payload))
         transport = writer.transport
@@ -795,53 +804,60 @@ class EdgeServer:
                 for name, m in self.models.items()}
 
     # ------------------------------------------------------------------ inference
-    async def _infer(self, frame: Frame) -> tuple[MsgType, dict[str, Any], bytes]:
+    async def _infer(self, frame: Frame) -> tuple[MsgType, dict[str, Any] | CompactMeta, bytes]:
         """The answer to an INFER frame: checked (:meth:`_infer_check`), computed by the engine, answered
         (:meth:`_infer_answer`, or an ERROR)."""
         t_recv = time.perf_counter()
         try:
-            job, deadline_ms = self._infer_check(frame)
+            job, deadline_ms, rid = self._infer_check(frame)
         except _Refusal as r:
             return r.answer
-        return await self._infer_computed(job, frame.payload, deadline_ms, _request_id(frame.meta), t_recv)
+        return await self._infer_computed(job, frame.payload, deadline_ms, rid, t_recv, frame.compact is not None)
 
     async def _infer_computed(self, job: EdgeJob, payload: bytes, deadline_ms: float | None, rid: Any,
-                              t_recv: float) -> tuple[MsgType, dict[str, Any], bytes]:
+                              t_recv: float, compact: bool) -> tuple[MsgType, dict[str, Any] | CompactMeta, bytes]:
         """The answer to a checked job: computed by the engine (:meth:`_infer_answer`), or the ERROR of a
         computation that failed (:meth:`_infer_failed`)."""
         try:
             out = await self.compute.run(job, payload, deadline_ms)
         except Exception as exc:  # noqa: BLE001 - see _infer_failed
             return self._infer_failed(exc, rid)
-        return self._infer_answer(job, rid, out, t_recv)
+        return self._infer_answer(job, rid, out, t_recv, compact)
 
-    def _infer_check(self, frame: Frame) -> tuple[EdgeJob, float | None]:
-        """The checked job of an INFER frame and the device's remaining deadline (ms, None when not given);
-        raises _Refusal with the ERROR answer for a bad request and for one the edge cannot take now (a full
-        queue, or a predicted wait past the request's deadline: ``overloaded``, with the load)."""
-        meta = frame.meta
-        rid = _request_id(meta)
+    def _infer_check(self, frame: Frame) -> tuple[EdgeJob, float | None, Any]:
+        """The checked job of an INFER frame (JSON or compact meta), the device's remaining deadline (ms, None
+        when not given) and the request's id; raises _Refusal with the ERROR answer for a bad request and for one
+        the edge cannot take now (a full queue, or a predicted wait past the request's deadline: ``overloaded``,
+        with the load)."""
+        rid = None
         try:
-            job = self._job(meta, len(frame.payload))
+            if frame.compact is not None:
+                rid, deadline_ms, plan = decode_infer_meta(frame.compact)
+                job = self._compact_job(plan, len(frame.payload))
+            else:
+                meta = frame.meta
+                rid = _request_id(meta)
+                job = self._job(meta, len(frame.payload))
+                deadline_ms = meta.get("deadline_ms")
         except EdgentError as exc:
             code = getattr(exc, "code", "bad_request")
             raise _Refusal((MsgType.ERROR, error_meta(code, str(exc), rid), b"")) from None
         except Exception as exc:  # noqa: BLE001 - a field of a type no check foresaw
             raise _Refusal((MsgType.ERROR, error_meta(
                 "bad_request", f"bad INFER request: {type(exc).__name__}: {exc}", rid), b"")) from None
-        deadline_ms = meta.get("deadline_ms")
         if deadline_ms is not None and (isinstance(deadline_ms, bool) or not isinstance(deadline_ms, (int, float))
                                         or not math.isfinite(deadline_ms) or deadline_ms <= 0):
             raise _Refusal((MsgType.ERROR, error_meta(
                 "bad_request", f"deadline_ms must be a number of ms > 0 (what the device can still wait), got "
                 f"{deadline_ms!r}", rid), b""))
-        waiting, in_service, workers = self.compute.occupancy()
+        compute = self.compute
+        waiting, in_service, workers = compute.occupancy()
         refusal = None
         if waiting + in_service >= self.config.max_queue + max(1, workers):
             refusal = f"the edge queue is full ({self.config.max_queue} waiting)"
         elif deadline_ms is not None:  # admission control: a request that would wait past its deadline
-            wait_ms = self.compute.load().predicted_wait_ms()  # the work left of those in service, those waiting whole
-            own_ms = self.compute.expected_compute_ms(job)  # this request's own kind of computation
+            wait_ms = compute.predicted_wait_ms()  # the work left of those in service, those waiting whole
+            own_ms = compute.expected_compute_ms(job)  # this request's own kind of computation
             if wait_ms + own_ms > deadline_ms:
                 refusal = (f"the edge is busy: a predicted wait of {wait_ms:.1f} ms and {own_ms:.1f} ms of "
                            f"compute exceed the request's remaining deadline of {deadline_ms:.1f} ms")
@@ -849,7 +865,7 @@ class EdgeServer:
             meta_err = error_meta("overloaded", refusal, rid)
             meta_err["load"] = self.load_dict()
             raise _Refusal((MsgType.ERROR, meta_err, b""))
-        return job, deadline_ms
+        return job, deadline_ms, rid
 
     def _infer_failed(self, exc: Exception, rid: Any) -> tuple[MsgType, dict[str, Any], bytes]:
         """The ERROR answer to a request whose computation failed: the engine's reason (``overloaded`` for one
@@ -863,14 +879,22 @@ class EdgeServer:
         log.warning("edge computation failed: %s: %s", type(exc).__name__, exc)
         return MsgType.ERROR, error_meta("internal", f"the edge could not compute: {exc}", rid), b""
 
-    def _infer_answer(self, job: EdgeJob, rid: Any, out: tuple[torch.Tensor, dict[str, float]], t_recv: float
-                      ) -> tuple[MsgType, dict[str, Any], bytes]:
+    def _infer_answer(self, job: EdgeJob, rid: Any, out: tuple[torch.Tensor, dict[str, float]], t_recv: float,
+                      compact: bool = False) -> tuple[MsgType, dict[str, Any] | CompactMeta, bytes]:
         """The RESULT of a computed request: the logits (float32, little-endian) and the edge's timings, its
-        ``server_ms`` counted from ``t_recv`` (``perf_counter``, when the frame was read) to now."""
+        ``server_ms`` counted from ``t_recv`` (``perf_counter``, when the frame was read) to now; with a compact
+        meta (:func:`~edgent.runtime.protocol.encode_result_meta`) for a request that came with one."""
         logits, timings = out
         self.requests_served += 1
         arr = logits.numpy()
-        payload = arr.astype("<f4", copy=False).tobytes()
+        payload = arr.tobytes() if _LITTLE_ENDIAN else arr.astype("<f4").tobytes()
+        if compact:
+            classes = logits.argmax(1).tolist()  # (torch: warm from the computation)
+            c = self.compute.load()
+            timings["server_ms"] = (time.perf_counter() - t_recv) * 1e3
+            return MsgType.RESULT, encode_result_meta(
+                rid, classes, arr.shape[1], timings, (c.waiting, c.in_service, c.workers, len(self._connections)),
+                (c.mean_compute_ms, c.mean_service_ms, c.batch_window_ms, c.in_service_left_ms)), payload
         timings["server_ms"] = (time.perf_counter() - t_recv) * 1e3
         return MsgType.RESULT, {
             "id": rid, "model": job.model, "exit": job.exit, "partition": job.partition,
@@ -889,11 +913,18 @@ class EdgeServer:
             if len(self._jobs) >= 1024:  # bounded: a client cycling through odd shapes cannot grow it
                 self._jobs.clear()
             self._jobs[key] = job
-        codec, shape = job.codec, job.shape
-        if payload_len > job.payload_bytes or (codec.exact_size and payload_len != job.payload_bytes):
-            raise EdgentError(f"codec {codec.name}: payload of {payload_len} bytes does not fit shape {list(shape)} "
-                              f"({job.payload_bytes} bytes{' at most' if not codec.exact_size else ''})")
-        return job
+        return _payload_fits(job, payload_len)
+
+    def _compact_job(self, plan: bytes, payload_len: int) -> EdgeJob:
+        """The checked job of a compact INFER request, whose plan fields came as the bytes of a JSON object: they
+        are parsed and validated once per distinct bytes (a bounded cache), its payload size on every request."""
+        job = self._plan_jobs.get(plan)
+        if job is None:
+            job = self._check_request(parse_meta(plan))
+            if len(self._plan_jobs) >= 1024:  # bounded, as _jobs
+                self._plan_jobs.clear()
+            self._plan_jobs[plan] = job
+        return _payload_fits(job, payload_len)
 
     def _check_request(self, meta: dict[str, Any]) -> EdgeJob:
         """Validate an INFER request's fields (all but the payload) before any work is queued."""
@@ -1117,7 +1148,12 @@ class _FrameProtocol(asyncio.Protocol):
         if self.state != _WAITING:
             return
         self.state = _READING
-        self.read_since = self.loop.time()
+        self.read_since = now = self.loop.time()
+        if not self.parser.buffered and not self.eof:  # (the usual case) nothing to read yet: wait for it
+            if self.read_paused:
+                self._limit_reading()
+            self._arm(self._read_due(now))
+            return
         self._limit_reading()
         self._guarded(self._read)
 
@@ -1151,7 +1187,7 @@ class _FrameProtocol(asyncio.Protocol):
         if frame.type == MsgType.INFER:
             t_recv = time.perf_counter()
             try:
-                job, deadline_ms = server._infer_check(frame)
+                job, deadline_ms, rid = server._infer_check(frame)
             except _Refusal as r:
                 answer = r.answer
             else:
@@ -1165,7 +1201,7 @@ class _FrameProtocol(asyncio.Protocol):
                         server._tasks.add(task)
                         task.add_done_callback(server._tasks.discard)
                         return
-                    answer = server._infer_answer(job, rid, out, t_recv)
+                    answer = server._infer_answer(job, rid, out, t_recv, frame.compact is not None)
             self._answered(*answer)
         elif frame.type == MsgType.HEALTH:
             self._answered(MsgType.STATUS, {
@@ -1186,12 +1222,13 @@ class _FrameProtocol(asyncio.Protocol):
 
     async def _infer_later(self, frame: Frame, job: EdgeJob, deadline_ms: float | None, t_recv: float,
                            rid: Any) -> None:
-        answer = await self.server._infer_computed(job, frame.payload, deadline_ms, rid, t_recv)
+        answer = await self.server._infer_computed(job, frame.payload, deadline_ms, rid, t_recv,
+                                                   frame.compact is not None)
         del frame
         if self.state != _CLOSED:
             self._guarded(lambda: self._answered(*answer))
 
-    def _answered(self, msg_type: MsgType, meta: dict[str, Any], payload: bytes = b"") -> None:
+    def _answered(self, msg_type: MsgType, meta: dict[str, Any] | CompactMeta, payload: bytes = b"") -> None:
         """Write a frame's answer, then go on to the next frame."""
         if msg_type == MsgType.ERROR:
             self.server.errors_sent += 1
@@ -1208,7 +1245,7 @@ class _FrameProtocol(asyncio.Protocol):
         # that did not ask for a computation takes from the connection's budget of them
         self._next(0.0 if msg_type == MsgType.RESULT else self.budget.wait_s(now))
 
-    def _write(self, msg_type: MsgType, meta: dict[str, Any], payload: bytes = b"") -> None:
+    def _write(self, msg_type: MsgType, meta: dict[str, Any] | CompactMeta, payload: bytes = b"") -> None:
         t = self.transport
         if t is not None and not t.is_closing():
             t.write(encode_frame(msg_type, meta, payload))
@@ -1266,6 +1303,16 @@ _malloc_trim = _find_malloc_trim()
 #: closed connections after which the server gives freed memory back, at most once per interval
 _TRIM_AFTER_CLOSED = 16
 _TRIM_INTERVAL_S = 2.0
+
+
+def _payload_fits(job: EdgeJob, payload_len: int) -> EdgeJob:
+    """``job`` when a payload of ``payload_len`` bytes fits it (its codec's exact size, or at most its bound);
+    EdgentError otherwise."""
+    codec = job.codec
+    if payload_len > job.payload_bytes or (codec.exact_size and payload_len != job.payload_bytes):
+        raise EdgentError(f"codec {codec.name}: payload of {payload_len} bytes does not fit shape {list(job.shape)} "
+                          f"({job.payload_bytes} bytes{' at most' if not codec.exact_size else ''})")
+    return job
 
 
 def _check_hello_header(msg_type: MsgType, meta_len: int, payload_len: int) -> None:
