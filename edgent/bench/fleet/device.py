@@ -46,7 +46,8 @@ def run_segment(cmd: dict[str, Any], chain: Any, cands: Any, images: Any, labels
                         margin=cmd["margin"])
     rng = np.random.default_rng(cmd["seed"])
     out = []
-    with EdgentAgent(client, cands, opts) as agent:
+    # the agent's own record per request (its plan, predicted and measured times, fallback reason), when asked
+    with EdgentAgent(client, cands, opts, records=cmd.get("records_path")) as agent:
         t0 = cmd["t_start"]
         t_end = t0 + cmd["duration_s"]
         t = t0 + rng.exponential(1.0 / cmd["rate_per_s"])
