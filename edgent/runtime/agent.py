@@ -537,8 +537,10 @@ class EdgentAgent:
             self._unanswered = None
         elif res.where == "fallback" and c.crosses[k] and "no answer" in (res.fallback_reason or ""):
             size = float(res.upload_bytes or c.tx_bytes[k])
-            # of the wait, the edge's own compute (as calibrated: a busy edge is slow, not the link) is no link time
-            edge_ms = float(c.edge_ms[k]) * used[1]
+            # of the wait, the edge's own compute (as calibrated) and the wait its queue was predicted to hold
+            # the request for (load-aware: the learnt wait the plan was priced with) are no link time: a busy edge
+            # is slow, not the link
+            edge_ms = float(c.edge_ms[k]) * used[1] + self.last_queue_ms
             waited_ms = res.total_ms - res.device_ms - res.encode_ms - edge_ms
             if waited_ms <= self.rtt_ms:
                 # the edge had less than a round trip beyond its compute to answer (the request's budget was spent
