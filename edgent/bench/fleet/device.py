@@ -42,8 +42,7 @@ def run_segment(cmd: dict[str, Any], chain: Any, cands: Any, images: Any, labels
 
     client = _client(cmd, chain, cands, slowdown=Slowdown(cmd["device_factor"], "thread-cpu"))
     opts = AgentOptions(deadline_ms=cmd["deadline_ms"], policy=cmd["policy"], prior_rate_bps=cmd["link_rate_bps"],
-                        prior_rtt_ms=cmd["link_delay_ms"], probe_idle_s=None, load_aware=cmd["load_aware"],
-                        margin=cmd["margin"])
+                        prior_rtt_ms=cmd["link_delay_ms"], load_aware=cmd["load_aware"], margin=cmd["margin"])
     rng = np.random.default_rng(cmd["seed"])
     out = []
     # the agent's own record per request (its plan, predicted and measured times, fallback reason), when asked
