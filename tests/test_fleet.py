@@ -388,10 +388,16 @@ def test_bench_fleet_quick_runs_every_method_against_a_real_edge(tmp_path):
     from .conftest import REPO
 
     r = subprocess.run([sys.executable, "-m", "edgent.cli.main", "bench", "fleet", "--quick", "--random-weights",
-                        "--backend", "local", "--out-dir", str(tmp_path)], capture_output=True, text=True,
-                       timeout=300, cwd=REPO)
+                        "--backend", "local", "--out-dir", str(tmp_path), "--records-dir", str(tmp_path / "rec")],
+                       capture_output=True, text=True, timeout=300, cwd=REPO)
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads((tmp_path / "fleet-quick.json").read_text())
+    # each device's agent records, one file per N, method and device
+    records = tmp_path / "rec" / "N2-edgent-load-aware-device1.jsonl"
+    rec = json.loads(records.read_text().splitlines()[0])
+    assert {"plan", "predicted_ms", "measured_ms", "where", "fallback_reason"} <= set(rec)
+    assert len(list((tmp_path / "rec").glob("*.jsonl"))) == 5 * (1 + 2)
+    assert doc["options"]["records_dir"] == str(tmp_path / "rec")
     assert (tmp_path / "fleet-quick.png").is_file()
     assert doc["options"]["backend"] == "local" and set(doc["results"]) == {"1", "2"}
     for per in doc["results"].values():
