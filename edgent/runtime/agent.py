@@ -427,19 +427,21 @@ class EdgentAgent:
         lat = c.latency_ms(link, queue)
         return k, "fixed", float(lat[k]), float(self._calibrated_ms(lat)[k])
 
-    def _keep_fallback(self, allowed: np.ndarray, queue_ms: float, budget_ms: float | None) -> np.ndarray:
+    def _keep_fallback(self, allowed: np.ndarray, queue_ms: float, budget_ms: float | None, limit_ms: float
+                       ) -> np.ndarray:
         """``allowed`` without the plans that cross the link and are predicted (compute at the margin quantile of
         its ratios, the edge's learnt wait ``queue_ms`` included) to answer after the give-up point
-        (:meth:`edgent.runtime.client.DeviceClient.give_up_ms`), when an on-device plan is allowed: the edge's wait
-        under load varies from one request to the next, and such a plan, once the edge is late, has no time left
-        to fall back on the device. (Unchanged when nothing would be left.)"""
+        (:meth:`edgent.runtime.client.DeviceClient.give_up_ms`), when an allowed on-device plan fits ``limit_ms``:
+        the edge's wait under load varies from one request to the next, and such a plan, once the edge is late,
+        has no time left to fall back on the device. (Unchanged when no on-device plan fits: a fallback would not
+        make the deadline either.)"""
         o, c = self.options, self.cands
         spent_ms = 0.0 if budget_ms is None else o.deadline_ms - budget_ms
         give_up_left_ms = self.client.give_up_ms(o.deadline_ms) - spent_ms
         at_q = self._calibrated_ms(c.latency_ms(Link(self.rate_bps, self.rate_bps, self.rtt_ms), queue_ms),
                                    o.margin_quantile)
         kept = allowed & ~(c.crosses & (at_q > give_up_left_ms))
-        return kept if (kept & self.on_device).any() else allowed
+        return kept if (kept & self.on_device & (at_q <= limit_ms)).any() else allowed
 
     def decide(self, edge_up: bool, budget_ms: float | None = None) -> tuple[int, str, float, float]:
         """(candidate index, source, offline prediction ms, calibrated prediction ms) for the next request, which
@@ -454,7 +456,7 @@ class EdgentAgent:
         # what the plan may take: the rest of the request's deadline, less the margin kept for the spread
         limit_ms = (o.deadline_ms if budget_ms is None else budget_ms) - o.margin * o.deadline_ms
         if o.load_aware and edge_up:
-            allowed = self._keep_fallback(allowed, queue, budget_ms)
+            allowed = self._keep_fallback(allowed, queue, budget_ms, limit_ms)
         source = "static"
         if not allowed.any():  # an edge-only policy with the edge gone: the best on-device configuration
             allowed, source = self.on_device, "edge-unreachable"
