@@ -272,34 +272,6 @@ def test_an_idle_edge_admits_a_request_whose_kind_was_once_slow_and_learns_its_c
         client.close()
 
 
-@pytest.mark.parametrize("queue_ms, to_edge", [(30.0, True), (45.0, False)])
-def test_a_load_aware_plan_across_the_link_keeps_the_fallback_in_reserve(chain, queue_ms, to_edge):
-    """Under the edge's learnt wait, a load-aware device sends a request to the edge only when the plan is
-    predicted to answer before the give-up point (the fastest exit's device time before the deadline): a plan
-    predicted later, once the edge's wait outlasts its prediction, has no time left to fall back. The edge's
-    main exit at 15.8 ms + 45 ms of wait (past the 55 ms give-up point, but faster than the device's 65.7 ms)
-    is passed over for the device; + 30 ms (before it) is taken."""
-    from edgent.plan.link import Link
-
-    cands = Candidates([table_for_model(MODEL).with_device_factor(12.0 / role_emulation("device").slowdown)])
-    client = DeviceClient("127.0.0.1", 1, chain, device_exit_ms={e: 1.0 for e in range(1, chain.num_exits + 1)})
-    opts = AgentOptions(deadline_ms=100, margin=0.0, calibrate=False, probe_idle_s=None, load_aware=True,
-                        prior_rate_bps=20e6, prior_rtt_ms=10.0)
-    with EdgentAgent(client, cands, opts) as agent:
-        client.device_exit_ms = {e: 40.0 for e in range(1, chain.num_exits + 1)}  # give up at 100 - 40 - 5 ms
-        assert client.give_up_ms(100) == pytest.approx(55.0)
-        agent.edge_load.queue_ms = lambda: queue_ms  # the wait the device has learnt
-        lat = cands.latency_ms(Link(agent.rate_bps, agent.rate_bps, agent.rtt_ms), queue_ms)
-        k, _, predicted, _ = agent.decide(edge_up=True)
-    assert bool(cands.crosses[k]) == to_edge, (cands.configs[k], predicted)
-    assert cands.exit[k] == cands.exit.max()  # the main exit either way (on the device it fits the deadline)
-    if to_edge:
-        assert lat[k] <= 55.0
-    else:  # the edge's plan would have been the fastest of the main exit's
-        assert min(lat[i] for i in range(len(cands)) if cands.crosses[i] and cands.exit[i] == cands.exit.max()) \
-            < predicted
-
-
 # ---------------------------------------------------------------------------------------------- a saturated edge
 class SlowCompute(LocalCompute):
     """A test edge made slow: each request holds the one worker ``service_s`` (asleep), then computes."""

@@ -427,22 +427,6 @@ class EdgentAgent:
         lat = c.latency_ms(link, queue)
         return k, "fixed", float(lat[k]), float(self._calibrated_ms(lat)[k])
 
-    def _keep_fallback(self, allowed: np.ndarray, queue_ms: float, budget_ms: float | None, limit_ms: float
-                       ) -> np.ndarray:
-        """``allowed`` without the plans that cross the link and are predicted (compute at the margin quantile of
-        its ratios, the edge's learnt wait ``queue_ms`` included) to answer after the give-up point
-        (:meth:`edgent.runtime.client.DeviceClient.give_up_ms`), when an allowed on-device plan fits ``limit_ms``:
-        the edge's wait under load varies from one request to the next, and such a plan, once the edge is late,
-        has no time left to fall back on the device. (Unchanged when no on-device plan fits: a fallback would not
-        make the deadline either.)"""
-        o, c = self.options, self.cands
-        spent_ms = 0.0 if budget_ms is None else o.deadline_ms - budget_ms
-        give_up_left_ms = self.client.give_up_ms(o.deadline_ms) - spent_ms
-        at_q = self._calibrated_ms(c.latency_ms(Link(self.rate_bps, self.rate_bps, self.rtt_ms), queue_ms),
-                                   o.margin_quantile)
-        kept = allowed & ~(c.crosses & (at_q > give_up_left_ms))
-        return kept if (kept & self.on_device & (at_q <= limit_ms)).any() else allowed
-
     def decide(self, edge_up: bool, budget_ms: float | None = None) -> tuple[int, str, float, float]:
         """(candidate index, source, offline prediction ms, calibrated prediction ms) for the next request, which
         has ``budget_ms`` left of its deadline (default: the whole deadline)."""
@@ -455,8 +439,6 @@ class EdgentAgent:
         allowed = self.allowed if edge_up else (self.allowed & self.on_device)
         # what the plan may take: the rest of the request's deadline, less the margin kept for the spread
         limit_ms = (o.deadline_ms if budget_ms is None else budget_ms) - o.margin * o.deadline_ms
-        if o.load_aware and edge_up:
-            allowed = self._keep_fallback(allowed, queue, budget_ms, limit_ms)
         source = "static"
         if not allowed.any():  # an edge-only policy with the edge gone: the best on-device configuration
             allowed, source = self.on_device, "edge-unreachable"
@@ -473,8 +455,8 @@ class EdgentAgent:
                 state_bps = self.last_state_bps or rate
                 at_state = self._calibrated_ms(c.latency_ms(Link(state_bps, state_bps, rtt), queue),
                                                o.margin_quantile)
-                if at_state[k] > limit_ms or not allowed[k]:
-                    # the best that fits (and keeps the fallback, see _keep_fallback); when none does (a backlog ate the deadline), the fastest, as Edgent's
+                if at_state[k] > limit_ms:
+                    # the best that fits; when none does (a backlog ate the deadline), the fastest, as Edgent's
                     # rule says, so that the requests behind this one can meet theirs
                     alt = c.best(at_state, limit_ms, allowed)
                     if alt != k and (at_state[alt] <= limit_ms or at_state[alt] < at_state[k]):
