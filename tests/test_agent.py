@@ -380,3 +380,59 @@ def test_the_maps_choice_must_fit_with_a_margin_for_the_measured_compute(chain, 
             assert k != k0 and source == "map+calibrated" and cal <= deadline
         else:
             assert k == k0 and source == "map"
+
+
+@pytest.mark.parametrize("queue_ms, kind", [(0.0, "upper_bound"), (70.0, "no_evidence")])
+def test_an_unanswered_request_at_a_busy_edge_is_not_read_as_a_slow_link(chain, cands, queue_ms, kind):
+    """A request the edge did not answer in time bounds the link's rate only by the time the edge's queue and
+    compute do not explain: behind the wait the load-aware plan was priced with, the same timeout says nothing
+    about the link (a busy edge is slow, not the link), and the estimate keeps its samples."""
+    from edgent.runtime.client import InferenceResult
+
+    client = DeviceClient("127.0.0.1", 1, chain, device_exit_ms={e: 1.0 for e in range(1, chain.num_exits + 1)})
+    with EdgentAgent(client, cands, AgentOptions(deadline_ms=100, prior_rtt_ms=10.0, probe_idle_s=None)) as agent:
+        k = next(i for i in range(len(cands)) if cands.crosses[i] and cands.configs[i].partition == 0)
+        cfg = cands.configs[k]
+        client.estimator.add(200_000, 80.0)  # one measured sample: 20 Mbit/s
+        before = client.estimator.rate_bps
+        agent.last_queue_ms = queue_ms  # the wait the plan was priced with
+        res = InferenceResult(logits=torch.zeros(1, chain.num_classes), classes=[0], exit=1, partition=0,
+                              codec=None, where="fallback", requested={}, deadline_ms=100.0,
+                              fallback_reason="no answer from the edge within 75 ms", total_ms=80.0, device_ms=3.0,
+                              encode_ms=0.1, upload_bytes=12_288)
+        rec = agent._learn_and_record(res, k, "static", cfg.codec, 20.0, 20.0, None, before, None,
+                                      time.perf_counter() - 0.08, (1.0, 1.0))
+    assert rec["sample_kind"] == kind
+    assert (client.estimator.rate_bps < before) == (kind == "upper_bound")
+
+
+def test_the_give_up_point_keeps_the_fallback_switch_the_device_measured(chain, cands):
+    """A fallback that starts later after the give-up point than the constant reserved for the switch (a busy
+    host: the timeout fires late, the connection takes time to close) moves the give-up point earlier by what
+    was measured (the margin quantile of the last ones); one that gave up where the edge was not waited for
+    (no reserve, a refusal) teaches nothing, and the reserve never falls below the constant."""
+    from edgent.runtime.client import InferenceResult
+
+    client = DeviceClient("127.0.0.1", 1, chain, device_exit_ms={e: 1.0 for e in range(1, chain.num_exits + 1)})
+    with EdgentAgent(client, cands, AgentOptions(deadline_ms=100, probe_idle_s=None)) as agent:
+        client.device_exit_ms = {e: 20.0 for e in range(1, chain.num_exits + 1)}
+        assert client.give_up_ms(100) == pytest.approx(100 - 20 - FALLBACK_SWITCH_MS)
+
+        def fallback(start_ms: float, reserved: bool = True, reason: str = "no answer from the edge within 70 ms"):
+            return InferenceResult(logits=torch.zeros(1, chain.num_classes), classes=[0], exit=1, partition=0,
+                                   codec=None, where="fallback", requested={}, deadline_ms=100.0,
+                                   fallback_reason=reason, total_ms=start_ms + 20.0, device_ms=20.0,
+                                   give_up_reserved=reserved, fallback_left_ms=100.0 - start_ms)
+
+        give_up = client.give_up_ms(100)
+        agent._learn_switch(fallback(give_up + 30.0, reserved=False))  # waited to the deadline: not a switch
+        agent._learn_switch(fallback(give_up + 30.0, reason="edge error overloaded: busy"))
+        assert client.fallback_switch_ms == FALLBACK_SWITCH_MS
+        for _ in range(5):  # each fallback started 9 ms after the give-up point
+            agent._learn_switch(fallback(client.give_up_ms(100) + 9.0))
+        assert client.fallback_switch_ms == pytest.approx(9.0) and FALLBACK_SWITCH_MS < 9.0
+        assert client.give_up_ms(100) == pytest.approx(100 - 20 - 9.0)
+        agent.switch_ms.clear()
+        for _ in range(5):  # a quick switch: the constant stays the floor
+            agent._learn_switch(fallback(client.give_up_ms(100) + 1.0))
+        assert client.fallback_switch_ms == FALLBACK_SWITCH_MS

@@ -248,6 +248,30 @@ def test_admission_counts_the_work_in_service_fairly_and_the_requests_own_comput
         client.close()
 
 
+def test_an_idle_edge_admits_a_request_whose_kind_was_once_slow_and_learns_its_compute(chain):
+    """A kind of request whose running mean once rose past every deadline (one computation stalled by the host)
+    is not refused for good: an idle edge admits it, computes it, and the measured compute brings the mean back;
+    while other requests are ahead of it, the same mean still counts."""
+    with ThreadedServer({chain.name: chain}, ServerConfig(port=0, threads=1)) as srv:
+        client = DeviceClient("127.0.0.1", srv.port, chain, device_exit_ms={e: 1.0 for e in range(1, 6)})
+        x = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+        assert client.infer(x, 5, 0, "uint8", deadline_ms=5000).where == "edge"
+        compute = srv.server.compute
+        job = srv.server._job({"model": chain.name, "exit": 5, "partition": 0, "codec": "uint8",
+                               "shape": [1, 3, 32, 32]}, 3 * 32 * 32)
+        compute._group_compute_ms[job.group] = 10_000.0  # one stalled computation, as the mean remembers it
+        compute._in_service = 1  # another request in service: the stale mean counts, the request is refused
+        try:
+            busy = client.infer(x, 5, 0, "uint8", deadline_ms=2000)
+        finally:
+            compute._in_service = 0
+        assert busy.where == "fallback" and "overloaded" in busy.fallback_reason
+        idle = client.infer(x, 5, 0, "uint8", deadline_ms=2000)  # idle: admitted and computed
+        assert idle.where == "edge", idle.fallback_reason
+        assert compute.expected_compute_ms(job) < 10_000.0  # the measured compute corrected the mean
+        client.close()
+
+
 # ---------------------------------------------------------------------------------------------- a saturated edge
 class SlowCompute(LocalCompute):
     """A test edge made slow: each request holds the one worker ``service_s`` (asleep), then computes."""
@@ -336,10 +360,16 @@ def test_bench_fleet_quick_runs_every_method_against_a_real_edge(tmp_path):
     from .conftest import REPO
 
     r = subprocess.run([sys.executable, "-m", "edgent.cli.main", "bench", "fleet", "--quick", "--random-weights",
-                        "--backend", "local", "--out-dir", str(tmp_path)], capture_output=True, text=True,
-                       timeout=300, cwd=REPO)
+                        "--backend", "local", "--out-dir", str(tmp_path), "--records-dir", str(tmp_path / "rec")],
+                       capture_output=True, text=True, timeout=300, cwd=REPO)
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads((tmp_path / "fleet-quick.json").read_text())
+    # each device's agent records, one file per N, method and device
+    records = tmp_path / "rec" / "N2-edgent-load-aware-device1.jsonl"
+    rec = json.loads(records.read_text().splitlines()[0])
+    assert {"plan", "predicted_ms", "measured_ms", "where", "fallback_reason"} <= set(rec)
+    assert len(list((tmp_path / "rec").glob("*.jsonl"))) == 5 * (1 + 2)
+    assert doc["options"]["records_dir"] == str(tmp_path / "rec")
     assert (tmp_path / "fleet-quick.png").is_file()
     assert doc["options"]["backend"] == "local" and set(doc["results"]) == {"1", "2"}
     for per in doc["results"].values():

@@ -43,6 +43,7 @@ import contextlib
 import math
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Sequence
@@ -59,7 +60,7 @@ from edgent.plan.link import Link, shaper_burst_bytes
 from edgent.plan.load import EdgeLoadModel
 from edgent.plan.transfer import wire_codec
 from edgent.runtime.bandwidth import timeout_bound_bps
-from edgent.runtime.client import DeviceClient, InferenceResult
+from edgent.runtime.client import FALLBACK_SWITCH_MS, DeviceClient, InferenceResult
 
 POLICIES: tuple[str, ...] = ("edgent", "static", "edge-only", "device-only", "neurosurgeon", "rightsize")
 
@@ -254,6 +255,9 @@ class EdgentAgent:
         #: the edge's wait as this device sees it (learnt from the edge's replies; used when load-aware)
         self.edge_load = EdgeLoadModel()
         client.send_deadline = options.load_aware
+        #: the last fallbacks' switch times (ms from the give-up point to the fallback's start): the client keeps
+        #: their margin quantile in reserve (at least FALLBACK_SWITCH_MS), see _learn_switch
+        self.switch_ms: deque[float] = deque(maxlen=8)
         self.last_queue_ms = 0.0
         # the measured/predicted ratios of whole exits run on the device (device-only plans, fallbacks from point
         # 0), per exit: what the fallback's budget is corrected by (a JPEG encode's ratio says nothing about it)
@@ -526,6 +530,21 @@ class EdgentAgent:
         return self._learn_and_record(res, k, source, codec, pred_offline, pred_cal, probe, estimate_before,
                                       label, t_arrival, used)
 
+    def _learn_switch(self, res: InferenceResult) -> None:
+        """Learn how long a fallback takes to start after the give-up point (the edge's timeout firing, the
+        connection closed, the exit chosen: on a busy host more than the constant reserved for it) from a
+        fallback that gave up there, and keep the margin quantile of the last ones in reserve
+        (``client.fallback_switch_ms``, at least :data:`edgent.runtime.client.FALLBACK_SWITCH_MS`)."""
+        o, client = self.options, self.client
+        if not (res.where == "fallback" and res.give_up_reserved and res.fallback_left_ms is not None
+                and "no answer" in (res.fallback_reason or "")):
+            return
+        # the fallback started at deadline - left, the give-up point was give_up_ms (the same exit times: the
+        # client's are set once per request, in handle): the switch took the difference
+        late_ms = (o.deadline_ms - res.fallback_left_ms) - client.give_up_ms(o.deadline_ms)
+        self.switch_ms.append(max(late_ms, 0.0))
+        client.fallback_switch_ms = max(FALLBACK_SWITCH_MS, float(np.quantile(self.switch_ms, o.margin_quantile)))
+
     def _learn_and_record(self, res: InferenceResult, k: int, source: str, codec: str, pred_offline: float,
                           pred_cal: float, probe: dict[str, Any] | None, estimate_before: float,
                           label: int | None, t_arrival: float, used: tuple[float, float]) -> dict[str, Any]:
@@ -537,8 +556,10 @@ class EdgentAgent:
             self._unanswered = None
         elif res.where == "fallback" and c.crosses[k] and "no answer" in (res.fallback_reason or ""):
             size = float(res.upload_bytes or c.tx_bytes[k])
-            # of the wait, the edge's own compute (as calibrated: a busy edge is slow, not the link) is no link time
-            edge_ms = float(c.edge_ms[k]) * used[1]
+            # of the wait, the edge's own compute (as calibrated) and the wait its queue was predicted to hold
+            # the request for (load-aware: the learnt wait the plan was priced with) are no link time: a busy edge
+            # is slow, not the link
+            edge_ms = float(c.edge_ms[k]) * used[1] + self.last_queue_ms
             waited_ms = res.total_ms - res.device_ms - res.encode_ms - edge_ms
             if waited_ms <= self.rtt_ms:
                 # the edge had less than a round trip beyond its compute to answer (the request's budget was spent
@@ -552,6 +573,7 @@ class EdgentAgent:
                 else:  # consistent with every kept sample: no news for the estimate or the detector
                     sample_kind = "upper_bound_above_samples"
         changed = self._observe(sample)
+        self._learn_switch(res)
         refused = res.where == "fallback" and "edge error overloaded" in (res.fallback_reason or "")
         if res.edge_load is not None and (res.where == "edge" or refused):  # the edge's load, learnt
             self.edge_load.observe(res.edge_load, (res.server_timings_ms or {}).get("queue_ms"), refused)
@@ -618,6 +640,7 @@ class EdgentAgent:
             "where": res.where, "fallback_reason": res.fallback_reason, "exit_used": res.exit,
             "give_up_reserved": res.give_up_reserved,
             "no_exit_could_meet": None if could_meet is None else not could_meet,
+            "fallback_left_ms": None if res.fallback_left_ms is None else round(res.fallback_left_ms, 3),
             "deadline_ms": o.deadline_ms, "total_ms": round(total_ms, 3), "met": met,
             "prediction": {"class": top, "confidence": round(float(probs[top]), 6), "exit": res.exit},
             "label": label, "correct": None if label is None else top == label,

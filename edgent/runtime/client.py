@@ -185,6 +185,9 @@ class DeviceClient:
         #: tell the edge how long this request can still wait (its admission control answers ``overloaded`` at
         #: once when its predicted wait is longer, and its batching never holds the request past that point)
         self.send_deadline = True
+        #: ms kept beside the fallback exit's own time, from the give-up point to the fallback's start
+        #: (:data:`FALLBACK_SWITCH_MS`; an agent raises it to what its fallbacks measured)
+        self.fallback_switch_ms = FALLBACK_SWITCH_MS
         self.sock: socket.socket | None = None
         self._parser: FrameParser
         self._sock_timeout_s: float | None
@@ -566,7 +569,7 @@ class DeviceClient:
     def give_up_ms(self, deadline_ms: float, batch: int = 1) -> float:
         """The give-up point (ms from arrival): the latest moment a fallback on the fastest exit, as the device's
         time for it is predicted, still ends by the deadline."""
-        return deadline_ms - min(self.device_exit_ms.values()) * batch - FALLBACK_SWITCH_MS
+        return deadline_ms - min(self.device_exit_ms.values()) * batch - self.fallback_switch_ms
 
     def reserves(self, deadline_ms: float | None, batch: int = 1, predicted_ms: float | None = None) -> bool:
         """Whether the edge's wait ends at the give-up point (:meth:`give_up_ms`) rather than at the deadline.

@@ -122,11 +122,6 @@ class EdgeCompute(abc.ABC):
         load = self.load()
         return load.waiting, load.in_service, load.workers
 
-    def predicted_wait_ms(self) -> float:
-        """The wait (ms) of a request arriving now (:meth:`ComputeLoad.predicted_wait_ms` of :meth:`load`); engines
-        that know it cheaper when idle say so."""
-        return self.load().predicted_wait_ms()
-
     def describe(self) -> str:
         """One line for ``edgent serve``'s banner: the engine, its workers, where it runs the parts."""
         return self.name
@@ -197,11 +192,6 @@ class LocalCompute(EdgeCompute):
 
     def occupancy(self) -> tuple[int, int, int]:
         return self._waiting, self._in_service, self.threads
-
-    def predicted_wait_ms(self) -> float:
-        if not self._waiting and not self._in_service:
-            return 0.0  # idle, and no batching window: nothing to wait for
-        return self.load().predicted_wait_ms()
 
     def expected_compute_ms(self, job: EdgeJob) -> float:
         """The running mean of ``job``'s group's computations, else of all of them (0 before the first)."""
@@ -533,9 +523,6 @@ class BatchingCompute(LocalCompute):
                         best = min(best, time.perf_counter() - t0)
                 times[size] = best * 1e3
             self.time_model.set_line(name, times[1], n, times[n])
-
-    def predicted_wait_ms(self) -> float:
-        return self.load().predicted_wait_ms()  # (an idle batching edge may still hold a request for its window)
 
     def load(self) -> ComputeLoad:
         return ComputeLoad(self._waiting, self._in_service, self.threads,

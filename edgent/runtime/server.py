@@ -855,8 +855,12 @@ class EdgeServer:
         refusal = None
         if waiting + in_service >= self.config.max_queue + max(1, workers):
             refusal = f"the edge queue is full ({self.config.max_queue} waiting)"
-        elif deadline_ms is not None:  # admission control: a request that would wait past its deadline
-            wait_ms = compute.predicted_wait_ms()  # the work left of those in service, those waiting whole
+        elif deadline_ms is not None and (waiting or in_service):
+            # admission control: a request that would wait past its deadline. An idle edge admits every request:
+            # its own compute is then the only cost, and the prediction of it (its kind's running mean) is
+            # corrected only by computing one (refused, a kind whose mean once rose past every deadline would
+            # be refused for good)
+            wait_ms = compute.load().predicted_wait_ms()  # the work left of those in service, those waiting whole
             own_ms = compute.expected_compute_ms(job)  # this request's own kind of computation
             if wait_ms + own_ms > deadline_ms:
                 refusal = (f"the edge is busy: a predicted wait of {wait_ms:.1f} ms and {own_ms:.1f} ms of "

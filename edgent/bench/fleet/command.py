@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from edgent import argtypes
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
                         edge_factor=args.edge_factor,
                         batch_window_ms=args.batch_window_ms, max_batch=args.max_batch, seed=args.seed,
                         device_profile=args.device_profile, edge_profile=args.edge_profile, capacity=args.capacity,
-                        out_dir=common.out_dir)
+                        records_dir=Path(args.records_dir) if args.records_dir else None, out_dir=common.out_dir)
     entry = zoo_entry(args.model)
     random_weights = args.random_weights or entry.weights is None or not entry.weights.is_file()
     result = run_fleet(opts, random_weights, log=(lambda *_: None) if common.json else print)
@@ -73,6 +74,9 @@ def register(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--edge-profile", default=None,
                    help="the edge's measured profile for the latency tables (edgent profile --model M --role edge "
                         "--out F; default: the fitted latency model)")
+    p.add_argument("--records-dir", default=None,
+                   help="write each device's record per request (its plan, predicted and measured times, fallback "
+                        "reason) as JSON lines under this folder, one file per N, method and device")
     p.add_argument("--name", default=None, help="results file name, without extension (default fleet; quick: "
                    "fleet-quick)")
     p.add_argument("--backend", default="local", help="passed to edgent serve --backend (default local)")

@@ -42,11 +42,11 @@ def run_segment(cmd: dict[str, Any], chain: Any, cands: Any, images: Any, labels
 
     client = _client(cmd, chain, cands, slowdown=Slowdown(cmd["device_factor"], "thread-cpu"))
     opts = AgentOptions(deadline_ms=cmd["deadline_ms"], policy=cmd["policy"], prior_rate_bps=cmd["link_rate_bps"],
-                        prior_rtt_ms=cmd["link_delay_ms"], probe_idle_s=None, load_aware=cmd["load_aware"],
-                        margin=cmd["margin"])
+                        prior_rtt_ms=cmd["link_delay_ms"], load_aware=cmd["load_aware"], margin=cmd["margin"])
     rng = np.random.default_rng(cmd["seed"])
     out = []
-    with EdgentAgent(client, cands, opts) as agent:
+    # the agent's own record per request (its plan, predicted and measured times, fallback reason), when asked
+    with EdgentAgent(client, cands, opts, records=cmd.get("records_path")) as agent:
         t0 = cmd["t_start"]
         t_end = t0 + cmd["duration_s"]
         t = t0 + rng.exponential(1.0 / cmd["rate_per_s"])

@@ -30,7 +30,9 @@ class FleetOptions:
     --role ...``) the latency tables take instead of the fitted latency models (None: the model's own, else the
     fitted ones; :func:`edgent.plan.sources.table_for_model`). ``capacity``: also measure each edge's capacity,
     the largest fleet in a closed loop (every device sends its next request as soon as the previous is answered,
-    the edge-only configuration, no deadline), one by one and batching; ``methods`` may then be empty."""
+    the edge-only configuration, no deadline), one by one and batching; ``methods`` may then be empty.
+    ``records_dir``: where each device writes its agent's record per request (one JSON line each, in
+    ``N{n}-{method}-device{i}.jsonl``; None: no records)."""
 
     model: str = "alexnet-cifar10"
     devices: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
@@ -53,6 +55,7 @@ class FleetOptions:
     device_profile: str | None = None
     edge_profile: str | None = None
     capacity: bool = False
+    records_dir: Path | None = None
     out_dir: Path = field(default=Path("benchmarks/results"))
 
     def __post_init__(self) -> None:

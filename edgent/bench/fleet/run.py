@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -146,7 +147,11 @@ def run_fleet(opts: FleetOptions, random_weights: bool, log: Any = print) -> dic
     base = ["--backend", opts.backend, "--threads", str(opts.edge_threads), "--torch-threads",
             str(opts.edge_torch_threads), "--max-queue", "1024", "--max-connections", "512"]
     if opts.backend != "ray":
-        base += ["--slowdown", str(opts.edge_factor)]
+        # every request goes through the engine's queue (no computation on the event loop of an idle edge): an edge
+        # that computes on its event loop reads no request meanwhile, so the requests of the other devices wait
+        # unseen in their sockets, neither in the load it reports nor in their queue_ms, and the devices read that
+        # wait as link time (the batching engine always hands off)
+        base += ["--slowdown", str(opts.edge_factor), "--always-hand-off"]
     elif opts.edge_factor != 1.0:
         raise ConfigError("--edge-factor emulates a slower edge of --backend local only; use 1 with --backend ray")
     edges: dict[bool, tuple[Any, int]] = {}
@@ -159,6 +164,8 @@ def run_fleet(opts: FleetOptions, random_weights: bool, log: Any = print) -> dic
             port = free_port()
             extra = base + _batching_flags(opts, batching)
             edges[batching] = (serve_process(port, model_flags=flags, extra=extra), port)
+        if opts.records_dir is not None:
+            opts.records_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         pool = DevicePool(max(opts.devices), opts, random_weights)
         log(f"fleet: {max(opts.devices)} device processes ready in {time.monotonic() - t0:.1f} s")
@@ -173,7 +180,9 @@ def run_fleet(opts: FleetOptions, random_weights: bool, log: Any = print) -> dic
                          "duration_s": opts.duration_s, "rate_per_s": opts.rate_per_s,
                          "deadline_ms": opts.deadline_ms, "margin": opts.margin,
                          "device_factor": opts.device_factor, "link_rate_bps": opts.link_rate_bps,
-                         "link_delay_ms": opts.link_delay_ms, "seed": opts.seed * 1000 + n * 100 + i}
+                         "link_delay_ms": opts.link_delay_ms, "seed": opts.seed * 1000 + n * 100 + i,
+                         "records_path": None if opts.records_dir is None
+                         else str(opts.records_dir / f"N{n}-{m}-device{i}.jsonl")}
                         for i in range(n)]
                 answers = pool.run(cmds, opts.duration_s + 120.0)
                 load.append(os.getloadavg()[0])
@@ -191,7 +200,7 @@ def run_fleet(opts: FleetOptions, random_weights: bool, log: Any = print) -> dic
             pool.close()
         for proc, _ in edges.values():
             stop_process(proc)
-    return {"options": {k: (list(v) if isinstance(v, tuple) else str(v) if k == "out_dir" else v)
+    return {"options": {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
                         for k, v in asdict(opts).items()},
             "results": results, "capacity": capacity, "checks": checks(results, opts, capacity),
             "load_average_1min": {"min": round(min(load), 2), "max": round(max(load), 2)} if load else None,
