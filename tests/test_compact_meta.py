@@ -11,7 +11,8 @@ import torch
 
 from edgent.runtime import DeviceClient, ServerConfig
 from edgent.runtime.local import ThreadedServer
-from edgent.runtime.protocol import (COMPACT_META_VERSION, FLAG_COMPACT, HEADER, MAGIC, VERSION, CompactMeta,
+from edgent.runtime.protocol import (COMPACT_META_VERSION, FLAG_COMPACT, HEADER, LOAD_COUNT_KEYS, LOAD_MS_KEYS,
+                                     MAGIC, VERSION, CompactMeta,
                                      FrameParser, MsgType, ProtocolError, decode_infer_meta, decode_result_meta,
                                      encode_frame, encode_frame_json, encode_infer_meta, encode_meta,
                                      encode_result_meta, recv_frame)
@@ -19,6 +20,10 @@ from edgent.runtime.protocol import (COMPACT_META_VERSION, FLAG_COMPACT, HEADER,
 MODEL = "alexnet-cifar10"  # the conftest's ``chain`` fixture
 PLAN = encode_meta({"model": MODEL, "exit": 1, "partition": 0, "codec": "uint8", "shape": [1, 3, 32, 32],
                     "preprocess": "cifar10"})
+
+
+def _load(counts: tuple, ms: tuple) -> dict:
+    return {**dict(zip(LOAD_COUNT_KEYS, counts)), **dict(zip(LOAD_MS_KEYS, ms))}
 
 
 def test_infer_meta_round_trips_with_and_without_a_deadline():
@@ -35,7 +40,7 @@ def test_infer_meta_round_trips_with_and_without_a_deadline():
 def test_result_meta_round_trips_timings_load_classes_and_extra_fields():
     timings = {"queue_ms": 0.5, "decode_ms": 0.01, "compute_ms": 3.25, "encode_ms": 0.002, "server_ms": 3.9,
                "batch_size": 4, "replica_queue_ms": 1.5}
-    raw = encode_result_meta(9, [3, 0], 10, timings, (2, 1, 1, 5), (3.1, None, 5.0, float("nan")))
+    raw = encode_result_meta(9, [3, 0], 10, timings, _load((2, 1, 1, 5), (3.1, None, 5.0, float("nan"))))
     assert type(raw) is CompactMeta
     meta = decode_result_meta(bytes(raw))
     assert meta["id"] == 9 and meta["shape"] == [2, 10] and meta["classes"] == [3, 0]
@@ -44,10 +49,10 @@ def test_result_meta_round_trips_timings_load_classes_and_extra_fields():
                             "mean_compute_ms": 3.1, "mean_service_ms": None, "batch_window_ms": 5.0,
                             "in_service_left_ms": None}
     # a timing the edge did not measure is left out, not sent as a number; no batch size when not batched
-    meta = decode_result_meta(encode_result_meta(1, [2], 10, {"compute_ms": 1.0, "server_ms": 2.0}, (0, 0, 1, 1),
-                                                 (None, None, 0.0, None)))
+    meta = decode_result_meta(encode_result_meta(1, [2], 10, {"compute_ms": 1.0, "server_ms": 2.0},
+                                                 _load((0, 0, 1, 1), (None, None, 0.0, None))))
     assert meta["timings"] == {"compute_ms": 1.0, "server_ms": 2.0}
-    bare = bytes(encode_result_meta(1, [2, 5], 10, {}, (0, 0, 1, 1), (None,) * 4))
+    bare = bytes(encode_result_meta(1, [2, 5], 10, {}, _load((0, 0, 1, 1), (None,) * 4)))
     for cut in (bare[:20], bare[:-1]):  # the fixed fields, then the classes of its rows
         with pytest.raises(ProtocolError, match="at least") as e:
             decode_result_meta(cut)

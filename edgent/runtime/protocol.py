@@ -182,18 +182,19 @@ def decode_infer_meta(raw: bytes) -> tuple[int, float | None, bytes]:
 
 
 def encode_result_meta(request_id: int, classes: list[int], num_classes: int, timings: dict[str, float],
-                       load_counts: tuple[int, int, int, int], load_ms: tuple[float | None, ...]) -> CompactMeta:
+                       load: dict[str, Any]) -> CompactMeta:
     """The compact meta of a RESULT: the request's id, the class of each row of the logits (their argmax; the
     logits are ``len(classes)`` x ``num_classes``), its timings (:data:`RESULT_TIMING_KEYS` and ``batch_size`` in
-    the fixed fields, any other key in the JSON that follows) and the edge's load (:data:`LOAD_COUNT_KEYS`,
-    :data:`LOAD_MS_KEYS`; None as NaN)."""
+    the fixed fields, any other key in the JSON that follows) and the edge's load as every answer carries it
+    (``EdgeServer.load_dict``: :data:`LOAD_COUNT_KEYS`, then :data:`LOAD_MS_KEYS` with None as NaN)."""
     get = timings.get
     extra = None if timings.keys() <= _FIXED_TIMINGS else {k: v for k, v in timings.items() if k not in _FIXED_TIMINGS}
-    ms = [(_NAN if v is None else v) for v in load_ms]
+    counts = [load[k] for k in LOAD_COUNT_KEYS]
+    ms = [_NAN if load[k] is None else load[k] for k in LOAD_MS_KEYS]
     rows = len(classes)
     head = _RESULT_HEAD.pack(request_id, rows, num_classes, get("queue_ms", _NAN), get("decode_ms", _NAN),
                              get("compute_ms", _NAN), get("encode_ms", _NAN), get("server_ms", _NAN),
-                             get("batch_size", 0), *load_counts, *ms) + struct.pack("!%dH" % rows, *classes)
+                             get("batch_size", 0), *counts, *ms) + struct.pack("!%dH" % rows, *classes)
     return CompactMeta(head + encode_meta({"timings": extra}) if extra else head)
 
 

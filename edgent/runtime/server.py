@@ -43,7 +43,6 @@ import os
 import signal
 import socket
 import ssl
-import sys
 import time
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -78,7 +77,6 @@ from edgent.runtime.protocol import (
 if TYPE_CHECKING:
     import torch
 
-_LITTLE_ENDIAN = sys.byteorder == "little"
 
 log = logging.getLogger("edgent.serve")
 
@@ -891,14 +889,12 @@ class EdgeServer:
         logits, timings = out
         self.requests_served += 1
         arr = logits.numpy()
-        payload = arr.tobytes() if _LITTLE_ENDIAN else arr.astype("<f4").tobytes()
+        payload = arr.astype("<f4", copy=False).tobytes()
         if compact:
             classes = logits.argmax(1).tolist()  # (torch: warm from the computation)
-            c = self.compute.load()
+            load = self.load_dict()
             timings["server_ms"] = (time.perf_counter() - t_recv) * 1e3
-            return MsgType.RESULT, encode_result_meta(
-                rid, classes, arr.shape[1], timings, (c.waiting, c.in_service, c.workers, len(self._connections)),
-                (c.mean_compute_ms, c.mean_service_ms, c.batch_window_ms, c.in_service_left_ms)), payload
+            return MsgType.RESULT, encode_result_meta(rid, classes, arr.shape[1], timings, load), payload
         timings["server_ms"] = (time.perf_counter() - t_recv) * 1e3
         return MsgType.RESULT, {
             "id": rid, "model": job.model, "exit": job.exit, "partition": job.partition,
