@@ -17,6 +17,7 @@ from edgent.data.cifar10 import to_model_input
 from edgent.errors import ConfigError
 from edgent.runtime import (AppLink, BandwidthEstimator, DeviceClient, DeviceRuntime, RemoteError, ServerConfig,
                             client_ssl_context, make_server_ssl_context)
+from edgent.runtime.compute import LocalCompute
 from edgent.runtime.local import ThreadedServer, free_port, serve_process, stop_process
 from edgent.runtime.protocol import HEADER, MAGIC, MsgType, ProtocolError, encode_frame, parse_header, recv_frame
 
@@ -600,3 +601,43 @@ def test_the_floor_is_measured_beside_the_default():
                                                - out[FLOOR]["overhead_ms"]["median"], abs=1e-3)
     assert versus_floor({"default": out["default"]}) is None
 
+
+
+class _WhereComputed(LocalCompute):
+    """A local engine (one worker, inline when idle) that notes the thread of each computation and holds each
+    one ``hold_s`` first (a slow edge)."""
+
+    def __init__(self, models, hold_s: float = 0.0) -> None:
+        super().__init__(models, threads=1, inline_when_idle=True)
+        self.hold_s = hold_s
+        self.threads_seen: list[str] = []
+
+    def _work(self, job, payload, t_queued, t_deadline=None):
+        self.threads_seen.append(threading.current_thread().name)
+        time.sleep(self.hold_s)
+        return super()._work(job, payload, t_queued, t_deadline)
+
+
+def test_an_idle_edge_computes_inline_only_while_one_device_is_connected(chain, images):
+    """Alone, a device's requests are computed on the event loop (no hand-off); with a second device connected
+    the idle edge hands off, so that the second device's request, sent during the first one's computation, is
+    read at once and waits in the engine's queue, where the load and its queue_ms show it (computed inline, it
+    would wait unseen in its socket and report no queue)."""
+    hold_s = 0.3
+    engine = _WhereComputed({MODEL: chain}, hold_s)
+    with ThreadedServer({MODEL: chain}, ServerConfig(port=0, threads=1), compute=engine) as s:
+        with DeviceClient("127.0.0.1", s.port, chain) as a:
+            assert a.infer(images[:1], 2, 3, "float32").where == "edge"
+            assert engine.threads_seen and not engine.threads_seen[-1].startswith("edge-worker")
+            with DeviceClient("127.0.0.1", s.port, chain) as b:
+                b.connect(force=True)
+                out: dict[str, object] = {}
+                first = threading.Thread(target=lambda: out.setdefault("a", a.infer(images[:1], 2, 3, "float32")))
+                first.start()
+                time.sleep(0.1)  # a's computation holds the worker now
+                late = b.infer(images[:1], 2, 3, "float32")
+                first.join(30)
+        assert out["a"].where == "edge" and late.where == "edge"
+        assert all(t.startswith("edge-worker") for t in engine.threads_seen[1:]), engine.threads_seen
+        # b's request waited behind a's in the engine's queue: about hold_s - 0.1 s, where the edge saw it
+        assert late.server_timings_ms["queue_ms"] > 100.0, late.server_timings_ms

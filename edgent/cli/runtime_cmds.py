@@ -522,8 +522,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "for one device, no health answers during a computation)")
     p.add_argument("--always-hand-off", action="store_true",
                    help="hand every request to a worker thread, also when the edge is idle (by default an idle "
-                   "edge computes on the event loop and saves the thread hand-off and back; its cost is measured "
-                   "by `edgent bench runtime`, see docs/runtime.md)")
+                   "edge with one device connected computes on the event loop and saves the thread hand-off and "
+                   "back; its cost is measured by `edgent bench runtime`, see docs/runtime.md)")
     p.add_argument("--torch-threads", type=argtypes.integer(0), default=0,
                    help="torch intra-op threads (0: torch's default)")
     p.add_argument("--batch-window-ms", type=argtypes.number(0.0, allow_low=True), default=None,

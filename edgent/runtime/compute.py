@@ -94,6 +94,11 @@ class EdgeCompute(abc.ABC):
     #: a short name for ``edgent serve``'s banner and the edge's replies ("local", "ray", ...)
     name: str = "engine"
 
+    #: how many connections the server has open now (the server sets it; an engine alone counts one): an engine
+    #: that would compute on the event loop does so only while one is open, since another device's request would
+    #: wait in its socket meanwhile, in neither the edge's load nor its ``queue_ms``
+    connections: Callable[[], int] = staticmethod(lambda: 1)
+
     async def start(self) -> None:
         """Get ready (warm the models up, connect to a cluster); the server accepts connections after it."""
 
@@ -142,9 +147,10 @@ class EdgeCompute(abc.ABC):
 
 class LocalCompute(EdgeCompute):
     """Computes in this process: a pool of ``threads`` worker threads (inline in the event loop with
-    ``threads=0``), and inline too when ``inline_when_idle`` and nothing else is waiting or in service (with the
-    edge idle no other request could use a worker meanwhile, so the hand-off would only add latency: measured by
-    ``edgent bench runtime``, ``docs/runtime.md``). ``runners``: per model, what runs its parts where they do
+    ``threads=0``), and inline too when ``inline_when_idle``, nothing else is waiting or in service and one
+    connection is open (with the edge idle and no other device connected no other request could use a worker
+    meanwhile, so the hand-off would only add latency: measured by ``edgent bench runtime``, ``docs/runtime.md``;
+    with other devices connected, their requests would wait unseen in their sockets during the computation). ``runners``: per model, what runs its parts where they do
     not run as ``chain.run_edge`` on the CPU (a GPU, float16, CUDA graphs: :class:`edgent.model.placement.PartRunner`).
     """
 
@@ -221,7 +227,8 @@ class LocalCompute(EdgeCompute):
 
     def run_inline(self, job: EdgeJob, payload: bytes, deadline_ms: float | None = None
                    ) -> tuple[torch.Tensor, dict[str, float]] | None:
-        if not (self.threads == 0 or (self.inline_when_idle and not self._waiting and not self._in_service)):
+        if not (self.threads == 0 or (self.inline_when_idle and not self._waiting and not self._in_service
+                                      and self.connections() <= 1)):
             return None
         with self._lock:
             self._waiting += 1

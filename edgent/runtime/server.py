@@ -258,6 +258,8 @@ class EdgeServer:
         #: the jobs of compact INFER frames, by the bytes of their plan's JSON (see _compact_job)
         self._plan_jobs: dict[bytes, EdgeJob] = {}
         self._connections: set[_Connection] = set()
+        # an idle engine computes on the event loop only while one connection is open (EdgeCompute.connections)
+        self.compute.connections = self._connections.__len__
         #: connections not authenticated yet, in the order they were accepted
         self._unauth: dict[_Connection, None] = {}
         #: authenticated connections with nothing in flight, least recently answered first

@@ -147,11 +147,9 @@ def run_fleet(opts: FleetOptions, random_weights: bool, log: Any = print) -> dic
     base = ["--backend", opts.backend, "--threads", str(opts.edge_threads), "--torch-threads",
             str(opts.edge_torch_threads), "--max-queue", "1024", "--max-connections", "512"]
     if opts.backend != "ray":
-        # every request goes through the engine's queue (no computation on the event loop of an idle edge): an edge
-        # that computes on its event loop reads no request meanwhile, so the requests of the other devices wait
-        # unseen in their sockets, neither in the load it reports nor in their queue_ms, and the devices read that
-        # wait as link time (the batching engine always hands off)
-        base += ["--slowdown", str(opts.edge_factor), "--always-hand-off"]
+        # (the edge's default: with more than one device connected, every request goes through the engine's queue,
+        # where the load it reports and the devices' queue_ms see it; see EdgeCompute.connections)
+        base += ["--slowdown", str(opts.edge_factor)]
     elif opts.edge_factor != 1.0:
         raise ConfigError("--edge-factor emulates a slower edge of --backend local only; use 1 with --backend ray")
     edges: dict[bool, tuple[Any, int]] = {}
