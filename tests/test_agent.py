@@ -436,3 +436,23 @@ def test_the_give_up_point_keeps_the_fallback_switch_the_device_measured(chain, 
         for _ in range(5):  # a quick switch: the constant stays the floor
             agent._learn_switch(fallback(client.give_up_ms(100) + 1.0))
         assert client.fallback_switch_ms == FALLBACK_SWITCH_MS
+
+
+def test_the_fallback_budget_follows_the_devices_slowness_now_not_only_its_exits_old_timings(chain, cands):
+    """The fastest exit is timed at start and then seldom run whole; when the device's recent whole exits (other
+    exits, run as plans) run 1.6x their prediction, the fallback budgets its exit 1.6x too, not at its own
+    ratios from the quiet start (which put the give-up point too late for the fallback to finish)."""
+    client = DeviceClient("127.0.0.1", 1, chain, device_exit_ms={e: 1.0 for e in range(1, chain.num_exits + 1)})
+    with EdgentAgent(client, cands, AgentOptions(deadline_ms=100, probe_idle_s=None, calibrate=True)) as agent:
+        offline = agent.device_exit_offline_ms
+        agent.exit_calibration = type(agent.exit_calibration)()
+        agent.exit_runs = {e: 10 for e in offline}  # past the prior
+        for _ in range(3):
+            agent.exit_calibration.observe("device", offline[1], offline[1] * 1.0, 1)
+        assert agent.fallback_exit_ms()[1] == pytest.approx(offline[1])
+        for _ in range(5):  # the device is slower now: exit 3 run as plans
+            agent.exit_calibration.observe("device", offline[3], offline[3] * 1.6, 3)
+        budget = agent.fallback_exit_ms()
+        assert budget[1] == pytest.approx(offline[1] * 1.6) and budget[3] == pytest.approx(offline[3] * 1.6)
+        client.device_exit_ms = budget
+        assert client.give_up_ms(100) == pytest.approx(100 - min(budget.values()) - client.fallback_switch_ms)

@@ -322,17 +322,21 @@ class EdgentAgent:
 
     def fallback_exit_ms(self) -> dict[int, float]:
         """Exit -> the device's time for the whole exit as the fallback budgets it: the offline prediction times
-        the margin quantile of the measured ratios of whole exits on the device (that exit's, else any exit's,
-        else none: the prediction as it is), and at least ``fallback_prior_margin`` until the device has run that
-        exit whole ``fallback_prior_runs`` times on real requests."""
+        the margin quantile of the measured ratios of whole exits on the device, the larger of that exit's and
+        the last ones of any exit (the device's slowness now shows in every exit it runs: a fallback exit run
+        seldom, whose own ratios are timings from a quieter moment, is budgeted as slow as the device is now;
+        with none measured: the prediction as it is), and at least ``fallback_prior_margin`` until the device has
+        run that exit whole ``fallback_prior_runs`` times on real requests."""
         o = self.options
         if not o.calibrate:
             return dict(self.device_exit_offline_ms)
+        cal, q = self.exit_calibration, o.margin_quantile
+        now = cal.factor("device", None, q)
+
         def prior(e: int) -> float:
             return o.fallback_prior_margin if self.exit_runs.get(e, 0) < o.fallback_prior_runs else 1.0
 
-        return {e: v * max(self.exit_calibration.factor("device", e, o.margin_quantile), prior(e))
-                for e, v in self.device_exit_offline_ms.items()}
+        return {e: v * max(cal.factor("device", e, q), now, prior(e)) for e, v in self.device_exit_offline_ms.items()}
 
     def _fastest_exit_ms(self) -> float:
         return min(self.client.device_exit_ms.values())
@@ -363,7 +367,7 @@ class EdgentAgent:
         try:
             sample = client.probe(size, timeout_s=budget_ms / 1e3)
             out["sample_bps"] = None if sample is None else sample.rate_bps
-            out["kind"] = "measured"
+            out["kind"] = "measured" if sample is None else sample.kind
             self._unanswered = None
         except EdgentError as exc:
             waited_ms = (time.perf_counter() - t0) * 1e3
@@ -552,7 +556,7 @@ class EdgentAgent:
         cfg = c.configs[k]
         sample_kind, sample = None, None
         if res.where == "edge":
-            sample, sample_kind = res.bandwidth_sample_bps, "measured"
+            sample, sample_kind = res.bandwidth_sample_bps, res.bandwidth_sample_kind or "measured"
             self._unanswered = None
         elif res.where == "fallback" and c.crosses[k] and "no answer" in (res.fallback_reason or ""):
             size = float(res.upload_bytes or c.tx_bytes[k])

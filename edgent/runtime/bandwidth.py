@@ -8,10 +8,18 @@ round trip minus the time the edge reported for itself minus the round-trip late
 Samples are smoothed by a harmonic mean over a sliding window (the right mean for rates of fixed-size transfers:
 it equals total bytes over total time, and one fast outlier cannot inflate it). The RTT estimate is the smallest
 recent round trip of a near-empty message (HELLO, HEALTH), the usual way to separate latency from transfer time.
+
+Every transfer also bounds the rate from below (:func:`lower_bound_bps`): the bytes did cross in the time
+measured, so the link is at least that fast; delays on either host only make a transfer look slower, so the
+bound holds however busy the hosts are, where a sample does not. Kept bounds below it (a timeout's upper bound
+from a busy moment, an older lower bound) are refuted and dropped; measured samples stay in the mean. A transfer
+that the estimate says would cross in less than a round trip beyond the shaper's burst is latency-bound: its
+time is mostly the hosts' and the network's delays, so it gives only its lower bound, not a sample.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -24,7 +32,8 @@ from edgent.plan.link import shaper_burst_bytes, wire_per_payload
 class BandwidthSample:
     """One throughput sample: ``size_bytes`` crossed the link in ``link_ms``; ``rate_bps`` is what the estimator
     keeps (the shaper's burst taken out when it corrects for one), ``raw_rate_bps`` the bytes over the time as
-    measured, ``kind`` is ``measured`` or ``upper_bound`` (a transfer the edge did not answer in time)."""
+    measured, ``kind`` is ``measured``, ``upper_bound`` (a transfer the edge did not answer in time) or
+    ``lower_bound`` (a transfer too small to time the rate by that showed the estimate too low)."""
 
     size_bytes: int
     link_ms: float
@@ -41,7 +50,8 @@ class BandwidthEstimator:
     ``shaper``: what shapes the link, for the burst correction of every sample (:func:`corrected_sample_bps`):
     ``None`` (no correction: the bytes over the time), ``"app"`` (a token bucket on the application's bytes, the
     emulated link) or ``"packets"`` (a token bucket counting Ethernet packets, ``tc tbf`` on a veth). A sample
-    whose bytes all fit in the burst says nothing about the rate and is not kept.
+    whose bytes all fit in the burst, or that is latency-bound at the estimate (see the module docstring), is not
+    kept as a sample: it gives its lower bound only.
 
     :meth:`add_upper_bound` takes the evidence of a transfer that did not finish in time: the rate was at most
     the bound, so kept samples above it are dropped before the bound is kept; the estimate then never exceeds it.
@@ -82,18 +92,35 @@ class BandwidthEstimator:
         self.last_activity_s = time.monotonic()
 
     def add(self, size_bytes: int, link_ms: float, download_bytes: int = 0) -> BandwidthSample | None:
-        """Add one sample directly (``size_bytes`` up and ``download_bytes`` down in ``link_ms``), burst-corrected
-        when the estimator knows a shaper; returns it, or None when it was too short to count or all burst."""
+        """Add one transfer (``size_bytes`` up and ``download_bytes`` down in ``link_ms``): kept bounds below its
+        lower bound are dropped, then it is kept as a sample, burst-corrected when the estimator knows a shaper,
+        and returned; one that is all burst or latency-bound keeps its lower bound instead where that dropped a
+        bound (returned, ``kind`` ``lower_bound``). None: too short to count, or nothing kept."""
         self.last_activity_s = time.monotonic()
-        total = int(size_bytes) + int(download_bytes)
+        up, down = int(size_bytes), int(download_bytes)
+        total = up + down
         if total <= 0 or link_ms < self.min_link_ms:
             return None
         raw = 8.0 * total / (link_ms / 1e3)
-        rate = raw if self.shaper is None else corrected_sample_bps(int(size_bytes), int(download_bytes), raw,
-                                                                    self.shaper == "packets")
-        if rate is None:
-            return None
-        s = BandwidthSample(total, float(link_ms), float(rate), time.time(), raw)
+        rate = raw if self.shaper is None else corrected_sample_bps(up, down, raw, self.shaper == "packets")
+        estimate, rtt = self.rate_bps, self.rtt_ms
+        latency_bound = (estimate is not None and rtt is not None
+                         and transfer_ms(up, down, estimate, self.shaper) < rtt)
+        floor = lower_bound_bps(up, down, link_ms, self.shaper)
+        dropped = False
+        if floor is not None and any(s.kind != "measured" and s.rate_bps < floor for s in self.samples):
+            # the bounds it refutes (a timeout's, from a busy moment; an older lower bound) go; measured samples
+            # stay, averaged as they are
+            kept = [s for s in self.samples if s.kind == "measured" or s.rate_bps >= floor]
+            self.samples.clear()
+            self.samples.extend(kept)
+            dropped = True
+        if rate is None or latency_bound:
+            if not dropped:  # consistent with what is kept (or nothing is: the prior stands)
+                return None
+            s = BandwidthSample(total, float(link_ms), float(floor), time.time(), raw, "lower_bound")
+        else:
+            s = BandwidthSample(total, float(link_ms), float(max(rate, floor or 0.0)), time.time(), raw)
         self.samples.append(s)
         return s
 
@@ -140,6 +167,36 @@ def corrected_sample_bps(size_up: int, size_down: int, sample_bps: float | None,
     if shaped <= 0 or link_s <= 0:
         return None
     return 8.0 * shaped * wire_per_payload(packet_headers_counted) / link_s
+
+
+def transfer_ms(size_up: int, size_down: int, rate_bps: float, shaper: str | None = None) -> float:
+    """How long (ms) ``size_up`` bytes up and ``size_down`` down take on a link of ``rate_bps`` behind edgent's
+    token-bucket ``shaper`` (``None``, ``"app"``, ``"packets"``; see :class:`BandwidthEstimator`) whose bucket is
+    full: only the bytes beyond the burst are paced, in each direction, one after the other."""
+    burst = shaper_burst_bytes(rate_bps) if shaper is not None else 0
+    shaped = max(size_up - burst, 0) + max(size_down - burst, 0)
+    return 8.0 * shaped * wire_per_payload(shaper == "packets") / rate_bps * 1e3
+
+
+def lower_bound_bps(size_up: int, size_down: int, link_ms: float, shaper: str | None = None) -> float | None:
+    """The lowest rate (bit/s) at which the transfer could have taken ``link_ms`` (:func:`transfer_ms`, which
+    falls as the rate rises): the link is at least this fast, since delays on the hosts only add to a
+    transfer's time. None when every rate would do (all of it fits in the burst at any rate) or ``link_ms`` is
+    not above 0."""
+    if not link_ms > 0 or transfer_ms(size_up, size_down, 1.0, shaper) <= link_ms:
+        return None
+    lo, hi = 1.0, 1e12
+    if transfer_ms(size_up, size_down, hi, shaper) > link_ms:
+        return hi
+    for _ in range(100):  # bisection on a log scale: the bound to a part in 1e6
+        mid = math.sqrt(lo * hi)
+        if transfer_ms(size_up, size_down, mid, shaper) <= link_ms:
+            hi = mid
+        else:
+            lo = mid
+        if hi / lo < 1 + 1e-6:
+            break
+    return hi
 
 
 def timeout_bound_bps(upload_bytes: float, total_ms: float, device_ms: float, encode_ms: float = 0.0) -> float:

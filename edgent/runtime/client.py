@@ -99,6 +99,9 @@ class InferenceResult:
     upload_bytes: int = 0
     download_bytes: int = 0
     bandwidth_sample_bps: float | None = None
+    #: what the sample is: ``measured``, or ``lower_bound`` (a latency-bound or all-burst transfer that showed
+    #: the estimate too low; :class:`edgent.runtime.bandwidth.BandwidthEstimator`)
+    bandwidth_sample_kind: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     #: whether the edge's wait kept the fallback's time in reserve (None: nothing was sent to the edge)
     give_up_reserved: bool | None = None
@@ -540,6 +543,7 @@ class DeviceClient:
             logits, exit, partition, cod.name, "edge", t0, classes, network_ms=total_ms - server_ms,
             server_timings_ms=timings, edge_load=self.last_edge_load, upload_bytes=len(frame),
             download_bytes=reply.wire_bytes, bandwidth_sample_bps=None if sample is None else sample.rate_bps,
+            bandwidth_sample_kind=None if sample is None else sample.kind,
             **result_kw)
 
     def _infer_meta(self, request_id: int, exit: int, partition: int, cod: Any, shape: Sequence[int],
