@@ -456,3 +456,19 @@ def test_the_fallback_budget_follows_the_devices_slowness_now_not_only_its_exits
         assert budget[1] == pytest.approx(offline[1] * 1.6) and budget[3] == pytest.approx(offline[3] * 1.6)
         client.device_exit_ms = budget
         assert client.give_up_ms(100) == pytest.approx(100 - min(budget.values()) - client.fallback_switch_ms)
+
+
+def test_a_fallback_keeps_the_plans_margin_when_it_chooses_its_exit(chain, cands):
+    """A fallback that starts early (the edge refused the request at once) has most of the deadline left; it
+    takes the most accurate exit that ends with the plans' margin to spare, not one that holds the device to the
+    deadline (and the next request behind it); with less than that left, the fastest exit as before."""
+    client = DeviceClient("127.0.0.1", 1, chain, device_exit_ms={e: 1.0 for e in range(1, chain.num_exits + 1)})
+    with EdgentAgent(client, cands, AgentOptions(deadline_ms=100, margin=0.15, probe_idle_s=None)):
+        assert client.fallback_margin_ms == pytest.approx(15.0)
+        client.exit_accuracy = {1: 0.5, 2: 0.6, 3: 0.7, 4: 0.71, 5: 0.72}
+        client.device_exit_ms = {1: 10.0, 2: 40.0, 3: 60.0, 4: 90.0, 5: 95.0}
+        assert client.fallback_exit(1, 70.0) == 2  # exit 3 would fit 70 ms with 10 to spare only
+        assert client.fallback_exit(1, 80.0) == 3
+        assert client.fallback_exit(1, 20.0) == 1  # nothing fits with the margin: the fastest
+        client.fallback_margin_ms = 0.0
+        assert client.fallback_exit(1, 70.0) == 3

@@ -252,6 +252,7 @@ class EdgentAgent:
         self.device_exit_offline_ms = t0.fallback_device_ms()
         client.device_exit_ms = dict(self.device_exit_offline_ms)
         client.fallback_reserve = True
+        client.fallback_margin_ms = options.margin * options.deadline_ms  # a fallback chooses as a plan does
         #: the edge's wait as this device sees it (learnt from the edge's replies; used when load-aware)
         self.edge_load = EdgeLoadModel()
         client.send_deadline = options.load_aware

@@ -191,6 +191,10 @@ class DeviceClient:
         #: ms kept beside the fallback exit's own time, from the give-up point to the fallback's start
         #: (:data:`FALLBACK_SWITCH_MS`; an agent raises it to what its fallbacks measured)
         self.fallback_switch_ms = FALLBACK_SWITCH_MS
+        #: ms a fallback keeps free beside its exit's time when it chooses the exit, as a plan keeps its margin
+        #: (an agent sets its plans' margin): a fallback that starts early (a refusal) takes an exit that ends
+        #: with room to spare, not one that holds the device to the deadline and the next request behind it
+        self.fallback_margin_ms = 0.0
         self.sock: socket.socket | None = None
         self._parser: FrameParser
         self._sock_timeout_s: float | None
@@ -647,11 +651,12 @@ class DeviceClient:
                                exit=exit, partition=partition, codec=codec, where=where, total_ms=total_ms, **kw)
 
     def fallback_exit(self, batch: int, left_ms: float | None) -> int:
-        """The most accurate exit whose device time fits in ``left_ms`` (the fastest when none fits)."""
+        """The most accurate exit whose device time fits in ``left_ms`` less :attr:`fallback_margin_ms` (the
+        fastest when none fits)."""
         exits = sorted(self.device_exit_ms, key=lambda e: -self.exit_accuracy.get(e, e))
         if left_ms is not None:
             for e in exits:
-                if self.device_exit_ms[e] * batch <= left_ms:
+                if self.device_exit_ms[e] * batch <= left_ms - self.fallback_margin_ms:
                     return e
             return min(self.device_exit_ms, key=self.device_exit_ms.get)
         return exits[0]
