@@ -106,9 +106,11 @@ class BandwidthEstimator:
         estimate, rtt = self.rate_bps, self.rtt_ms
         latency_bound = (estimate is not None and rtt is not None
                          and transfer_ms(up, down, estimate, self.shaper) < rtt)
-        floor = lower_bound_bps(up, down, link_ms, self.shaper)
+        # the lower bound matters only where it can refute a kept bound (computed then only: it is a search)
+        bounds = [s.rate_bps for s in self.samples if s.kind != "measured"]
+        floor = lower_bound_bps(up, down, link_ms, self.shaper) if bounds else None
         dropped = False
-        if floor is not None and any(s.kind != "measured" and s.rate_bps < floor for s in self.samples):
+        if floor is not None and min(bounds) < floor:
             # the bounds it refutes (a timeout's, from a busy moment; an older lower bound) go; measured samples
             # stay, averaged as they are
             kept = [s for s in self.samples if s.kind == "measured" or s.rate_bps >= floor]
@@ -120,7 +122,7 @@ class BandwidthEstimator:
                 return None
             s = BandwidthSample(total, float(link_ms), float(floor), time.time(), raw, "lower_bound")
         else:
-            s = BandwidthSample(total, float(link_ms), float(max(rate, floor or 0.0)), time.time(), raw)
+            s = BandwidthSample(total, float(link_ms), float(rate), time.time(), raw)
         self.samples.append(s)
         return s
 
