@@ -472,3 +472,23 @@ def test_a_fallback_keeps_the_plans_margin_when_it_chooses_its_exit(chain, cands
         assert client.fallback_exit(1, 20.0) == 1  # nothing fits with the margin: the fastest
         client.fallback_margin_ms = 0.0
         assert client.fallback_exit(1, 70.0) == 3
+
+
+def test_a_slow_hello_does_not_set_the_rtt_for_good(chain, cands):
+    """The HELLO's round trip carries the edge's handshake work and the WELCOME; timed on a busy moment it can be
+    longer than every later request's network time, which then gives no bandwidth sample at all. The agent times
+    one HEALTH round trip on a fresh connection, so the RTT is the smaller of the two."""
+    with ThreadedServer({chain.name: chain}, ServerConfig(port=0)) as s:
+        client = DeviceClient("127.0.0.1", s.port, chain, device_exit_ms={e: 1.0 for e in range(1, chain.num_exits + 1)})
+        real = client.estimator.observe_rtt
+        calls = []
+
+        def slow_first(rtt_ms: float) -> None:  # the HELLO's round trip, as a busy moment would stretch it
+            calls.append(rtt_ms)
+            real(rtt_ms + 50.0 if len(calls) == 1 else rtt_ms)
+
+        client.estimator.observe_rtt = slow_first
+        with EdgentAgent(client, cands, AgentOptions(deadline_ms=100, probe_idle_s=None)) as agent:
+            assert len(calls) == 2  # the HELLO's and the HEALTH's
+            assert agent.rtt_ms < 50.0 and agent.rtt_ms == pytest.approx(calls[1])
+        client.close()

@@ -187,6 +187,7 @@ class _Reconnector(threading.Thread):
                 with contextlib.suppress(EdgentError, OSError):
                     a.client.connect(force=True)
                 if a.client.connected:
+                    a.time_round_trip()
                     self.wanted.clear()
                     continue
             self.stopped.wait(a.options.reconnect_every_s)
@@ -270,6 +271,8 @@ class EdgentAgent:
         # the first connection, before any request (a refused token raises here: a person must fix it)
         if not client.connected:
             client.connect(force=True)
+        if client.connected:
+            self.time_round_trip()
         self.reconnector = _Reconnector(self)
         self.reconnector.start()
         if not client.connected:
@@ -309,6 +312,15 @@ class EdgentAgent:
         changed = self.conf.observe(rate_bps) if self.conf is not None else bool(self.detector.update(rate_bps))
         self.stats.changes += int(changed)
         return changed
+
+    def time_round_trip(self) -> None:
+        """One HEALTH round trip on a fresh connection: an RTT sample with no handshake in it. The HELLO's round
+        trip, the only other one the estimator gets, includes the edge's handshake work and the WELCOME (with an
+        advertisement, kilobytes over the link); measured on a busy moment, it can exceed every later request's
+        network time, and then no request gives a bandwidth sample or a lower bound for as long as it is the
+        smallest (docs/runtime.md). A failure here is the next request's to meet."""
+        with contextlib.suppress(EdgentError, OSError):
+            self.client.health(timeout_s=1.0)
 
     def time_fallback_exit(self, repeats: int = 3) -> None:
         """Time the fastest exit (as predicted) whole on the device ``repeats`` times, as a fallback runs it, and
