@@ -113,6 +113,11 @@ class AgentOptions:
     fallback_prior_margin: float = 1.5
     fallback_prior_runs: int = 3
 
+    @property
+    def margin_ms(self) -> float:
+        """The time (ms) a plan keeps in reserve: ``margin`` of the deadline."""
+        return self.margin * self.deadline_ms
+
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ConfigError(f"unknown policy {self.policy!r}; policies: {', '.join(POLICIES)}")
@@ -253,7 +258,7 @@ class EdgentAgent:
         self.device_exit_offline_ms = t0.fallback_device_ms()
         client.device_exit_ms = dict(self.device_exit_offline_ms)
         client.fallback_reserve = True
-        client.fallback_margin_ms = options.margin * options.deadline_ms  # a fallback chooses as a plan does
+        client.fallback_margin_ms = options.margin_ms  # a fallback chooses its exit as a plan does
         #: the edge's wait as this device sees it (learnt from the edge's replies; used when load-aware)
         self.edge_load = EdgeLoadModel()
         client.send_deadline = options.load_aware
@@ -455,7 +460,7 @@ class EdgentAgent:
         cal = self._calibrated_ms(lat)
         allowed = self.allowed if edge_up else (self.allowed & self.on_device)
         # what the plan may take: the rest of the request's deadline, less the margin kept for the spread
-        limit_ms = (o.deadline_ms if budget_ms is None else budget_ms) - o.margin * o.deadline_ms
+        limit_ms = (o.deadline_ms if budget_ms is None else budget_ms) - o.margin_ms
         source = "static"
         if not allowed.any():  # an edge-only policy with the edge gone: the best on-device configuration
             allowed, source = self.on_device, "edge-unreachable"

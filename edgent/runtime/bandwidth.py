@@ -164,20 +164,24 @@ def corrected_sample_bps(size_up: int, size_down: int, sample_bps: float | None,
     if not sample_bps or sample_bps <= 0:
         return None
     link_s = 8.0 * (size_up + size_down) / sample_bps
-    burst = shaper_burst_bytes(sample_bps)
-    shaped = max(size_up - burst, 0.0) + max(size_down - burst, 0.0)
+    shaped = _paced_bytes(size_up, size_down, shaper_burst_bytes(sample_bps))
     if shaped <= 0 or link_s <= 0:
         return None
     return 8.0 * shaped * wire_per_payload(packet_headers_counted) / link_s
 
 
+def _paced_bytes(size_up: int, size_down: int, burst_bytes: float) -> float:
+    """The bytes a full token bucket of ``burst_bytes`` does not let through at once, both directions summed."""
+    return max(size_up - burst_bytes, 0.0) + max(size_down - burst_bytes, 0.0)
+
+
 def transfer_ms(size_up: int, size_down: int, rate_bps: float, shaper: str | None = None) -> float:
     """How long (ms) ``size_up`` bytes up and ``size_down`` down take on a link of ``rate_bps`` behind edgent's
     token-bucket ``shaper`` (``None``, ``"app"``, ``"packets"``; see :class:`BandwidthEstimator`) whose bucket is
-    full: only the bytes beyond the burst are paced, in each direction, one after the other."""
+    full: only the bytes beyond the burst are paced, in each direction, one after the other (the wire model's
+    :meth:`edgent.plan.link.Link.transfer_ms` with that rate's burst, for the two messages of one sample)."""
     burst = shaper_burst_bytes(rate_bps) if shaper is not None else 0
-    shaped = max(size_up - burst, 0) + max(size_down - burst, 0)
-    return 8.0 * shaped * wire_per_payload(shaper == "packets") / rate_bps * 1e3
+    return 8.0 * _paced_bytes(size_up, size_down, burst) * wire_per_payload(shaper == "packets") / rate_bps * 1e3
 
 
 def lower_bound_bps(size_up: int, size_down: int, link_ms: float, shaper: str | None = None) -> float | None:

@@ -150,8 +150,9 @@ class LocalCompute(EdgeCompute):
     ``threads=0``), and inline too when ``inline_when_idle``, nothing else is waiting or in service and one
     connection is open (with the edge idle and no other device connected no other request could use a worker
     meanwhile, so the hand-off would only add latency: measured by ``edgent bench runtime``, ``docs/runtime.md``;
-    with other devices connected, their requests would wait unseen in their sockets during the computation). ``runners``: per model, what runs its parts where they do
-    not run as ``chain.run_edge`` on the CPU (a GPU, float16, CUDA graphs: :class:`edgent.model.placement.PartRunner`).
+    with other devices connected, their requests would wait unseen in their sockets during the computation).
+    ``runners``: per model, what runs its parts where they do not run as ``chain.run_edge`` on the CPU (a GPU,
+    float16, CUDA graphs: :class:`edgent.model.placement.PartRunner`).
     """
 
     name = "local"
